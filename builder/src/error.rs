@@ -1,0 +1,103 @@
+//! The crate-wide error type: every module's typed error folds into [`Error`], which knows its
+//! exit code (1 for user or validation failures, 2 for environment or internal ones) and an
+//! optional hint. Rendering happens once, in `main`.
+
+use std::path::{Path, PathBuf};
+
+/// Which exit code a failure maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Bad input, failed validation, refused content: exit 1.
+    User,
+    /// The environment failed us (I/O, network, a bug): exit 2.
+    Environment,
+}
+
+impl ExitKind {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitKind::User => 1,
+            ExitKind::Environment => 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input from the user: a flag, a definition, a reference, a refused entry.
+    #[error("{message}")]
+    Input {
+        message: String,
+        hint: Option<String>,
+    },
+    /// An I/O failure on a named path.
+    #[error("{op} `{path}`")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something in the environment or in talext itself went wrong.
+    #[error("{message}")]
+    Internal { message: String },
+    /// Validation found errors; the findings were already reported.
+    #[error("validation failed with {errors} error(s)")]
+    Validation { errors: usize },
+}
+
+impl Error {
+    pub fn input(message: impl Into<String>) -> Self {
+        Error::Input {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn input_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Input {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+        }
+    }
+
+    pub fn exit_kind(&self) -> ExitKind {
+        match self {
+            Error::Input { .. } | Error::Validation { .. } => ExitKind::User,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ExitKind::User
+            }
+            Error::Io { .. } | Error::Internal { .. } => ExitKind::Environment,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Input { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach the operation and path to an I/O error.
+pub trait IoContext<T> {
+    fn at(self, op: &'static str, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, op: &'static str, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source,
+        })
+    }
+}
