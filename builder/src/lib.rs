@@ -7,5 +7,6 @@
 pub mod cli;
 pub mod error;
 pub mod rootfs;
+pub mod source;
 
 pub use error::{Error, ExitKind, Result};

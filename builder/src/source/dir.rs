@@ -1,0 +1,1 @@
+//! Load a directory on disk into a tree.

@@ -1,0 +1,5 @@
+//! Sources: filesystem trees read from a directory, a plain tarball, or a (flattened) image.
+//! Each loader returns a [`crate::rootfs::Tree`].
+
+pub mod dir;
+pub mod tarball;

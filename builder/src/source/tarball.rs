@@ -1,0 +1,1 @@
+//! Load a plain (uncompressed) filesystem tarball into a tree.
