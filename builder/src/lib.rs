@@ -8,5 +8,6 @@ pub mod cli;
 pub mod error;
 pub mod rootfs;
 pub mod source;
+pub mod talos;
 
 pub use error::{Error, ExitKind, Result};

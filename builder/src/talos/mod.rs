@@ -1,0 +1,10 @@
+//! The Talos side of talext: configuration documents for the Tailscale extension (render and
+//! lint), Image Factory schematics and their IDs, imager profiles for offline boot media, and a
+//! custom extensions catalog a self-hosted Image Factory resolves names from.
+
+pub mod cli;
+pub mod doc;
+mod goscalar;
+pub mod goyaml;
+pub mod receipt;
+pub mod schematic;
