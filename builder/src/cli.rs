@@ -22,6 +22,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Talos configuration for the Tailscale extension: render and lint.
+    Config {
+        #[command(subcommand)]
+        command: crate::talos::cli::ConfigCommand,
+    },
     /// Image Factory schematics: compute IDs offline.
     Schematic {
         #[command(subcommand)]
@@ -43,6 +48,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
+        Command::Config { command } => crate::talos::cli::run_config(command),
         Command::Schematic { command } => crate::talos::cli::run_schematic(command),
     }
 }

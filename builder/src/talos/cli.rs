@@ -7,8 +7,175 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::lint::{self, Options};
+use super::render::{self, Secret};
 use super::schematic::Schematic;
+use super::spec::{self, Role};
 use crate::error::{Error, IoContext, Result};
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Render Talos documents for the Tailscale extension from a spec (see manifests/README.md).
+    Render(RenderArgs),
+    /// Check Talos documents (configs, patches, multi-document files) for known traps.
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The render spec (YAML; manifests/spec/example.yaml is a commented example).
+    pub spec: PathBuf,
+    /// Write `<DIR>/<node>.yaml` for every node instead of printing one node on stdout.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Only this node (required on stdout when the spec lists several).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Write a `${VAR}` placeholder instead of the auth secret (for committing).
+    #[arg(long, env = "TALEXT_REDACT")]
+    pub redact: bool,
+    /// With `--output`: one patch per file under `<DIR>/<node>/`.
+    #[arg(long, requires = "output")]
+    pub split: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// YAML files or directories of them (`*.yaml`, `*.yml`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Node role when the documents do not show it.
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+    /// Treat all files as the configuration of one node (patches applied together).
+    #[arg(long)]
+    pub merged: bool,
+    /// Print findings as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Controlplane,
+    Worker,
+}
+
+pub fn run_config(cmd: ConfigCommand) -> Result<()> {
+    match cmd {
+        ConfigCommand::Render(a) => run_render(a),
+        ConfigCommand::Lint(a) => run_lint(a),
+    }
+}
+
+fn run_render(a: RenderArgs) -> Result<()> {
+    let loaded = spec::load(&a.spec)?;
+    let s = &loaded.spec;
+    let nodes: Vec<_> =
+        match &a.node {
+            Some(n) => vec![s.nodes.iter().find(|x| &x.name == n).ok_or_else(|| {
+                Error::input(format!("node `{n}` is not in `{}`", loaded.origin))
+            })?],
+            None => s.nodes.iter().collect(),
+        };
+    let secret = if a.redact {
+        Secret::Redacted(s.tailscale.auth.placeholder())
+    } else {
+        Secret::Value(s.tailscale.auth.read_secret(&loaded.base)?)
+    };
+    let mut stdout = std::io::stdout().lock();
+    match &a.output {
+        None => {
+            if nodes.len() != 1 {
+                return Err(Error::input_hint(
+                    format!("`{}` lists {} nodes", loaded.origin, nodes.len()),
+                    "pick one with `--node NAME`, or write all with `-o DIR`",
+                ));
+            }
+            let parts = render::render_node(s, nodes[0], &secret);
+            stdout
+                .write_all(render::combined(s, nodes[0], &parts).as_bytes())
+                .at("writing", "stdout")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).at("creating", dir)?;
+            for node in nodes {
+                let parts = render::render_node(s, node, &secret);
+                if a.split {
+                    let sub = dir.join(&node.name);
+                    std::fs::create_dir_all(&sub).at("creating", &sub)?;
+                    for p in &parts {
+                        let path = sub.join(format!("{}.yaml", p.name));
+                        write_atomic(&path, render::single(p).as_bytes())?;
+                        writeln!(stdout, "{}", path.display()).at("writing", "stdout")?;
+                    }
+                } else {
+                    let path = dir.join(format!("{}.yaml", node.name));
+                    write_atomic(&path, render::combined(s, node, &parts).as_bytes())?;
+                    writeln!(stdout, "{}", path.display()).at("writing", "stdout")?;
+                }
+                tracing::info!(node = %node.name, redacted = a.redact, "rendered");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn yaml_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .at("reading", path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                yaml_files(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn run_lint(a: LintArgs) -> Result<()> {
+    let mut files = Vec::new();
+    for f in &a.files {
+        yaml_files(f, &mut files)?;
+    }
+    let mut inputs = Vec::new();
+    for f in &files {
+        inputs.push((f.display().to_string(), read_input(f)?));
+    }
+    let opts = Options {
+        role: a.role.map(|r| match r {
+            RoleArg::Controlplane => Role::Controlplane,
+            RoleArg::Worker => Role::Worker,
+        }),
+        merged: a.merged,
+    };
+    let findings = lint::lint(&inputs, &opts);
+    let mut stdout = std::io::stdout().lock();
+    if a.json {
+        let text =
+            serde_json::to_string_pretty(&findings).map_err(|e| Error::internal(e.to_string()))?;
+        writeln!(stdout, "{text}").at("writing", "stdout")?;
+    } else {
+        stdout
+            .write_all(lint::format_text(&findings).as_bytes())
+            .at("writing", "stdout")?;
+    }
+    let errors = lint::error_count(&findings);
+    let warnings = findings.len() - errors;
+    tracing::info!(files = files.len(), errors, warnings, "lint finished");
+    if errors > 0 {
+        return Err(Error::Validation { errors });
+    }
+    Ok(())
+}
 
 #[derive(Debug, Subcommand)]
 pub enum SchematicCommand {
