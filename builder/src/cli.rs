@@ -27,6 +27,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::talos::cli::ConfigCommand,
     },
+    /// Write an imager profile that bakes extensions into boot media or an installer.
+    ImagerProfile(crate::talos::cli::ImagerProfileArgs),
     /// Image Factory schematics: compute IDs offline.
     Schematic {
         #[command(subcommand)]
@@ -49,6 +51,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Config { command } => crate::talos::cli::run_config(command),
+        Command::ImagerProfile(args) => crate::talos::cli::run_imager_profile(args),
         Command::Schematic { command } => crate::talos::cli::run_schematic(command),
     }
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::lint::{self, Options};
+use super::profile::{self, ExtensionSource, ProfileRequest};
+use super::receipt::Receipt;
 use super::render::{self, Secret};
 use super::schematic::Schematic;
 use super::spec::{self, Role};
@@ -175,6 +177,85 @@ fn run_lint(a: LintArgs) -> Result<()> {
         return Err(Error::Validation { errors });
     }
     Ok(())
+}
+
+/// Write an imager profile (`imager -` on stdin) that bakes our extension into boot media or an
+/// installer. Extension entries are written in the order: receipts, images, OCI layouts, tarballs.
+#[derive(Debug, Args)]
+pub struct ImagerProfileArgs {
+    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
+    pub arch: String,
+    /// Talos platform (`metal`, `nocloud`, `aws`, …).
+    #[arg(long, default_value = "metal")]
+    pub platform: String,
+    /// Talos version of the imager and base installer, `vX.Y.Z`.
+    #[arg(long, value_name = "VERSION", env = "TALEXT_TALOS_VERSION")]
+    pub talos_version: String,
+    /// What the imager produces.
+    #[arg(long, default_value = "installer", value_parser = ["installer", "iso", "image", "kernel", "initramfs"])]
+    pub output_kind: String,
+    /// Base installer image (default: ghcr.io/siderolabs/installer-base:<version>).
+    #[arg(long, value_name = "REF")]
+    pub base_installer: Option<String>,
+    /// Build receipt (`talext build --receipt`): pins the extension by its index digest, or
+    /// points at its `oci:` / `tar:` output; repeatable.
+    #[arg(long = "receipt", value_name = "FILE")]
+    pub receipts: Vec<PathBuf>,
+    /// Extension image `REF@sha256:…`; repeatable.
+    #[arg(long = "image", value_name = "REF")]
+    pub images: Vec<String>,
+    /// Extension as an OCI layout directory with per-platform index entries; repeatable.
+    #[arg(long = "oci-path", value_name = "DIR")]
+    pub oci_paths: Vec<PathBuf>,
+    /// Extension as a plain filesystem tar (`tar:` output of build); repeatable.
+    #[arg(long = "tarball", value_name = "FILE")]
+    pub tarballs: Vec<PathBuf>,
+    /// Let the imager pull over plain HTTP or unverified TLS (`forceInsecure`).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Accept image references that are not pinned by digest.
+    #[arg(long)]
+    pub allow_unpinned: bool,
+    /// Write the profile here (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
+    let mut extensions = Vec::new();
+    for r in &a.receipts {
+        let receipt = Receipt::read(r)?;
+        extensions.push(profile::source_from_receipt(
+            &receipt,
+            &a.arch,
+            a.insecure,
+            a.allow_unpinned,
+        )?);
+    }
+    for i in &a.images {
+        extensions.push(profile::image_source(i, a.insecure, a.allow_unpinned)?);
+    }
+    extensions.extend(a.oci_paths.iter().cloned().map(ExtensionSource::OciPath));
+    extensions.extend(a.tarballs.iter().cloned().map(ExtensionSource::Tarball));
+    for e in &extensions {
+        profile::check_local(e, &a.arch)?;
+    }
+    let text = profile::render(&ProfileRequest {
+        arch: a.arch,
+        platform: a.platform,
+        talos_version: a.talos_version,
+        output_kind: a.output_kind,
+        base_installer: a.base_installer,
+        insecure: a.insecure,
+        extensions,
+    })?;
+    match &a.output {
+        Some(path) => write_atomic(path, text.as_bytes()),
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .at("writing", "stdout"),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod goscalar;
 pub mod goyaml;
 pub mod lint;
 pub mod net;
+pub mod profile;
 pub mod receipt;
 pub mod render;
 pub mod schematic;
