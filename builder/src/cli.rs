@@ -27,6 +27,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::talos::cli::ConfigCommand,
     },
+    /// Custom extensions catalogs for a self-hosted Image Factory.
+    Catalog {
+        #[command(subcommand)]
+        command: crate::talos::cli::CatalogCommand,
+    },
     /// Write an imager profile that bakes extensions into boot media or an installer.
     ImagerProfile(crate::talos::cli::ImagerProfileArgs),
     /// Image Factory schematics: compute IDs offline.
@@ -51,6 +56,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Config { command } => crate::talos::cli::run_config(command),
+        Command::Catalog { command } => crate::talos::cli::run_catalog(command),
         Command::ImagerProfile(args) => crate::talos::cli::run_imager_profile(args),
         Command::Schematic { command } => crate::talos::cli::run_schematic(command),
     }

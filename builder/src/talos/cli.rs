@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::catalog::{self, Catalog};
 use super::lint::{self, Options};
 use super::profile::{self, ExtensionSource, ProfileRequest};
 use super::receipt::Receipt;
@@ -256,6 +257,109 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
             .write_all(text.as_bytes())
             .at("writing", "stdout"),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Build a custom extensions catalog (`image-digests` + `descriptions.yaml`) for a
+    /// self-hosted Image Factory.
+    Build(CatalogBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogBuildArgs {
+    /// Build receipt of an extension pushed to a registry; repeatable.
+    #[arg(long = "receipt", value_name = "FILE")]
+    pub receipts: Vec<PathBuf>,
+    /// A catalog line `registry/repo:tag@sha256:…`; repeatable.
+    #[arg(long = "image", value_name = "LINE")]
+    pub images: Vec<String>,
+    /// Author shown by the factory for our extensions.
+    #[arg(long, default_value = "Custom build")]
+    pub author: String,
+    /// Description shown by the factory (default: `<name> <version> system extension`).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Existing catalog to extend: a directory holding its `image-digests` and
+    /// `descriptions.yaml`; our entries replace those of the same name.
+    #[arg(long, value_name = "DIR")]
+    pub merge: Option<PathBuf>,
+    /// Where to write: `dir:DIR` (the two files), `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    #[arg(short, long, value_name = "LOCATION")]
+    pub output: String,
+    /// Timestamp for the image (seconds since the epoch).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+    pub epoch: u64,
+}
+
+/// The catalog the flags describe.
+pub fn catalog_from_args(a: &CatalogBuildArgs) -> Result<Catalog> {
+    if a.receipts.is_empty() && a.images.is_empty() {
+        return Err(Error::input_hint(
+            "no extension given",
+            "pass `--receipt FILE` or `--image LINE`",
+        ));
+    }
+    if a.description.is_some() && a.receipts.len() + a.images.len() > 1 {
+        return Err(Error::input(
+            "`--description` applies to a single extension",
+        ));
+    }
+    let mut ours = Catalog::default();
+    for r in &a.receipts {
+        ours.add(catalog::entry_from_receipt(
+            &Receipt::read(r)?,
+            &a.author,
+            a.description.as_deref(),
+        )?);
+    }
+    for line in &a.images {
+        let line = line.strip_prefix("docker://").unwrap_or(line);
+        catalog::check_line(line)?;
+        let name = catalog::extension_name(line);
+        ours.add(catalog::Entry {
+            line: line.to_string(),
+            author: a.author.clone(),
+            description: a
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{name} system extension")),
+        });
+    }
+    let base = match &a.merge {
+        Some(dir) => {
+            let digests = dir.join("image-digests");
+            let descs = dir.join("descriptions.yaml");
+            let d = std::fs::read_to_string(&digests).at("reading", &digests)?;
+            let y = if descs.exists() {
+                std::fs::read_to_string(&descs).at("reading", &descs)?
+            } else {
+                String::new()
+            };
+            Catalog::parse(&d, &y)?
+        }
+        None => Catalog::default(),
+    };
+    Ok(base.merged(ours))
+}
+
+pub fn run_catalog(cmd: CatalogCommand) -> Result<()> {
+    let CatalogCommand::Build(a) = cmd;
+    let c = catalog_from_args(&a)?;
+    let tree = c.tree();
+    if let Some(dir) = a.output.strip_prefix("dir:") {
+        let dir = Path::new(dir);
+        std::fs::create_dir_all(dir).at("creating", dir)?;
+        for name in ["image-digests", "descriptions.yaml"] {
+            write_atomic(&dir.join(name), &tree.read_all(name)?)?;
+        }
+        writeln!(std::io::stdout().lock(), "{}", dir.display()).at("writing", "stdout")?;
+        return Ok(());
+    }
+    Err(Error::input_hint(
+        format!("unsupported catalog output `{}`", a.output),
+        "write `dir:DIR`",
+    ))
 }
 
 #[derive(Debug, Subcommand)]
