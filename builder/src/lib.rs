@@ -6,7 +6,9 @@
 
 pub mod cli;
 pub mod error;
+pub mod oci;
 pub mod rootfs;
 pub mod source;
+pub mod tarw;
 
 pub use error::{Error, ExitKind, Result};

@@ -46,10 +46,17 @@ impl Special {
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     Dir,
-    File { content: Content, size: u64 },
-    Symlink { target: String },
+    File {
+        content: Content,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
     /// A tar hard link; `target` is a tree path (no leading `/`).
-    HardLink { target: String },
+    HardLink {
+        target: String,
+    },
     Special(Special),
 }
 
@@ -131,12 +138,18 @@ impl Tree {
         self.entries.insert(path.to_string(), node);
     }
 
-    /// Entries at or below `dir` (a clean path; `""` means everything).
-    pub fn under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a String, &'a Node)> + 'a {
-        let start = dir.to_string();
-        self.entries
-            .range(start..)
-            .take_while(move |(k, _)| dir.is_empty() || is_at_or_below(k, dir))
+    /// Entries at or below `dir` (a clean path; `""` means everything), in order.
+    pub fn under<'a>(
+        &'a self,
+        dir: &'a str,
+    ) -> Box<dyn Iterator<Item = (&'a String, &'a Node)> + 'a> {
+        if dir.is_empty() {
+            return Box::new(self.entries.iter());
+        }
+        // Children of `dir` are exactly the keys in [`dir/`, `dir0`): '0' follows '/' in ASCII.
+        let own = self.entries.get_key_value(dir);
+        let below = self.entries.range(format!("{dir}/")..format!("{dir}0"));
+        Box::new(own.into_iter().chain(below))
     }
 
     /// Names directly inside `dir` (`""` for the root).
@@ -370,7 +383,10 @@ mod tests {
                 mode: 0o777,
             },
         );
-        assert_eq!(t.resolve("c", "/usr/bin/sh").as_deref(), Some("c/bin/busybox"));
+        assert_eq!(
+            t.resolve("c", "/usr/bin/sh").as_deref(),
+            Some("c/bin/busybox")
+        );
         assert_eq!(t.resolve("c", "/nope"), None);
     }
 
