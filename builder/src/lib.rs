@@ -5,10 +5,14 @@
 //! `commands` wires them together and `cli` parses flags.
 
 pub mod cli;
+pub mod definition;
 pub mod error;
+pub mod image;
+pub mod layer;
 pub mod oci;
 pub mod rootfs;
 pub mod source;
 pub mod tarw;
+pub mod transport;
 
 pub use error::{Error, ExitKind, Result};
