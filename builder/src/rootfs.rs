@@ -233,6 +233,20 @@ impl Tree {
     /// Make the tree what the build writes (contract §2.3): hard links become regular files with
     /// their target's content; special files are refused, naming them.
     pub fn normalise(&mut self) -> Result<()> {
+        self.resolve_hard_links()?;
+        for (path, node) in &self.entries {
+            if let NodeKind::Special(kind) = &node.kind {
+                return Err(Error::input_hint(
+                    format!("`{path}` is a {}, which an extension cannot carry", kind.describe()),
+                    "Talos unpacks special files as empty regular files; remove it from the source or exclude it",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turn every hard link into a regular file with its target's content.
+    pub fn resolve_hard_links(&mut self) -> Result<()> {
         let mut fixes = Vec::new();
         for (path, node) in &self.entries {
             match &node.kind {
@@ -256,12 +270,6 @@ impl Tree {
                         }
                     };
                     fixes.push((path.clone(), resolved));
-                }
-                NodeKind::Special(kind) => {
-                    return Err(Error::input_hint(
-                        format!("`{path}` is a {}, which an extension cannot carry", kind.describe()),
-                        "Talos unpacks special files as empty regular files; remove it from the source or exclude it",
-                    ));
                 }
                 _ => {}
             }

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::oci::layout::Layout;
 use crate::oci::types::ConfigSummary;
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
