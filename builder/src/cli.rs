@@ -30,6 +30,17 @@ pub enum Command {
     Build(BuildArgs),
     /// Show the resolved definition a build would use (YAML on stdout).
     Plan(DefinitionArgs),
+    /// Describe an extension image: platforms, digests, sizes, manifest, services, tree.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE` or an unpacked extension directory.
+    pub source: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +108,21 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let output = Location::parse(&args.output, &cwd)?;
             let built = build::build(&args.def.request(), &output, &|_, _| Ok(()))?;
             println!("{}", built.digest);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect(args) => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let loc = Location::parse(&args.source, &cwd)?;
+            let out = crate::inspect::inspect_location(&loc)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out)
+                        .map_err(|e| Error::internal(e.to_string()))?
+                );
+            } else {
+                print!("{}", crate::inspect::render_text(&out));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {

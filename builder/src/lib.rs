@@ -9,6 +9,7 @@ pub mod cli;
 pub mod definition;
 pub mod error;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod oci;
 pub mod plan;
