@@ -8,5 +8,6 @@ pub mod cli;
 pub mod error;
 pub mod rootfs;
 pub mod source;
+pub mod validate;
 
 pub use error::{Error, ExitKind, Result};
