@@ -30,6 +30,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Show the resolved definition a build would use (YAML on stdout).
     Plan(DefinitionArgs),
+    /// Check an extension image against Talos's rules and report every finding.
+    Validate(crate::validate::command::ValidateArgs),
     /// Describe an extension image: platforms, digests, sizes, manifest, services, tree.
     Inspect(InspectArgs),
 }
@@ -123,6 +125,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 print!("{}", crate::inspect::render_text(&out));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => {
+            crate::validate::command::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {

@@ -18,5 +18,6 @@ pub mod sbom;
 pub mod source;
 pub mod tarw;
 pub mod transport;
+pub mod validate;
 
 pub use error::{Error, ExitKind, Result};
