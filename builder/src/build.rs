@@ -14,6 +14,7 @@ use crate::oci::{archive, Descriptor, Digest, Platform};
 use crate::plan::{self, LoadedSource, Plan, Request};
 use crate::rootfs::Tree;
 use crate::transport::Location;
+use crate::validate;
 
 /// What a build produced.
 #[derive(Debug, Clone)]
@@ -34,12 +35,29 @@ pub struct PlatformTree {
     _sources: BTreeMap<String, LoadedSource>,
 }
 
-/// Validation hook: returns an error when the tree must not be written. Findings are reported
-/// by the hook itself.
-pub type Check<'a> = &'a dyn Fn(&Plan, &PlatformTree) -> Result<()>;
+/// Validate a platform's tree as `talext validate` would (the binaries must match the platform,
+/// the name must be the definition's). Findings go to stderr; any error stops the build.
+pub fn check(plan: &Plan, pt: &PlatformTree) -> Result<()> {
+    let opts = validate::Options {
+        talos_version: None,
+        arch: Some(pt.platform.architecture.clone()),
+        pkg_name: Some(plan.name.clone()),
+    };
+    let findings = validate::validate_tree(&pt.tree, &opts);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let mut report = validate::Report::new();
+    report.push(pt.platform.to_string(), findings);
+    eprint!("{}", report.render_text());
+    match report.error_count() {
+        0 => Ok(()),
+        errors => Err(Error::Validation { errors }),
+    }
+}
 
 /// Run the build up to (not including) the sink.
-pub fn prepare(req: &Request, check: Check<'_>) -> Result<(Plan, Vec<PlatformTree>)> {
+pub fn prepare(req: &Request) -> Result<(Plan, Vec<PlatformTree>)> {
     let plan = plan::plan(req)?;
     let mut trees = Vec::new();
     for p in &plan.platforms {
@@ -63,7 +81,7 @@ pub fn prepare(req: &Request, check: Check<'_>) -> Result<(Plan, Vec<PlatformTre
 }
 
 /// Build and write to `output`.
-pub fn build(req: &Request, output: &Location, check: Check<'_>) -> Result<Built> {
+pub fn build(req: &Request, output: &Location) -> Result<Built> {
     if let Location::Tar(_) = output {
         let n = if req.platforms.is_empty() {
             plan::plan(req)?.platforms.len()
@@ -81,7 +99,7 @@ pub fn build(req: &Request, output: &Location, check: Check<'_>) -> Result<Built
             ));
         }
     }
-    let (plan, trees) = prepare(req, check)?;
+    let (plan, trees) = prepare(req)?;
     let epoch = plan.source_date_epoch;
     let built = |digest: Digest, platforms: Vec<Descriptor>| Built {
         name: plan.name.clone(),

@@ -108,7 +108,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Build(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let output = Location::parse(&args.output, &cwd)?;
-            let built = build::build(&args.def.request(), &output, &|_, _| Ok(()))?;
+            let built = build::build(&args.def.request(), &output)?;
             println!("{}", built.digest);
             Ok(ExitCode::SUCCESS)
         }

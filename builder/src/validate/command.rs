@@ -5,9 +5,11 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::{validate_tree, Options, Report};
+use super::{validate_tree, Finding, Options, Report};
 use crate::error::{Error, Result};
+use crate::inspect;
 use crate::source::{dir, tarball, tarball::LoadedTree};
+use crate::transport::Location;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -32,22 +34,78 @@ pub struct ValidateArgs {
 pub struct Subject {
     pub name: String,
     pub tree: LoadedTree,
+    /// The platform's architecture, for images (binaries must match it).
+    pub arch: Option<String>,
+    /// Findings about the image's structure rather than its tree.
+    pub structure: Vec<Finding>,
+}
+
+impl Subject {
+    fn tree(name: &str, tree: LoadedTree) -> Self {
+        Subject {
+            name: name.to_string(),
+            tree,
+            arch: None,
+            structure: Vec::new(),
+        }
+    }
+}
+
+/// Every platform image of an `oci:` / `oci-archive:` source, flattened.
+fn open_image(loc: &Location, source: &str) -> Result<Vec<Subject>> {
+    let opened = inspect::open(loc)?;
+    subjects_of(&opened, source)
+}
+
+/// The subjects of an opened image (also used for images pulled from a registry).
+pub fn subjects_of(opened: &inspect::Opened, source: &str) -> Result<Vec<Subject>> {
+    let mut structure: Vec<Finding> = opened
+        .structure
+        .iter()
+        .map(|(rule, msg)| {
+            Finding::new(
+                rule,
+                source,
+                msg.clone(),
+                "rebuild or re-copy the image so every index entry carries its platform (`talext build`, `talext copy`)",
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for img in &opened.images {
+        let staging = tempfile::Builder::new()
+            .prefix("talext-validate-")
+            .tempdir()
+            .map_err(|e| Error::internal(format!("creating a staging directory: {e}")))?;
+        let tree = inspect::flatten(opened, img, staging.path())?;
+        out.push(Subject {
+            name: format!("{source} {}", img.platform()),
+            tree: LoadedTree::staged(tree, staging),
+            arch: Some(img.config.architecture.clone()),
+            structure: std::mem::take(&mut structure),
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!("`{source}` holds no image manifests")));
+    }
+    Ok(out)
 }
 
 /// Turn a SOURCE argument into the image roots it holds. New transports add an arm here.
 pub fn open_source(source: &str) -> Result<Vec<Subject>> {
     if let Some(file) = source.strip_prefix("tar:") {
-        return Ok(vec![Subject {
-            name: source.to_string(),
-            tree: tarball::load(Path::new(file))?,
-        }]);
+        return Ok(vec![Subject::tree(source, tarball::load(Path::new(file))?)]);
+    }
+    if source.starts_with("oci:") || source.starts_with("oci-archive:") {
+        let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+        return open_image(&Location::parse(source, &cwd)?, source);
     }
     let path = Path::new(source);
     if path.is_dir() {
-        return Ok(vec![Subject {
-            name: source.to_string(),
-            tree: LoadedTree::plain(dir::load(path)?),
-        }]);
+        return Ok(vec![Subject::tree(
+            source,
+            LoadedTree::plain(dir::load(path)?),
+        )]);
     }
     if path.is_file() {
         return Err(Error::input_hint(
@@ -59,7 +117,7 @@ pub fn open_source(source: &str) -> Result<Vec<Subject>> {
         if !transport.contains('/') && !transport.contains('.') {
             return Err(Error::input_hint(
                 format!("unknown source transport `{transport}:`"),
-                "give a directory, or `tar:FILE`",
+                "give a directory, `tar:FILE`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
             ));
         }
     }
@@ -73,7 +131,12 @@ pub fn open_source(source: &str) -> Result<Vec<Subject>> {
 pub fn validate_source(source: &str, opts: &Options) -> Result<Report> {
     let mut report = Report::new();
     for subject in open_source(source)? {
-        let findings = validate_tree(&subject.tree, opts);
+        let mut o = opts.clone();
+        if o.arch.is_none() {
+            o.arch = subject.arch.clone();
+        }
+        let mut findings = subject.structure;
+        findings.extend(validate_tree(&subject.tree, &o));
         report.push(subject.name, findings);
     }
     Ok(report)

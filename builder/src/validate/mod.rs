@@ -250,6 +250,28 @@ pub const RULES: &[Rule] = &[
         "the architecture given is not `amd64` or `arm64`",
     ),
     rule("read-error", E, "a file in the source could not be read"),
+    // Image structure (contract §2.1, §8.3), checked on `oci:`, `oci-archive:` and registry images.
+    rule(
+        "index-platform-missing",
+        E,
+        "an index entry without a platform",
+    ),
+    rule(
+        "layout-platform-entry-missing",
+        W,
+        "`index.json` lists no platform manifest directly (no `ociPath` use)",
+    ),
+    rule(
+        "config-platform-mismatch",
+        E,
+        "an index entry's platform differs from its config",
+    ),
+    rule("manifest-schema1", E, "a Docker schema 1 manifest"),
+    rule(
+        "manifest-media-type",
+        W,
+        "an index entry that is not an image manifest",
+    ),
 ];
 
 /// The catalogue entry for a rule id.
