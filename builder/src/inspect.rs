@@ -147,7 +147,7 @@ fn collect(
     }
     if mt == oci::MT_DOCKER_SCHEMA1 || mt == oci::MT_DOCKER_SCHEMA1_SIGNED {
         structure.push((
-            "manifest-schema-v1",
+            "manifest-schema-one",
             format!(
                 "`{}` is a Docker schema 1 manifest, which the imager rejects",
                 desc.digest

@@ -266,7 +266,7 @@ pub const RULES: &[Rule] = &[
         E,
         "an index entry's platform differs from its config",
     ),
-    rule("manifest-schema-v1", E, "a Docker schema 1 manifest"),
+    rule("manifest-schema-one", E, "a Docker schema 1 manifest"),
     rule(
         "manifest-media-type",
         W,
