@@ -12,6 +12,7 @@ pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod oci;
+pub mod pgzip;
 pub mod plan;
 pub mod rootfs;
 pub mod sbom;
