@@ -12,6 +12,7 @@ mod contents;
 mod elf;
 mod lenient;
 mod manifest;
+pub mod range;
 pub mod semver;
 mod service;
 
