@@ -15,6 +15,10 @@ use super::render::{self, Secret};
 use super::schematic::Schematic;
 use super::spec::{self, Role};
 use crate::error::{Error, IoContext, Result};
+use crate::image;
+use crate::oci::layout::Layout;
+use crate::oci::Platform;
+use crate::transport::Location;
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -356,10 +360,52 @@ pub fn run_catalog(cmd: CatalogCommand) -> Result<()> {
         writeln!(std::io::stdout().lock(), "{}", dir.display()).at("writing", "stdout")?;
         return Ok(());
     }
-    Err(Error::input_hint(
-        format!("unsupported catalog output `{}`", a.output),
-        "write `dir:DIR`",
-    ))
+    let cwd = std::env::current_dir().at("reading", ".")?;
+    let digest =
+        match Location::parse(&a.output, &cwd)? {
+            Location::Oci { dir, tag } => {
+                let layout = Layout::open_or_create(&dir)?;
+                write_catalog_image(&layout, &tree, a.epoch, tag.as_deref())?
+            }
+            Location::OciArchive { file, tag } => {
+                let work = tempfile::Builder::new()
+                    .prefix("talext-catalog-")
+                    .tempdir()
+                    .at("creating a temporary directory for", &file)?;
+                let layout = Layout::open_or_create(work.path().join("layout"))?;
+                let digest = write_catalog_image(&layout, &tree, a.epoch, tag.as_deref())?;
+                crate::oci::archive::write(&layout, &file)?;
+                digest
+            }
+            Location::Registry(r) => return Err(Error::input_hint(
+                format!("pushing the catalog to `{r}` is not supported yet"),
+                "write `oci:DIR:TAG` and copy it with `skopeo copy --all oci:DIR:TAG docker://…`",
+            )),
+            Location::Dir(_) | Location::Tar(_) => {
+                return Err(Error::input_hint(
+                    format!("unsupported catalog output `{}`", a.output),
+                    "write `dir:DIR`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
+                ))
+            }
+        };
+    writeln!(std::io::stdout().lock(), "{digest}").at("writing", "stdout")
+}
+
+/// The catalog as a multi-platform image: the factory pulls it with its amd64 puller, but an
+/// arm64 host running the factory resolves its own platform, so both point at the same layer.
+fn write_catalog_image(
+    layout: &Layout,
+    tree: &crate::rootfs::Tree,
+    epoch: u64,
+    tag: Option<&str>,
+) -> Result<String> {
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        manifests.push(image::write_image(layout, tree, &Platform::linux(arch), epoch)?.descriptor);
+    }
+    let index = image::write_index(layout, &manifests)?;
+    image::tag_in_layout(layout, &index, tag)?;
+    Ok(index.digest.to_string())
 }
 
 #[derive(Debug, Subcommand)]
