@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod registry;
 pub mod rootfs;
 pub mod source;
 
