@@ -31,6 +31,9 @@ impl Scheme {
 
 /// Whether `host` (with an optional port, IPv6 in brackets) is a loopback address or `localhost`.
 pub fn is_loopback(host: &str) -> bool {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -250,7 +253,10 @@ mod tests {
                 b.join("reg:5000/client.key")
             )]
         );
-        assert_eq!(certs_d(std::slice::from_ref(&a), "other").unwrap(), CertsD::default());
+        assert_eq!(
+            certs_d(std::slice::from_ref(&a), "other").unwrap(),
+            CertsD::default()
+        );
         std::fs::write(a.join("reg:5000/lonely.key"), "x").unwrap();
         assert!(matches!(
             certs_d(&[a], "reg:5000"),

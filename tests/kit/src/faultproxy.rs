@@ -175,6 +175,10 @@ fn reset(stream: TcpStream) {
 
 fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
+    // A TLS ClientHello (record type 0x16) is not HTTP: close, as a plain-HTTP server would.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        return conn.shutdown(Shutdown::Both);
+    }
     let mut head = Vec::new();
     loop {
         let mut line = Vec::new();
