@@ -4,10 +4,22 @@
 //! `image` → a sink in `oci` → a receipt. Each stage is a plain function over owned values;
 //! `commands` wires them together and `cli` parses flags.
 
+pub mod build;
 pub mod cli;
+pub mod definition;
 pub mod error;
+pub mod image;
+pub mod inspect;
+pub mod layer;
+pub mod oci;
+pub mod pgzip;
+pub mod plan;
 pub mod registry;
 pub mod rootfs;
+pub mod sbom;
 pub mod source;
+pub mod tarw;
+pub mod transport;
+pub mod validate;
 
 pub use error::{Error, ExitKind, Result};
