@@ -252,3 +252,63 @@ fn unpinned_or_unregistered_entries_are_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("registry"));
 }
+
+#[test]
+fn registry_catalog_is_pullable_by_tag() {
+    let reg = talext_kit::registry::Registry::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = receipt(tmp.path());
+    let target = reg.docker_ref("siderolabs/extensions:v1.11.5");
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--receipt",
+        r.to_str().unwrap(),
+        "--merge",
+        official().to_str().unwrap(),
+        "-o",
+        &target,
+    ]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        reg.log()
+    );
+    let digest = String::from_utf8(o.stdout).unwrap();
+    let out = tmp.path().join("pulled");
+    let o = Command::new("skopeo")
+        .args([
+            "--override-os",
+            "linux",
+            "--override-arch",
+            "amd64",
+            "copy",
+            "--src-tls-verify=false",
+            &target,
+        ])
+        .arg(format!("dir:{}", out.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &target])
+        .output()
+        .unwrap();
+    let raw = o.stdout;
+    let hex: String = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&raw))
+    };
+    assert_eq!(format!("sha256:{hex}"), digest.trim());
+    let files = unpack(
+        &format!("dir:{}", out.display()),
+        "amd64",
+        &tmp.path().join("again"),
+    );
+    let lines = check_catalog(
+        std::str::from_utf8(&files["image-digests"]).unwrap(),
+        std::str::from_utf8(&files["descriptions.yaml"]).unwrap(),
+    );
+    assert_eq!(lines.len(), 2);
+}

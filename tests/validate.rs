@@ -5,7 +5,8 @@
 //! rules: [path-not-allowed]   # the exact set of rule ids reported; [] for a good case
 //! exit: 0                     # optional; default 1 when rules is non-empty, else 0
 //! args: [--arch, amd64]       # optional extra flags
-//! source: tar                 # optional: dir (default), tar or tar-gzip (packed by the test)
+//! source: tar                 # optional: dir (default), tar, tar-gzip or oci (packed by the test)
+//! image: {platform: none}     # optional, with `source: oci`: how to damage the image structure
 //! setup:                      # optional: entries git cannot store, made by the test
 //!   - {kind: hardlink, path: rootfs/usr/local/bin/b, target: rootfs/usr/local/bin/a}
 //! ```
@@ -35,6 +36,31 @@ struct Expect {
     source: Option<String>,
     #[serde(default)]
     setup: Vec<Setup>,
+    #[serde(default)]
+    image: ImageSpec,
+}
+
+/// How the test shapes an `oci:` fixture (contract §2.1, §8.3): by default a correct
+/// single-platform linux/amd64 image, indexed, with the platform manifest also listed directly
+/// in `index.json`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageSpec {
+    /// `none` drops the platform from the index entry.
+    #[serde(default)]
+    platform: Option<String>,
+    /// Architecture written into the config (default amd64).
+    #[serde(default)]
+    config_arch: Option<String>,
+    /// Leave the platform manifest out of `index.json` (only the tagged index is listed).
+    #[serde(default)]
+    no_direct_entry: bool,
+    /// Add a Docker schema 1 manifest to the index.
+    #[serde(default)]
+    schema1: bool,
+    /// Add an index entry whose media type is not an image manifest.
+    #[serde(default)]
+    artifact: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,8 +268,65 @@ fn prepare(case: &Path, expect: &Expect, work: &Path) -> String {
             fs::write(&file, bytes).unwrap();
             format!("tar:{}", file.display())
         }
+        "oci" => {
+            let layer = pack(&root, &expect.setup);
+            let dir = work.join("layout");
+            write_oci(&dir, &layer, &expect.image);
+            format!("oci:{}:fixture", dir.display())
+        }
         other => panic!("unknown source kind `{other}`"),
     }
+}
+
+fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(bytes));
+    fs::write(dir.join("blobs/sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+fn write_oci(dir: &Path, layer_tar: &[u8], spec: &ImageSpec) {
+    use serde_json::json;
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(layer_tar).unwrap();
+    let (layer, layer_size) = put_blob(dir, &gz.finish().unwrap());
+    let arch = spec.config_arch.as_deref().unwrap_or("amd64");
+    let config =
+        json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}});
+    let (cfg, cfg_size) = put_blob(dir, config.to_string().as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": cfg_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": layer_size}],
+    });
+    let (m, m_size) = put_blob(dir, manifest.to_string().as_bytes());
+    let mut entry = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size});
+    if spec.platform.as_deref() != Some("none") {
+        entry["platform"] = json!({"architecture": "amd64", "os": "linux"});
+    }
+    let mut children = vec![entry.clone()];
+    if spec.schema1 {
+        let (d, n) = put_blob(dir, br#"{"schemaVersion":1,"fsLayers":[]}"#);
+        children.push(json!({"mediaType": "application/vnd.docker.distribution.manifest.v1+prettyjws", "digest": d, "size": n, "platform": {"architecture": "arm64", "os": "linux"}}));
+    }
+    if spec.artifact {
+        let (d, n) = put_blob(dir, br#"{"signature":"none"}"#);
+        children.push(json!({"mediaType": "application/vnd.example.signature.v1+json", "digest": d, "size": n, "platform": {"architecture": "arm", "os": "linux"}}));
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children});
+    let (i, i_size) = put_blob(dir, index.to_string().as_bytes());
+    let mut top = vec![json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": i, "size": i_size,
+        "annotations": {"org.opencontainers.image.ref.name": "fixture"},
+    })];
+    if !spec.no_direct_entry {
+        top.push(entry);
+    }
+    let layout_index = json!({"schemaVersion": 2, "manifests": top});
+    fs::write(dir.join("index.json"), layout_index.to_string()).unwrap();
 }
 
 fn load_expect(case: &Path) -> Expect {

@@ -69,17 +69,21 @@ pub fn open_layout(
     if oci::is_index_type(&root.media_type) {
         let top = layout.index()?;
         for img in &images {
+            // What the index says the image is (the imager selects on that), else its config.
+            let (os, arch) = match &img.descriptor.platform {
+                Some(p) => (p.os.as_str(), p.architecture.as_str()),
+                None => (img.config.os.as_str(), img.config.architecture.as_str()),
+            };
             let direct = top.manifests.iter().any(|d| {
-                d.platform.as_ref().is_some_and(|p| {
-                    p.os == img.config.os && p.architecture == img.config.architecture
-                })
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == os && p.architecture == arch)
             });
             if !direct {
                 structure.push((
                     "layout-platform-entry-missing",
                     format!(
-                        "`index.json` of `{label}` lists no `{}` image manifest directly; the imager's `ociPath` input cannot use this layout",
-                        img.platform()
+                        "`index.json` of `{label}` lists no `{os}/{arch}` image manifest directly; the imager's `ociPath` input cannot use this layout"
                     ),
                 ));
             }

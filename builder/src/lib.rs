@@ -14,6 +14,7 @@ pub mod layer;
 pub mod oci;
 pub mod pgzip;
 pub mod plan;
+pub mod registry;
 pub mod rootfs;
 pub mod sbom;
 pub mod source;

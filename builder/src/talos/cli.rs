@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::catalog::{self, Catalog};
+use super::catalog_image;
 use super::lint::{self, Options};
 use super::profile::{self, ExtensionSource, ProfileRequest};
 use super::receipt::Receipt;
@@ -15,9 +16,7 @@ use super::render::{self, Secret};
 use super::schematic::Schematic;
 use super::spec::{self, Role};
 use crate::error::{Error, IoContext, Result};
-use crate::image;
 use crate::oci::layout::Layout;
-use crate::oci::Platform;
 use crate::transport::Location;
 
 #[derive(Debug, Subcommand)]
@@ -288,12 +287,15 @@ pub struct CatalogBuildArgs {
     /// `descriptions.yaml`; our entries replace those of the same name.
     #[arg(long, value_name = "DIR")]
     pub merge: Option<PathBuf>,
-    /// Where to write: `dir:DIR` (the two files), `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    /// Where to write: `dir:DIR` (the two files), `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or
+    /// `docker://REGISTRY/REPO:TAG` (tag it with the Talos version the factory serves).
     #[arg(short, long, value_name = "LOCATION")]
     pub output: String,
     /// Timestamp for the image (seconds since the epoch).
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     pub epoch: u64,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 /// The catalog the flags describe.
@@ -361,51 +363,36 @@ pub fn run_catalog(cmd: CatalogCommand) -> Result<()> {
         return Ok(());
     }
     let cwd = std::env::current_dir().at("reading", ".")?;
-    let digest =
-        match Location::parse(&a.output, &cwd)? {
-            Location::Oci { dir, tag } => {
-                let layout = Layout::open_or_create(&dir)?;
-                write_catalog_image(&layout, &tree, a.epoch, tag.as_deref())?
-            }
-            Location::OciArchive { file, tag } => {
-                let work = tempfile::Builder::new()
-                    .prefix("talext-catalog-")
-                    .tempdir()
-                    .at("creating a temporary directory for", &file)?;
-                let layout = Layout::open_or_create(work.path().join("layout"))?;
-                let digest = write_catalog_image(&layout, &tree, a.epoch, tag.as_deref())?;
-                crate::oci::archive::write(&layout, &file)?;
-                digest
-            }
-            Location::Registry(r) => return Err(Error::input_hint(
-                format!("pushing the catalog to `{r}` is not supported yet"),
-                "write `oci:DIR:TAG` and copy it with `skopeo copy --all oci:DIR:TAG docker://…`",
-            )),
-            Location::Dir(_) | Location::Tar(_) => {
-                return Err(Error::input_hint(
-                    format!("unsupported catalog output `{}`", a.output),
-                    "write `dir:DIR`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
-                ))
-            }
-        };
+    let digest = match Location::parse(&a.output, &cwd)? {
+        Location::Oci { dir, tag } => {
+            let layout = Layout::open_or_create(&dir)?;
+            catalog_image::write(&layout, &tree, a.epoch, tag.as_deref())?
+                .0
+                .digest
+                .to_string()
+        }
+        Location::OciArchive { file, tag } => {
+            let work = tempfile::Builder::new()
+                .prefix("talext-catalog-")
+                .tempdir()
+                .at("creating a temporary directory for", &file)?;
+            let layout = Layout::open_or_create(work.path().join("layout"))?;
+            let digest = catalog_image::write(&layout, &tree, a.epoch, tag.as_deref())?
+                .0
+                .digest
+                .to_string();
+            crate::oci::archive::write(&layout, &file)?;
+            digest
+        }
+        Location::Registry(r) => catalog_image::push(&tree, a.epoch, &r, &a.registry.options()?)?,
+        Location::Dir(_) | Location::Tar(_) => {
+            return Err(Error::input_hint(
+                format!("unsupported catalog output `{}`", a.output),
+                "write `dir:DIR`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
+            ))
+        }
+    };
     writeln!(std::io::stdout().lock(), "{digest}").at("writing", "stdout")
-}
-
-/// The catalog as a multi-platform image: the factory pulls it with its amd64 puller, but an
-/// arm64 host running the factory resolves its own platform, so both point at the same layer.
-fn write_catalog_image(
-    layout: &Layout,
-    tree: &crate::rootfs::Tree,
-    epoch: u64,
-    tag: Option<&str>,
-) -> Result<String> {
-    let mut manifests = Vec::new();
-    for arch in ["amd64", "arm64"] {
-        manifests.push(image::write_image(layout, tree, &Platform::linux(arch), epoch)?.descriptor);
-    }
-    let index = image::write_index(layout, &manifests)?;
-    image::tag_in_layout(layout, &index, tag)?;
-    Ok(index.digest.to_string())
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 //! custom extensions catalog a self-hosted Image Factory resolves names from.
 
 pub mod catalog;
+pub mod catalog_image;
 pub mod cli;
 pub mod doc;
 mod goscalar;
