@@ -341,3 +341,33 @@ fn spec_unknown_keys_name_file_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn every_manifest_file_is_covered_by_a_test() {
+    // Files compared or linted by the tests in this crate's talos_* test targets.
+    let covered = |rel: &str| {
+        rel == "README.md"
+            || rel == "spec/example.yaml"
+            || rel.starts_with("examples/three-node/")
+            || rel.starts_with("patches/")
+            || rel == "imager/installer.yaml"
+            || rel == "imager/tailscale.receipt.json"
+            || rel == "schematic/tailscale.yaml"
+    };
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let base = repo().join("manifests");
+    let mut files = Vec::new();
+    walk(&base, &base, &mut files);
+    for f in files {
+        assert!(covered(&f), "manifests/{f} is not checked by any test");
+    }
+}
