@@ -26,6 +26,23 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Talos configuration for the Tailscale extension: render and lint.
+    Config {
+        #[command(subcommand)]
+        command: crate::talos::cli::ConfigCommand,
+    },
+    /// Custom extensions catalogs for a self-hosted Image Factory.
+    Catalog {
+        #[command(subcommand)]
+        command: crate::talos::cli::CatalogCommand,
+    },
+    /// Write an imager profile that bakes extensions into boot media or an installer.
+    ImagerProfile(crate::talos::cli::ImagerProfileArgs),
+    /// Image Factory schematics: compute IDs offline.
+    Schematic {
+        #[command(subcommand)]
+        command: crate::talos::cli::SchematicCommand,
+    },
     /// Build an extension image from a definition directory.
     Build(BuildArgs),
     /// Show the resolved definition a build would use (YAML on stdout).
@@ -105,6 +122,22 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
+        Command::Config { command } => {
+            crate::talos::cli::run_config(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalog { command } => {
+            crate::talos::cli::run_catalog(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImagerProfile(args) => {
+            crate::talos::cli::run_imager_profile(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schematic { command } => {
+            crate::talos::cli::run_schematic(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Build(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let output = Location::parse(&args.output, &cwd)?;

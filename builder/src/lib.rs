@@ -18,6 +18,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod sbom;
 pub mod source;
+pub mod talos;
 pub mod tarw;
 pub mod transport;
 pub mod validate;
