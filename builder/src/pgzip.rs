@@ -58,7 +58,8 @@ impl<W: Write> ParallelGzWriter<W> {
     fn header(&mut self) -> io::Result<()> {
         if !self.header_written {
             // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=255 (unknown): nothing from the host.
-            self.out().write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
+            self.out()
+                .write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
             self.header_written = true;
         }
         Ok(())
@@ -75,8 +76,9 @@ impl<W: Write> ParallelGzWriter<W> {
         while self.jobs.len() >= self.max_jobs {
             self.drain_one()?;
         }
-        self.jobs
-            .push_back(std::thread::spawn(move || deflate_block(&data, dict.as_deref(), level, last)));
+        self.jobs.push_back(std::thread::spawn(move || {
+            deflate_block(&data, dict.as_deref(), level, last)
+        }));
         Ok(())
     }
 
@@ -133,14 +135,20 @@ fn deflate_block(data: &[u8], dict: Option<&[u8]>, level: u32, last: bool) -> io
     if let Some(d) = dict {
         c.set_dictionary(d).map_err(io::Error::other)?;
     }
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
     let mut out = Vec::with_capacity(data.len() / 2 + 4096);
     loop {
         if out.capacity() - out.len() < 16 << 10 {
             out.reserve(out.capacity().max(64 << 10));
         }
         let consumed = c.total_in() as usize;
-        let status = c.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
+        let status = c
+            .compress_vec(&data[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
         let done_input = c.total_in() as usize == data.len();
         let room_left = out.len() < out.capacity();
         match status {
@@ -186,7 +194,9 @@ mod tests {
             assert_eq!(a, b, "n={n}");
             assert_eq!(a, c, "n={n}");
             let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&a[..]).read_to_end(&mut back).unwrap();
+            flate2::read::GzDecoder::new(&a[..])
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "n={n}");
         }
     }
@@ -198,6 +208,11 @@ mod tests {
         let mut single = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
         single.write_all(&data).unwrap();
         let single = single.finish().unwrap();
-        assert!(par.len() <= single.len() + single.len() / 50 + 64, "{} vs {}", par.len(), single.len());
+        assert!(
+            par.len() <= single.len() + single.len() / 50 + 64,
+            "{} vs {}",
+            par.len(),
+            single.len()
+        );
     }
 }

@@ -280,7 +280,11 @@ impl RegistryClient {
             if !resp.status().is_success() {
                 return Err(self.failure(resp));
             }
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+            // `.tmp-` is the prefix OCI layout writers skip when packing a directory.
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempfile_in(dir)
+                .map_err(io(dir))?;
             let mut hasher = Hasher::for_digest(digest);
             let mut buf = vec![0u8; 256 * 1024];
             let mut total = 0u64;
