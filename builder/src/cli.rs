@@ -51,6 +51,25 @@ pub enum Command {
     Validate(crate::validate::command::ValidateArgs),
     /// Describe an extension image: platforms, digests, sizes, manifest, services, tree.
     Inspect(InspectArgs),
+    /// Copy an image or index between registries, OCI layouts and oci-archives, digests unchanged.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// `docker://REF` (or a bare `host/repo:tag`), `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    pub source: String,
+    /// Where to copy to, in the same forms.
+    pub destination: String,
+    /// Copy only these platforms of an index (`linux/amd64`); repeatable or comma-separated.
+    /// Default: every platform, and the index unchanged.
+    #[arg(long = "platform", env = "TALEXT_PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Also write the digest of the copied manifest or index to this file.
+    #[arg(long, env = "TALEXT_DIGESTFILE", value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +181,24 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Validate(args) => {
             crate::validate::command::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Copy(args) => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let src = Location::parse(&args.source, &cwd)?;
+            let dst = Location::parse(&args.destination, &cwd)?;
+            let platforms = crate::copy::parse_platforms(&args.platforms)?;
+            let copied = crate::copy::copy(&src, &dst, &platforms, &args.registry.options()?)?;
+            if let Some(file) = &args.digestfile {
+                crate::copy::write_digestfile(file, &copied.digest)?;
+            }
+            if !cli.quiet {
+                eprintln!(
+                    "copied `{}` to `{dst}`: {} manifest(s), {} blob(s) sent, {} already present",
+                    copied.digest, copied.manifests, copied.blobs_copied, copied.blobs_skipped
+                );
+            }
+            println!("{}", copied.digest);
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {

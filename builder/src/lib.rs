@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod copy;
 pub mod definition;
 pub mod error;
 pub mod image;
