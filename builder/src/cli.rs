@@ -110,9 +110,24 @@ pub struct DefinitionArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub def: DefinitionArgs,
-    /// Where to write the image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE`.
+    /// Where to write the image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE` (one
+    /// platform's filesystem) or `docker://REGISTRY/REPO:TAG`.
     #[arg(short, long, env = "TALEXT_OUTPUT")]
     pub output: String,
+    /// Also write the build receipt (name, version, output, digests) to this file.
+    #[arg(long, env = "TALEXT_RECEIPT", value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
+    /// Print the receipt as JSON on stdout instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    /// Cache for pulled sources (default `$XDG_CACHE_HOME/talext`).
+    #[arg(long, env = "TALEXT_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the cache.
+    #[arg(long, env = "TALEXT_NO_CACHE")]
+    pub no_cache: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 impl DefinitionArgs {
@@ -123,6 +138,7 @@ impl DefinitionArgs {
             version: self.version.clone(),
             platforms: self.platforms.clone(),
             epoch: self.source_date_epoch,
+            fetch: Default::default(),
         }
     }
 }
@@ -160,8 +176,29 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Build(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let output = Location::parse(&args.output, &cwd)?;
-            let built = build::build(&args.def.request(), &output)?;
-            println!("{}", built.digest);
+            let mut req = args.def.request();
+            req.fetch = crate::pull::Fetch {
+                registry: args.registry.options()?,
+                cache_dir: if args.no_cache {
+                    None
+                } else {
+                    args.cache_dir
+                        .clone()
+                        .or_else(crate::pull::default_cache_dir)
+                },
+            };
+            let built = build::build(&req, &output)?;
+            let receipt = built.receipt();
+            let json = serde_json::to_string_pretty(&receipt)
+                .map_err(|e| Error::internal(e.to_string()))?;
+            if let Some(file) = &args.receipt {
+                crate::image::write_file_atomic(file, format!("{json}\n").as_bytes())?;
+            }
+            if args.json {
+                println!("{json}");
+            } else {
+                println!("{}", built.stdout_line());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect(args) => {

@@ -15,6 +15,7 @@ pub mod layer;
 pub mod oci;
 pub mod pgzip;
 pub mod plan;
+pub mod pull;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;
