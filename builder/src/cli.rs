@@ -74,11 +74,13 @@ pub struct CopyArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE` or an unpacked extension directory.
+    /// `docker://REF`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or an unpacked extension directory.
     pub source: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -204,7 +206,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Inspect(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let loc = Location::parse(&args.source, &cwd)?;
-            let out = crate::inspect::inspect_location(&loc)?;
+            let out = crate::inspect::inspect_location(&loc, &args.registry.options()?)?;
             if args.json {
                 println!(
                     "{}",
