@@ -96,15 +96,24 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
     }
 }
 
-fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
-    let log = Log::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
+/// Run `f` and return what the client logged meanwhile on lines mentioning `place`. The
+/// subscriber is global (installed once): thread-scoped subscribers miss events whose callsite
+/// interest another test thread already cached.
+fn logged<T>(place: &str, f: impl FnOnce() -> T) -> (T, String) {
+    static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
+    let log = LOG.get_or_init(|| {
+        let log = Log::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        log
+    });
+    let out = f();
     let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    (out, text)
+    let mine: Vec<&str> = text.lines().filter(|l| l.contains(place)).collect();
+    (out, mine.join("\n"))
 }
 
 #[test]
@@ -130,7 +139,9 @@ fn server_errors_then_success() {
     );
     let img = TestImage::new("through 5xx\n", "amd64");
     let c = rig.through_proxy(4, UploadMode::Monolithic);
-    let (digest, log) = logged(|| push_image(&c, "faults/five", "v1", &img).unwrap());
+    let (digest, log) = logged(&rig.proxy.addr, || {
+        push_image(&c, "faults/five", "v1", &img).unwrap()
+    });
     assert_eq!(digest, img.manifest.digest);
     assert_eq!(
         rig.direct()
@@ -303,7 +314,9 @@ fn faults_outlasting_the_budget_leave_no_tag() {
             .path("/blobs/uploads/"),
     );
     let c = rig.through_proxy(2, UploadMode::Monolithic);
-    let (err, log) = logged(|| push_image(&c, "faults/budget", "v1", &img).unwrap_err());
+    let (err, log) = logged(&rig.proxy.addr, || {
+        push_image(&c, "faults/budget", "v1", &img).unwrap_err()
+    });
     assert_eq!(err.exit_kind(), ExitKind::Environment, "{err}");
     let text = err.to_string();
     for part in [

@@ -7,12 +7,15 @@ use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use crate::copy;
 use crate::error::{Error, IoContext, Result};
 use crate::image;
 use crate::oci::layout::Layout;
 use crate::oci::{archive, Descriptor, Digest, Platform};
 use crate::plan::{self, LoadedSource, Plan, Request};
+use crate::registry::Reference;
 use crate::rootfs::Tree;
+use crate::talos::receipt::{PlatformDigest, Receipt};
 use crate::transport::Location;
 use crate::validate;
 
@@ -26,6 +29,39 @@ pub struct Built {
     pub digest: Digest,
     /// Each platform's manifest descriptor (empty for `tar:`).
     pub platforms: Vec<Descriptor>,
+    /// `registry/repo:tag@sha256:…` when the output is a registry.
+    pub reference: Option<String>,
+}
+
+impl Built {
+    /// What `build` prints on stdout: the pinned reference for a registry, else the digest.
+    pub fn stdout_line(&self) -> String {
+        self.reference
+            .clone()
+            .unwrap_or_else(|| self.digest.to_string())
+    }
+
+    /// The receipt other commands (`imager-profile`, `config render`) read.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            output: self.output.to_string(),
+            reference: self.reference.clone(),
+            digest: self.digest.to_string(),
+            platforms: self
+                .platforms
+                .iter()
+                .filter_map(|d| {
+                    d.platform.as_ref().map(|p| PlatformDigest {
+                        os: p.os.clone(),
+                        architecture: p.architecture.clone(),
+                        digest: d.digest.to_string(),
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A platform's assembled tree and the sources its files live in.
@@ -66,7 +102,10 @@ pub fn prepare(req: &Request) -> Result<(Plan, Vec<PlatformTree>)> {
         let mut sources = BTreeMap::new();
         for (name, loc) in &plan.locations {
             tracing::info!(source = %name, %platform, "loading source");
-            sources.insert(name.clone(), plan::load_source(name, loc, &platform)?);
+            sources.insert(
+                name.clone(),
+                plan::load_source(name, loc, &platform, &req.fetch)?,
+            );
         }
         let tree = plan::assemble(&plan, &platform, &sources)?;
         let pt = PlatformTree {
@@ -107,6 +146,7 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
         output: output.clone(),
         digest,
         platforms,
+        reference: None,
     };
     match output {
         Location::Tar(file) => {
@@ -137,9 +177,32 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
             format!("`{d}` is not an output; outputs are `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `tar:FILE`"),
             "prefix a layout directory with `oci:`",
         )),
-        Location::Registry(r) => Err(Error::input(format!(
-            "pushing to `{r}` is not supported by this build; write `oci:DIR` and copy it"
-        ))),
+        Location::Registry(r) => {
+            // Build into a temporary layout, then push it: blobs first, children before the
+            // index, the tag last (`crate::copy`).
+            let reference = Reference::parse(r)?;
+            let work = tempfile::Builder::new()
+                .prefix("talext-push-")
+                .tempdir()
+                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let layout = Layout::open_or_create(work.path().join("layout"))?;
+            let (index, platforms) = write_images(&layout, &trees, epoch, Some("build"))?;
+            let src = Location::Oci { dir: layout.root().to_path_buf(), tag: Some("build".into()) };
+            let copied = copy::copy(&src, output, &[], &req.fetch.registry)?;
+            if copied.digest != index.as_str() {
+                return Err(Error::internal(format!(
+                    "the registry holds `{}` where `{index}` was pushed",
+                    copied.digest
+                )));
+            }
+            let mut b = built(index, platforms);
+            let mut shown = reference.name();
+            if let Some(t) = &reference.tag {
+                shown = format!("{shown}:{t}");
+            }
+            b.reference = Some(format!("{shown}@{}", b.digest));
+            Ok(b)
+        }
     }
 }
 

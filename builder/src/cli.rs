@@ -51,15 +51,36 @@ pub enum Command {
     Validate(crate::validate::command::ValidateArgs),
     /// Describe an extension image: platforms, digests, sizes, manifest, services, tree.
     Inspect(InspectArgs),
+    /// Copy an image or index between registries, OCI layouts and oci-archives, digests unchanged.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// `docker://REF` (or a bare `host/repo:tag`), `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    pub source: String,
+    /// Where to copy to, in the same forms.
+    pub destination: String,
+    /// Copy only these platforms of an index (`linux/amd64`); repeatable or comma-separated.
+    /// Default: every platform, and the index unchanged.
+    #[arg(long = "platform", env = "TALEXT_PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Also write the digest of the copied manifest or index to this file.
+    #[arg(long, env = "TALEXT_DIGESTFILE", value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE` or an unpacked extension directory.
+    /// `docker://REF`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or an unpacked extension directory.
     pub source: String,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -91,9 +112,24 @@ pub struct DefinitionArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub def: DefinitionArgs,
-    /// Where to write the image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE`.
+    /// Where to write the image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE` (one
+    /// platform's filesystem) or `docker://REGISTRY/REPO:TAG`.
     #[arg(short, long, env = "TALEXT_OUTPUT")]
     pub output: String,
+    /// Also write the build receipt (name, version, output, digests) to this file.
+    #[arg(long, env = "TALEXT_RECEIPT", value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
+    /// Print the receipt as JSON on stdout instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    /// Cache for pulled sources (default `$XDG_CACHE_HOME/talext`).
+    #[arg(long, env = "TALEXT_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the cache.
+    #[arg(long, env = "TALEXT_NO_CACHE")]
+    pub no_cache: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 impl DefinitionArgs {
@@ -104,6 +140,7 @@ impl DefinitionArgs {
             version: self.version.clone(),
             platforms: self.platforms.clone(),
             epoch: self.source_date_epoch,
+            fetch: Default::default(),
         }
     }
 }
@@ -141,14 +178,35 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Build(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let output = Location::parse(&args.output, &cwd)?;
-            let built = build::build(&args.def.request(), &output)?;
-            println!("{}", built.digest);
+            let mut req = args.def.request();
+            req.fetch = crate::pull::Fetch {
+                registry: args.registry.options()?,
+                cache_dir: if args.no_cache {
+                    None
+                } else {
+                    args.cache_dir
+                        .clone()
+                        .or_else(crate::pull::default_cache_dir)
+                },
+            };
+            let built = build::build(&req, &output)?;
+            let receipt = built.receipt();
+            let json = serde_json::to_string_pretty(&receipt)
+                .map_err(|e| Error::internal(e.to_string()))?;
+            if let Some(file) = &args.receipt {
+                crate::image::write_file_atomic(file, format!("{json}\n").as_bytes())?;
+            }
+            if args.json {
+                println!("{json}");
+            } else {
+                println!("{}", built.stdout_line());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let loc = Location::parse(&args.source, &cwd)?;
-            let out = crate::inspect::inspect_location(&loc)?;
+            let out = crate::inspect::inspect_location(&loc, &args.registry.options()?)?;
             if args.json {
                 println!(
                     "{}",
@@ -162,6 +220,24 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Validate(args) => {
             crate::validate::command::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Copy(args) => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let src = Location::parse(&args.source, &cwd)?;
+            let dst = Location::parse(&args.destination, &cwd)?;
+            let platforms = crate::copy::parse_platforms(&args.platforms)?;
+            let copied = crate::copy::copy(&src, &dst, &platforms, &args.registry.options()?)?;
+            if let Some(file) = &args.digestfile {
+                crate::copy::write_digestfile(file, &copied.digest)?;
+            }
+            if !cli.quiet {
+                eprintln!(
+                    "copied `{}` to `{dst}`: {} manifest(s), {} blob(s) sent, {} already present",
+                    copied.digest, copied.manifests, copied.blobs_copied, copied.blobs_skipped
+                );
+            }
+            println!("{}", copied.digest);
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {

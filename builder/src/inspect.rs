@@ -4,10 +4,12 @@
 
 use serde::Serialize;
 
+use crate::copy;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::layout::Layout;
 use crate::oci::types::ConfigSummary;
 use crate::oci::{self, archive, Descriptor, Digest, Index, Manifest};
+use crate::registry::RegistryOptions;
 use crate::rootfs::{NodeKind, Tree};
 use crate::source;
 use crate::transport::Location;
@@ -22,6 +24,7 @@ pub struct Opened {
     /// Problems with the image's structure (not its contents), as `(rule, message)`.
     pub structure: Vec<(&'static str, String)>,
     _archive: Option<archive::Unpacked>,
+    _pulled: Option<tempfile::TempDir>,
 }
 
 pub struct PlatformImage {
@@ -37,9 +40,34 @@ impl PlatformImage {
     }
 }
 
-/// Open `loc` (an `oci:` layout or `oci-archive:`).
-pub fn open(loc: &Location) -> Result<Opened> {
+/// Open `loc`: an `oci:` layout, an `oci-archive:`, or a registry image (every platform is
+/// pulled into a temporary layout first, digests unchanged).
+pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
     match loc {
+        Location::Registry(r) => {
+            let tmp = tempfile::Builder::new()
+                .prefix("talext-pull-")
+                .tempdir()
+                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let dir = tmp.path().join("layout");
+            let dst = Location::Oci {
+                dir: dir.clone(),
+                tag: Some("pulled".into()),
+            };
+            copy::copy(loc, &dst, &[], registry)?;
+            let mut opened = open_layout(
+                Layout::open(&dir)?,
+                Some("pulled"),
+                format!("docker://{r}"),
+                None,
+            )?;
+            // A registry image has no `index.json` of its own: the layout check does not apply.
+            opened
+                .structure
+                .retain(|(rule, _)| *rule != "layout-platform-entry-missing");
+            opened._pulled = Some(tmp);
+            Ok(opened)
+        }
         Location::Oci { dir, tag } => {
             let layout = Layout::open(dir)?;
             open_layout(layout, tag.as_deref(), loc.to_string(), None)
@@ -96,6 +124,7 @@ pub fn open_layout(
         images,
         structure,
         _archive: hold,
+        _pulled: None,
     })
 }
 
@@ -336,16 +365,16 @@ pub fn inspect(opened: &Opened) -> Result<Inspection> {
 }
 
 /// Inspect any location: an image store, or a single tree (directory, `tar:`).
-pub fn inspect_location(loc: &Location) -> Result<Inspection> {
-    let tree_only = |tree: Tree, label: String| {
+pub fn inspect_location(loc: &Location, registry: &RegistryOptions) -> Result<Inspection> {
+    let tree_only = |tree: Tree, label: String, digest: Digest| {
         let (manifest, services, summary) = describe_tree(&tree);
         Inspection {
             source: label,
-            digest: Digest::of(b""),
+            digest: digest.clone(),
             media_type: "filesystem".into(),
             platforms: vec![PlatformInspection {
                 platform: "unknown".into(),
-                digest: Digest::of(b""),
+                digest,
                 created: None,
                 layers: Vec::new(),
                 manifest,
@@ -357,9 +386,16 @@ pub fn inspect_location(loc: &Location) -> Result<Inspection> {
     match loc {
         Location::Dir(d) => {
             let tree = source::dir::load(std::path::Path::new(d))?;
-            Ok(tree_only(tree, loc.to_string()))
+            let digest = crate::plan::tree_digest(&tree)?;
+            Ok(tree_only(tree, loc.to_string(), digest))
         }
-        _ => inspect(&open(loc)?),
+        Location::Tar(file) => {
+            let loaded = source::tarball::load(file)?;
+            let f = std::fs::File::open(file).at("opening", file)?;
+            let (digest, _) = crate::oci::digest::hash_reader(f).at("reading", file)?;
+            Ok(tree_only(loaded.tree.clone(), loc.to_string(), digest))
+        }
+        _ => inspect(&open(loc, registry)?),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod copy;
 pub mod definition;
 pub mod error;
 pub mod image;
@@ -14,6 +15,7 @@ pub mod layer;
 pub mod oci;
 pub mod pgzip;
 pub mod plan;
+pub mod pull;
 pub mod registry;
 pub mod rootfs;
 pub mod sbom;

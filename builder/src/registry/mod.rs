@@ -11,13 +11,15 @@
 //!   tokens.
 //! - [`transport`]: TLS roots, `certs.d`, the plain-HTTP policy.
 //! - [`retry`]: backoff with jitter, `Retry-After`, budgets.
-//! - [`client`]: [`RegistryClient`] and its operations.
+//! - [`client`]: [`RegistryClient`] and its operations; `session` holds the request machinery
+//!   (endpoint, challenges, tokens, failures) and `upload` the blob pushes.
 
 pub mod auth;
 pub mod client;
 pub mod error;
 pub mod reference;
 pub mod retry;
+mod session;
 pub mod transport;
 mod upload;
 

@@ -88,6 +88,27 @@ impl RegistryClient {
         Ok(PushOutcome::Uploaded)
     }
 
+    /// Ask the registry to link `digest` from `from` into `repo` without sending the content.
+    /// `true` when the repository now has the blob (it already had it, or the mount worked);
+    /// `false` when the registry declined, and the blob must be uploaded.
+    pub fn mount_blob(&self, repo: &str, from: &str, digest: &str) -> Result<bool> {
+        if self.blob_exists(repo, digest)?.is_some() {
+            return Ok(true);
+        }
+        let mut op = Op::push(repo, format!("mount blob {digest}"));
+        op.scopes.push(format!("repository:{from}:pull"));
+        match self.mount(&op, from, digest)? {
+            Mount::Done => Ok(true),
+            Mount::Declined => Ok(false),
+            Mount::Session(url) => {
+                // Cancel the session the registry opened instead (best effort: registries also
+                // expire abandoned uploads).
+                let _ = self.send(&op, &|_| Ok(self.http.delete(url.clone()).timeout(SMALL)));
+                Ok(false)
+            }
+        }
+    }
+
     fn mount(&self, op: &Op, from: &str, digest: &str) -> Result<Mount> {
         let path = format!("{}/blobs/uploads/?mount={digest}&from={from}", op.repo);
         Ok(self.run(op, || {

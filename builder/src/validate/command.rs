@@ -8,6 +8,7 @@ use clap::Args;
 use super::{validate_tree, Finding, Options, Report};
 use crate::error::{Error, Result};
 use crate::inspect;
+use crate::registry::RegistryOptions;
 use crate::source::{dir, tarball, tarball::LoadedTree};
 use crate::transport::Location;
 
@@ -28,6 +29,8 @@ pub struct ValidateArgs {
     /// Print the report as JSON (shape documented on `validate::Report`).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 /// One image root to validate, named for the report.
@@ -52,8 +55,8 @@ impl Subject {
 }
 
 /// Every platform image of an `oci:` / `oci-archive:` source, flattened.
-fn open_image(loc: &Location, source: &str) -> Result<Vec<Subject>> {
-    let opened = inspect::open(loc)?;
+fn open_image(loc: &Location, source: &str, registry: &RegistryOptions) -> Result<Vec<Subject>> {
+    let opened = inspect::open(loc, registry)?;
     subjects_of(&opened, source)
 }
 
@@ -92,13 +95,16 @@ pub fn subjects_of(opened: &inspect::Opened, source: &str) -> Result<Vec<Subject
 }
 
 /// Turn a SOURCE argument into the image roots it holds. New transports add an arm here.
-pub fn open_source(source: &str) -> Result<Vec<Subject>> {
+pub fn open_source(source: &str, registry: &RegistryOptions) -> Result<Vec<Subject>> {
     if let Some(file) = source.strip_prefix("tar:") {
         return Ok(vec![Subject::tree(source, tarball::load(Path::new(file))?)]);
     }
-    if source.starts_with("oci:") || source.starts_with("oci-archive:") {
-        let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
-        return open_image(&Location::parse(source, &cwd)?, source);
+    let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+    if source.starts_with("oci:")
+        || source.starts_with("oci-archive:")
+        || source.starts_with("docker://")
+    {
+        return open_image(&Location::parse(source, &cwd)?, source, registry);
     }
     let path = Path::new(source);
     if path.is_dir() {
@@ -113,6 +119,12 @@ pub fn open_source(source: &str) -> Result<Vec<Subject>> {
             format!("for a plain filesystem tarball write `tar:{source}`"),
         ));
     }
+    // A bare `host/repo:tag` means a registry image, as it does for skopeo.
+    if let (true, Ok(loc @ Location::Registry(_))) =
+        (source.contains('/'), Location::parse(source, &cwd))
+    {
+        return open_image(&loc, source, registry);
+    }
     if let Some((transport, _)) = source.split_once(':') {
         if !transport.contains('/') && !transport.contains('.') {
             return Err(Error::input_hint(
@@ -123,14 +135,14 @@ pub fn open_source(source: &str) -> Result<Vec<Subject>> {
     }
     Err(Error::input_hint(
         format!("source `{source}` does not exist"),
-        "give a directory holding `manifest.yaml` and `rootfs/`, or `tar:FILE`",
+        "give a directory holding `manifest.yaml` and `rootfs/`, `tar:FILE`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker://REF`",
     ))
 }
 
 /// Validate every subject of `source` and build the report.
-pub fn validate_source(source: &str, opts: &Options) -> Result<Report> {
+pub fn validate_source(source: &str, opts: &Options, registry: &RegistryOptions) -> Result<Report> {
     let mut report = Report::new();
-    for subject in open_source(source)? {
+    for subject in open_source(source, registry)? {
         let mut o = opts.clone();
         if o.arch.is_none() {
             o.arch = subject.arch.clone();
@@ -157,7 +169,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         arch: args.arch.clone(),
         pkg_name: args.pkg_name.clone(),
     };
-    let report = validate_source(&args.source, &opts)?;
+    let report = validate_source(&args.source, &opts, &args.registry.options()?)?;
     let rendered = if args.json {
         let mut s = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| Error::internal(format!("rendering the report: {e}")))?;
