@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use crate::error::Error;
 
 #[derive(Debug, Parser)]
-#[command(name = "talext", version, about = "Build, validate and move Talos system extension images")]
+#[command(
+    name = "talext",
+    version,
+    about = "Build, validate and move Talos system extension images"
+)]
 pub struct Cli {
     /// Print nothing on stderr but errors.
     #[arg(short, long, global = true, env = "TALEXT_QUIET")]
@@ -42,7 +46,10 @@ fn init_logging(quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(
+            std::env::var_os("NO_COLOR").is_none()
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        )
         .without_time()
         .try_init();
 }

@@ -46,10 +46,17 @@ impl Special {
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     Dir,
-    File { content: Content, size: u64 },
-    Symlink { target: String },
+    File {
+        content: Content,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
     /// A tar hard link; `target` is a tree path (no leading `/`).
-    HardLink { target: String },
+    HardLink {
+        target: String,
+    },
     Special(Special),
 }
 
@@ -370,7 +377,10 @@ mod tests {
                 mode: 0o777,
             },
         );
-        assert_eq!(t.resolve("c", "/usr/bin/sh").as_deref(), Some("c/bin/busybox"));
+        assert_eq!(
+            t.resolve("c", "/usr/bin/sh").as_deref(),
+            Some("c/bin/busybox")
+        );
         assert_eq!(t.resolve("c", "/nope"), None);
     }
 

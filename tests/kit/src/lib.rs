@@ -1,3 +1,6 @@
 //! Test harness shared by talext's integration tests: stand-in payloads built from real Debian
 //! binaries, the reference registry started on 127.0.0.1, and wrappers around the independent
 //! readers (skopeo, umoci, the OCI image-spec JSON schemas).
+
+pub mod payload;
+pub mod schema;
