@@ -4,3 +4,4 @@
 
 pub mod payload;
 pub mod schema;
+pub mod tools;

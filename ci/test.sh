@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's one test command: the same gates run locally and in CI.
+#   bash ci/test.sh
+# Integration tests need skopeo, umoci, docker-registry, the OCI image-spec schemas and
+# `apt-get download` for both amd64 and arm64 (see .ci/run for a fresh Debian 12 machine).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+echo "--- cargo fmt" >&2
+cargo fmt --all -- --check
+
+echo "--- cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "--- cargo test" >&2
+cargo test --workspace --locked
