@@ -267,6 +267,57 @@ pub fn clean_path(path: &str) -> &str {
     path.trim_end_matches('/')
 }
 
+/// One node of a directory tree on disk, as [`list_tree`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir { mode: u32 },
+    File { mode: u32, data: Vec<u8> },
+    Symlink { target: String },
+    Other,
+}
+
+/// Every entry under `root` (not `root` itself) by relative path, without following symlinks.
+pub fn list_tree(root: &Path) -> std::collections::BTreeMap<String, Node> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("listing `{}`: {e}", dir.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("listing `{}`: {e}", dir.display()))
+                .path();
+            let meta = std::fs::symlink_metadata(&path)
+                .unwrap_or_else(|e| panic!("stat `{}`: {e}", path.display()));
+            let rel = path
+                .strip_prefix(root)
+                .expect("below the root")
+                .to_string_lossy()
+                .into_owned();
+            let mode = meta.permissions().mode() & 0o7777;
+            let node = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path)
+                    .unwrap_or_else(|e| panic!("readlink `{}`: {e}", path.display()));
+                Node::Symlink {
+                    target: target.to_string_lossy().into_owned(),
+                }
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                Node::Dir { mode }
+            } else if meta.is_file() {
+                let data = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("reading `{}`: {e}", path.display()));
+                Node::File { mode, data }
+            } else {
+                Node::Other
+            };
+            out.insert(rel, node);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
