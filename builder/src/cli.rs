@@ -1,10 +1,14 @@
 //! Command-line parsing and the edge where errors are rendered and mapped to exit codes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::build;
 use crate::error::Error;
+use crate::plan::Request;
+use crate::transport::Location;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,13 +25,64 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Build an extension image from a definition directory.
+    Build(BuildArgs),
+    /// Show the resolved definition a build would use (YAML on stdout).
+    Plan(DefinitionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DefinitionArgs {
+    /// The extension definition directory.
+    #[arg(default_value = "extension/tailscale")]
+    pub dir: PathBuf,
+    /// Override a source: `NAME=LOCATION` (a directory with `{arch}`, `oci:DIR[:TAG]`,
+    /// `oci-archive:FILE[:TAG]`). Repeatable.
+    #[arg(
+        long = "source",
+        value_name = "NAME=LOCATION",
+        env = "TALEXT_SOURCE",
+        value_delimiter = ';'
+    )]
+    pub sources: Vec<String>,
+    /// Override the extension version.
+    #[arg(long, env = "TALEXT_VERSION")]
+    pub version: Option<String>,
+    /// Platforms to build (`linux/amd64`, `linux/arm64`); repeatable or comma-separated.
+    #[arg(long = "platform", env = "TALEXT_PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Timestamp for every file and the image `created` time (seconds since the epoch).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub def: DefinitionArgs,
+    /// Where to write the image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE`.
+    #[arg(short, long, env = "TALEXT_OUTPUT")]
+    pub output: String,
+}
+
+impl DefinitionArgs {
+    fn request(&self) -> Request {
+        Request {
+            dir: self.dir.clone(),
+            sources: self.sources.clone(),
+            version: self.version.clone(),
+            platforms: self.platforms.clone(),
+            epoch: self.source_date_epoch,
+        }
+    }
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             report(&err);
             ExitCode::from(err.exit_kind().code())
@@ -35,8 +90,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
-    match cli.command {}
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Build(args) => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let output = Location::parse(&args.output, &cwd)?;
+            let built = build::build(&args.def.request(), &output, &|_, _| Ok(()))?;
+            println!("{}", built.digest);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => {
+            let plan = crate::plan::plan(&args.request())?;
+            print!("{}", build::plan_yaml(&plan)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn init_logging(quiet: bool) {

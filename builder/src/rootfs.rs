@@ -138,12 +138,18 @@ impl Tree {
         self.entries.insert(path.to_string(), node);
     }
 
-    /// Entries at or below `dir` (a clean path; `""` means everything).
-    pub fn under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a String, &'a Node)> + 'a {
-        let start = dir.to_string();
-        self.entries
-            .range(start..)
-            .take_while(move |(k, _)| dir.is_empty() || is_at_or_below(k, dir))
+    /// Entries at or below `dir` (a clean path; `""` means everything), in order.
+    pub fn under<'a>(
+        &'a self,
+        dir: &'a str,
+    ) -> Box<dyn Iterator<Item = (&'a String, &'a Node)> + 'a> {
+        if dir.is_empty() {
+            return Box::new(self.entries.iter());
+        }
+        // Children of `dir` are exactly the keys in [`dir/`, `dir0`): '0' follows '/' in ASCII.
+        let own = self.entries.get_key_value(dir);
+        let below = self.entries.range(format!("{dir}/")..format!("{dir}0"));
+        Box::new(own.into_iter().chain(below))
     }
 
     /// Names directly inside `dir` (`""` for the root).
@@ -227,6 +233,20 @@ impl Tree {
     /// Make the tree what the build writes (contract §2.3): hard links become regular files with
     /// their target's content; special files are refused, naming them.
     pub fn normalise(&mut self) -> Result<()> {
+        self.resolve_hard_links()?;
+        for (path, node) in &self.entries {
+            if let NodeKind::Special(kind) = &node.kind {
+                return Err(Error::input_hint(
+                    format!("`{path}` is a {}, which an extension cannot carry", kind.describe()),
+                    "Talos unpacks special files as empty regular files; remove it from the source or exclude it",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Turn every hard link into a regular file with its target's content.
+    pub fn resolve_hard_links(&mut self) -> Result<()> {
         let mut fixes = Vec::new();
         for (path, node) in &self.entries {
             match &node.kind {
@@ -250,12 +270,6 @@ impl Tree {
                         }
                     };
                     fixes.push((path.clone(), resolved));
-                }
-                NodeKind::Special(kind) => {
-                    return Err(Error::input_hint(
-                        format!("`{path}` is a {}, which an extension cannot carry", kind.describe()),
-                        "Talos unpacks special files as empty regular files; remove it from the source or exclude it",
-                    ));
                 }
                 _ => {}
             }

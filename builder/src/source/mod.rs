@@ -2,4 +2,5 @@
 //! Each loader returns a [`crate::rootfs::Tree`].
 
 pub mod dir;
+pub mod image;
 pub mod tarball;

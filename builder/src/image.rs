@@ -1,0 +1,190 @@
+//! Turn per-platform trees into an OCI image in a layout: one gzip layer, a config carrying
+//! `os`/`architecture`, `rootfs.diff_ids` and `created` = the epoch (no entrypoint: Talos ignores
+//! the config, contract §2.1), an image manifest, and an index whose every manifest descriptor
+//! carries its platform. All JSON is serialised from ordered types, so bytes are reproducible.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::error::{Error, IoContext, Result};
+use crate::layer::{self, LayerInfo};
+use crate::oci::layout::Layout;
+use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
+use crate::rootfs::Tree;
+
+#[derive(Serialize)]
+struct Config<'a> {
+    created: &'a str,
+    architecture: &'a str,
+    os: &'a str,
+    config: EmptyObject,
+    rootfs: RootFs<'a>,
+}
+
+#[derive(Serialize)]
+struct EmptyObject {}
+
+#[derive(Serialize)]
+struct RootFs<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    diff_ids: Vec<&'a str>,
+}
+
+/// One platform's image written into a layout.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// The manifest descriptor, with its platform.
+    pub descriptor: Descriptor,
+    pub layer: LayerInfo,
+}
+
+/// Write `tree` as a single-layer image for `platform` into `layout`.
+pub fn write_image(
+    layout: &Layout,
+    tree: &Tree,
+    platform: &Platform,
+    epoch: u64,
+) -> Result<BuiltImage> {
+    let created = rfc3339(epoch);
+    let writer = layout.blob_writer()?;
+    let (info, writer) = layer::write_gzip_layer(tree, epoch, writer)?;
+    writer.commit(Some(&info.digest))?;
+    let config = Config {
+        created: &created,
+        architecture: &platform.architecture,
+        os: &platform.os,
+        config: EmptyObject {},
+        rootfs: RootFs {
+            kind: "layers",
+            diff_ids: vec![info.diff_id.as_str()],
+        },
+    };
+    let config_bytes = to_json(&config)?;
+    let config_digest = layout.put_bytes(&config_bytes)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::MT_OCI_MANIFEST.to_string()),
+        config: Descriptor::new(oci::MT_OCI_CONFIG, config_digest, config_bytes.len() as u64),
+        layers: vec![Descriptor::new(
+            oci::MT_OCI_LAYER_GZIP,
+            info.digest.clone(),
+            info.size,
+        )],
+        annotations: Default::default(),
+    };
+    let manifest_bytes = to_json(&manifest)?;
+    let digest = layout.put_bytes(&manifest_bytes)?;
+    let mut descriptor = Descriptor::new(oci::MT_OCI_MANIFEST, digest, manifest_bytes.len() as u64);
+    descriptor.platform = Some(platform.clone());
+    Ok(BuiltImage {
+        descriptor,
+        layer: info,
+    })
+}
+
+/// Write the index naming every platform's manifest.
+pub fn write_index(layout: &Layout, manifests: &[Descriptor]) -> Result<Descriptor> {
+    let mut index = Index::new(Some(oci::MT_OCI_INDEX));
+    index.manifests = manifests.to_vec();
+    let bytes = to_json(&index)?;
+    let digest = layout.put_bytes(&bytes)?;
+    Ok(Descriptor::new(
+        oci::MT_OCI_INDEX,
+        digest,
+        bytes.len() as u64,
+    ))
+}
+
+/// Record a built index in the layout's `index.json`: the index under `tag`, and each platform
+/// manifest directly with its platform and no tag, first, because the imager's `ociPath` input
+/// takes the first entry whose platform matches and does not descend into an index (contract
+/// §2.1). Entries of other images are kept; an older entry with the same tag is replaced.
+pub fn tag_in_layout(layout: &Layout, index: &Descriptor, tag: Option<&str>) -> Result<()> {
+    let mut list = layout.index()?;
+    let children: Vec<Descriptor> = {
+        let bytes = layout.read_document(&index.digest)?;
+        let idx: Index =
+            serde_json::from_slice(&bytes).map_err(|e| Error::internal(e.to_string()))?;
+        idx.manifests
+    };
+    let child_digests: Vec<&Digest> = children.iter().map(|d| &d.digest).collect();
+    list.manifests.retain(|d| match (tag, d.ref_name()) {
+        (Some(t), Some(name)) => name != t,
+        (_, None) => !child_digests.contains(&&d.digest) && d.digest != index.digest,
+        _ => true,
+    });
+    let mut entry = index.clone();
+    if let Some(t) = tag {
+        entry
+            .annotations
+            .insert(oci::ANN_REF_NAME.to_string(), t.to_string());
+    }
+    let mut new = vec![entry];
+    new.extend(children);
+    new.extend(list.manifests);
+    list.manifests = new;
+    list.media_type = Some(oci::MT_OCI_INDEX.to_string());
+    layout.write_index(&list)
+}
+
+/// Compact JSON of an ordered type.
+pub fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::internal(format!("serialising JSON: {e}")))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Write bytes to a file through a temporary path in the same directory, then rename.
+pub fn write_file_atomic(dest: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::create_dir_all(parent).at("creating", parent)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".talext-")
+        .tempfile_in(parent)
+        .at("creating a temporary file in", parent)?;
+    tmp.write_all(bytes).at("writing", dest)?;
+    tmp.persist(dest).map_err(|e| Error::Io {
+        op: "writing",
+        path: dest.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,464 @@
+//! Resolve a definition against command-line overrides into a build plan (what `talext plan`
+//! prints), then load each source for a platform and assemble the extension's tree:
+//! `manifest.yaml` + `rootfs/` with the service file, the payload, extra files and the SBOM.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tempfile::TempDir;
+
+use crate::definition::{self, check_platforms, parse_mode, rootfs_dest, ExtensionDef};
+use crate::error::{Error, IoContext, Result};
+use crate::oci::{archive, layout::Layout, Digest, Platform};
+use crate::rootfs::{join, open_content, Content, Node, NodeKind, Tree};
+use crate::sbom::{self, SourceRecord};
+use crate::source;
+use crate::transport::Location;
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub dir: PathBuf,
+    /// `NAME=LOCATION` overrides.
+    pub sources: Vec<String>,
+    pub version: Option<String>,
+    /// Platforms (each `linux/ARCH`); empty means the definition's.
+    pub platforms: Vec<String>,
+    pub epoch: u64,
+}
+
+/// The resolved definition.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub definition: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub compatibility: String,
+    pub platforms: Vec<String>,
+    pub source_date_epoch: u64,
+    pub sources: BTreeMap<String, String>,
+    pub payload: Vec<definition::PayloadDef>,
+    pub files: Vec<definition::FileDef>,
+    #[serde(skip)]
+    pub locations: BTreeMap<String, Location>,
+    #[serde(skip)]
+    pub loaded: definition::Loaded,
+}
+
+pub fn plan(req: &Request) -> Result<Plan> {
+    let loaded = definition::load(&req.dir)?;
+    let def = &loaded.def;
+    let cwd = std::env::current_dir().at("reading", ".")?;
+    let mut locations = BTreeMap::new();
+    for (name, s) in &def.sources {
+        locations.insert(name.clone(), Location::parse(&s.location, &loaded.dir)?);
+    }
+    for o in &req.sources {
+        let (name, loc) = o.split_once('=').ok_or_else(|| {
+            Error::input_hint(
+                format!("`--source {o}` is not `NAME=LOCATION`"),
+                "e.g. `--source tailscale=payload/{arch}`",
+            )
+        })?;
+        if !def.sources.contains_key(name) {
+            return Err(Error::input(format!(
+                "`--source {o}`: the definition has no source named `{name}` (sources: {})",
+                def.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        locations.insert(name.to_string(), Location::parse(loc, &cwd)?);
+    }
+    let mut platforms: Vec<String> = if req.platforms.is_empty() {
+        def.platforms.clone()
+    } else {
+        req.platforms
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    platforms.dedup();
+    check_platforms(&platforms).map_err(|m| Error::input(format!("`--platform`: {m}")))?;
+    if let Some(extra) = platforms.iter().find(|p| !def.platforms.contains(p)) {
+        return Err(Error::input(format!(
+            "`--platform {extra}`: the definition `{}` builds only {}",
+            loaded.file.display(),
+            def.platforms.join(", ")
+        )));
+    }
+    let version = req.version.clone().unwrap_or_else(|| def.version.clone());
+    if version.trim().is_empty() {
+        return Err(Error::input("`--version` must not be empty"));
+    }
+    Ok(Plan {
+        definition: loaded.file.clone(),
+        name: def.name.clone(),
+        version,
+        compatibility: def.compatibility.talos.clone(),
+        platforms,
+        source_date_epoch: req.epoch,
+        sources: locations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        payload: def.payload.clone(),
+        files: def.files.clone(),
+        locations,
+        loaded,
+    })
+}
+
+/// A source loaded for one platform. Holds the temporary directories its files live in.
+pub struct LoadedSource {
+    pub tree: Tree,
+    pub record: SourceRecord,
+    _staging: Option<TempDir>,
+    _archive: Option<archive::Unpacked>,
+}
+
+/// Load a source's tree for `platform`.
+pub fn load_source(name: &str, loc: &Location, platform: &Platform) -> Result<LoadedSource> {
+    let arch = &platform.architecture;
+    let what = format!("source `{name}` ({platform})");
+    let from_layout = |layout: &Layout,
+                       tag: Option<&str>,
+                       label: String,
+                       hold: Option<archive::Unpacked>|
+     -> Result<LoadedSource> {
+        let desc = layout
+            .resolve(tag)
+            .map_err(|e| Error::input(format!("{what}: {e}")))?;
+        let resolved = source::image::resolve(layout, &desc, platform, &what)?;
+        let staging = tempfile::Builder::new()
+            .prefix("talext-source-")
+            .tempdir()
+            .at("creating a staging directory for", &label)?;
+        let mut tree = source::image::flatten(layout, &resolved.manifest, staging.path(), &what)?;
+        tree.resolve_hard_links()?;
+        Ok(LoadedSource {
+            tree,
+            record: SourceRecord {
+                name: name.to_string(),
+                location: label,
+                digest: resolved.manifest_digest,
+            },
+            _staging: Some(staging),
+            _archive: hold,
+        })
+    };
+    match loc {
+        Location::Dir(template) => {
+            let dir = Location::dir_for(template, arch);
+            if !dir.is_dir() {
+                return Err(Error::input_hint(
+                    format!("{what}: directory `{}` does not exist", dir.display()),
+                    if template.contains("{arch}") {
+                        "`{arch}` is replaced by `amd64` or `arm64`".to_string()
+                    } else {
+                        "add `{arch}` to the path when the trees differ per platform".to_string()
+                    },
+                ));
+            }
+            let mut tree = source::dir::load(&dir)?;
+            tree.resolve_hard_links()?;
+            let digest = tree_digest(&tree)?;
+            Ok(LoadedSource {
+                tree,
+                record: SourceRecord {
+                    name: name.to_string(),
+                    location: format!("dir:{}", dir.display()),
+                    digest,
+                },
+                _staging: None,
+                _archive: None,
+            })
+        }
+        Location::Oci { dir, tag } => {
+            let layout = Layout::open(dir)?;
+            from_layout(&layout, tag.as_deref(), loc.to_string(), None)
+        }
+        Location::OciArchive { file, tag } => {
+            let unpacked = archive::open(file)?;
+            let layout = unpacked.layout.clone();
+            from_layout(&layout, tag.as_deref(), loc.to_string(), Some(unpacked))
+        }
+        Location::Tar(_) => Err(Error::input(format!(
+            "{what}: `tar:` is an output; give a directory, `oci:` or `oci-archive:` source"
+        ))),
+        Location::Registry(r) => Err(Error::input_hint(
+            format!("{what}: pulling `{r}` from a registry is not supported by this build"),
+            format!("override it with `--source {name}=DIR/{{arch}}`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`"),
+        )),
+    }
+}
+
+/// A content digest of a directory tree, for the SBOM: every entry's path, type, mode and (for
+/// files) the sha256 of its bytes, in order.
+pub fn tree_digest(tree: &Tree) -> Result<Digest> {
+    let mut h = Sha256::new();
+    for (path, node) in &tree.entries {
+        h.update(path.as_bytes());
+        h.update([0]);
+        match &node.kind {
+            NodeKind::Dir => h.update(format!("d {:o}", node.mode)),
+            NodeKind::File { content, .. } => {
+                let (d, _) = crate::oci::digest::hash_reader(open_content(content)?)
+                    .map_err(|e| Error::internal(format!("hashing `{path}`: {e}")))?;
+                h.update(format!("f {:o} {d}", node.mode));
+            }
+            NodeKind::Symlink { target } => h.update(format!("l {target}")),
+            NodeKind::HardLink { target } => h.update(format!("h {target}")),
+            NodeKind::Special(s) => h.update(format!("s {}", s.describe())),
+        }
+        h.update([0]);
+    }
+    Ok(Digest::from_sha256(&h.finalize()))
+}
+
+#[derive(Serialize)]
+struct ManifestYaml<'a> {
+    version: &'static str,
+    metadata: Metadata<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata<'a> {
+    name: &'a str,
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    compatibility: CompatYaml<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra_info: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CompatYaml<'a> {
+    talos: TalosYaml<'a>,
+}
+
+#[derive(Serialize)]
+struct TalosYaml<'a> {
+    version: &'a str,
+}
+
+/// `manifest.yaml` for the image root (contract §1).
+pub fn manifest_yaml(def: &ExtensionDef, version: &str) -> Result<Vec<u8>> {
+    let m = ManifestYaml {
+        version: "v1alpha1",
+        metadata: Metadata {
+            name: &def.name,
+            version,
+            author: def.author.as_deref(),
+            description: def.description.as_deref().map(str::trim_end),
+            compatibility: CompatYaml {
+                talos: TalosYaml {
+                    version: &def.compatibility.talos,
+                },
+            },
+            extra_info: def.extra_info.as_deref(),
+        },
+    };
+    serde_yaml::to_string(&m)
+        .map(String::into_bytes)
+        .map_err(|e| Error::internal(format!("serialising manifest.yaml: {e}")))
+}
+
+/// Assemble the extension tree for one platform from its loaded sources.
+pub fn assemble(
+    plan: &Plan,
+    platform: &Platform,
+    sources: &BTreeMap<String, LoadedSource>,
+) -> Result<Tree> {
+    let def = &plan.loaded.def;
+    let mut tree = Tree::new();
+    tree.insert(
+        "manifest.yaml",
+        Node::inline(manifest_yaml(def, &plan.version)?, 0o644),
+    );
+    tree.insert("rootfs", Node::dir(0o755));
+    if let Some(service) = &plan.loaded.service {
+        tree.insert(
+            &format!("rootfs/usr/local/etc/containers/{}.yaml", def.name),
+            Node::inline(service.clone(), 0o644),
+        );
+    }
+    for p in &def.payload {
+        let src = &sources[&p.source];
+        let dest = join("rootfs", &rootfs_dest(&p.to).map_err(Error::input)?);
+        graft(&mut tree, &src.tree, p, &dest)?;
+    }
+    for f in &def.files {
+        let dest = join("rootfs", &rootfs_dest(&f.to).map_err(Error::input)?);
+        if tree.get(&dest).is_some() {
+            return Err(Error::input(format!(
+                "`files` entry `{}` collides with `{dest}` from the payload",
+                f.src
+            )));
+        }
+        let src = plan.loaded.dir.join(&f.src);
+        let size = std::fs::metadata(&src).at("reading", &src)?.len();
+        let mode = f
+            .mode
+            .as_deref()
+            .map(parse_mode)
+            .transpose()
+            .map_err(Error::input)?
+            .unwrap_or(0o644);
+        tree.insert(
+            &dest,
+            Node {
+                kind: NodeKind::File {
+                    content: Content::Disk(src),
+                    size,
+                },
+                mode,
+            },
+        );
+    }
+    let records: Vec<SourceRecord> = sources.values().map(|s| s.record.clone()).collect();
+    let cpe = def
+        .cpe
+        .as_ref()
+        .map(|c| c.replace("{version}", &plan.version));
+    let sbom = sbom::render(&sbom::Input {
+        name: &def.name,
+        version: &plan.version,
+        license: def.license.as_deref(),
+        cpe,
+        homepage: def.homepage.as_deref(),
+        supplier: def.author.as_deref(),
+        platform: &platform.to_string(),
+        epoch: plan.source_date_epoch,
+        sources: &records,
+    })?;
+    let sbom_path = sbom::path_for(&def.name);
+    if tree.get(&sbom_path).is_some() {
+        return Err(Error::input(format!(
+            "the payload already has `{sbom_path}`, where talext writes the SBOM"
+        )));
+    }
+    tree.insert(&sbom_path, Node::inline(sbom, 0o644));
+    tree.normalise()?;
+    Ok(tree)
+}
+
+fn globset(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let g = globset::GlobBuilder::new(p.trim_start_matches('/'))
+            .literal_separator(true)
+            .build()
+            .or_else(|_| Glob::new(p))
+            .map_err(|e| Error::input(format!("glob `{p}`: {e}")))?;
+        b.add(g);
+    }
+    b.build().map(Some).map_err(|e| Error::input(e.to_string()))
+}
+
+/// `path` or one of its ancestors matches.
+fn matches_self_or_ancestor(set: &GlobSet, path: &str) -> bool {
+    let mut p = path;
+    loop {
+        if set.is_match(p) {
+            return true;
+        }
+        match p.rsplit_once('/') {
+            Some((up, _)) => p = up,
+            None => return false,
+        }
+    }
+}
+
+/// Copy the selected part of `src` under `dest` in `tree`.
+fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) -> Result<()> {
+    let from = p
+        .from
+        .as_deref()
+        .and_then(crate::rootfs::clean_path)
+        .unwrap_or_default();
+    if !from.is_empty() && !src.get(&from).is_some_and(Node::is_dir) {
+        return Err(Error::input(format!(
+            "payload of source `{}`: `from: {from}` is not a directory in the source",
+            p.source
+        )));
+    }
+    let include = globset(&p.include)?;
+    let exclude = globset(&p.exclude)?;
+    let root_mode = src.get(&from).map(|n| n.mode).unwrap_or(0o755);
+    if !tree.get(dest).is_some_and(Node::is_dir) {
+        if tree.get(dest).is_some() {
+            return Err(Error::input(format!(
+                "payload destination `{dest}` is already a file"
+            )));
+        }
+        tree.insert(dest, Node::dir(root_mode));
+    }
+    let mut selected = 0usize;
+    for (path, node) in src.under(&from) {
+        if path == &from {
+            continue;
+        }
+        let rel = if from.is_empty() {
+            path.as_str()
+        } else {
+            &path[from.len() + 1..]
+        };
+        if let Some(ex) = &exclude {
+            if matches_self_or_ancestor(ex, rel) {
+                continue;
+            }
+        }
+        if let Some(inc) = &include {
+            // Keep matches, everything below a matched directory, and the directories leading to
+            // a match (added as ancestors below).
+            if !matches_self_or_ancestor(inc, rel) {
+                continue;
+            }
+        }
+        let target = join(dest, rel);
+        if let Some(existing) = tree.get(&target) {
+            if existing.is_dir() && node.is_dir() {
+                continue;
+            }
+            return Err(Error::input(format!(
+                "payload of source `{}` collides at `{target}` with an entry already placed there",
+                p.source
+            )));
+        }
+        // Keep the source's modes for the directories leading to this entry.
+        let mut anc = String::new();
+        for part in rel.split('/').take(rel.split('/').count() - 1) {
+            anc = join(&anc, part);
+            let t = join(dest, &anc);
+            if tree.get(&t).is_none() {
+                let mode = src.get(&join(&from, &anc)).map(|n| n.mode).unwrap_or(0o755);
+                tree.insert(&t, Node::dir(mode));
+            }
+        }
+        tree.insert(&target, node.clone());
+        selected += 1;
+    }
+    if selected == 0 {
+        return Err(Error::input(format!(
+            "payload of source `{}` selects nothing{}",
+            p.source,
+            if include.is_some() {
+                " (check `include`)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Flatten a container image into a tree, the way go-containerregistry's `crane export` does for
+//! the Talos imager (contract §2.2): layers from the top down, each path taken from the topmost
+//! layer that has it; `.wh.<name>` hides a path in lower layers and `.wh..wh..opq` hides the
+//! lower contents of its directory; compression is detected from the bytes (gzip, zstd or none).
+//! Regular files are written to a staging directory so memory does not grow with the payload.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::oci::layout::Layout;
+use crate::oci::types::ConfigSummary;
+use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
+use crate::rootfs::{
+    base_name, clean_path, parent, Content, LoadNote, Node, NodeKind, Special, Tree,
+};
+
+/// One platform's image picked out of a layout.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The digest the user named (an index or a manifest).
+    pub root: Digest,
+    /// The platform's image manifest.
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    pub config: ConfigSummary,
+}
+
+/// Resolve `desc` (an index or a manifest in `layout`) to the image for `want`. Nested indexes
+/// are followed. A single-manifest image must declare the wanted platform in its config: the
+/// imager would use it whatever its architecture (contract §8.3 case 33), so we refuse here.
+pub fn resolve(
+    layout: &Layout,
+    desc: &Descriptor,
+    want: &Platform,
+    what: &str,
+) -> Result<Resolved> {
+    resolve_at(
+        layout,
+        &desc.digest,
+        &desc.media_type,
+        desc.digest.clone(),
+        want,
+        what,
+        0,
+    )
+}
+
+fn resolve_at(
+    layout: &Layout,
+    digest: &Digest,
+    media_type: &str,
+    root: Digest,
+    want: &Platform,
+    what: &str,
+    depth: usize,
+) -> Result<Resolved> {
+    if depth > 4 {
+        return Err(Error::input(format!("{what}: indexes nested too deeply")));
+    }
+    let bytes = layout.read_document(digest)?;
+    let mt = if media_type.is_empty() {
+        oci::sniff_media_type(&bytes).unwrap_or_default()
+    } else {
+        media_type.to_string()
+    };
+    if mt == oci::MT_DOCKER_SCHEMA1 || mt == oci::MT_DOCKER_SCHEMA1_SIGNED {
+        return Err(Error::input(format!(
+            "{what}: Docker schema 1 manifests are not supported (Talos's imager rejects them too)"
+        )));
+    }
+    if oci::is_index_type(&mt) {
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::input(format!("{what}: index `{digest}` is not valid: {e}")))?;
+        let child = index
+            .manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| p.matches(want)))
+            .ok_or_else(|| {
+                let have: Vec<String> = index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                    .collect();
+                Error::input_hint(
+                    format!("{what}: no `{want}` image in index `{digest}`"),
+                    format!(
+                        "platforms present: {}",
+                        if have.is_empty() {
+                            "none".into()
+                        } else {
+                            have.join(", ")
+                        }
+                    ),
+                )
+            })?;
+        return resolve_at(
+            layout,
+            &child.digest,
+            &child.media_type,
+            root,
+            want,
+            what,
+            depth + 1,
+        );
+    }
+    if !oci::is_manifest_type(&mt) {
+        return Err(Error::input(format!(
+            "{what}: `{digest}` has media type `{mt}`, which is neither an image index nor an image manifest"
+        )));
+    }
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::input(format!("{what}: manifest `{digest}` is not valid: {e}")))?;
+    let cfg_bytes = layout.read_document(&manifest.config.digest)?;
+    let config: ConfigSummary = serde_json::from_slice(&cfg_bytes).map_err(|e| {
+        Error::input(format!(
+            "{what}: config `{}` is not valid: {e}",
+            manifest.config.digest
+        ))
+    })?;
+    if config.os != want.os || config.architecture != want.architecture {
+        return Err(Error::input_hint(
+            format!(
+                "{what}: image `{digest}` is for `{}/{}`, not `{want}`",
+                config.os, config.architecture
+            ),
+            "give a multi-platform index, or a separate source per platform",
+        ));
+    }
+    Ok(Resolved {
+        root,
+        manifest_digest: digest.clone(),
+        manifest,
+        config,
+    })
+}
+
+/// Flatten the image's layers into a tree whose regular files live in `staging`.
+pub fn flatten(layout: &Layout, manifest: &Manifest, staging: &Path, what: &str) -> Result<Tree> {
+    let mut f = Flattener {
+        tree: Tree::new(),
+        seen: HashMap::new(),
+        whiteouts: HashSet::new(),
+        opaques: HashSet::new(),
+        staging: staging.to_path_buf(),
+        counter: 0,
+    };
+    for (i, layer) in manifest.layers.iter().enumerate().rev() {
+        let blob = layout.open_blob(&layer.digest)?;
+        f.layer(blob, i, &layer.digest, what)?;
+    }
+    Ok(f.tree)
+}
+
+struct Flattener {
+    tree: Tree,
+    /// Paths taken from an upper layer, with whether they are directories.
+    seen: HashMap<String, bool>,
+    whiteouts: HashSet<String>,
+    opaques: HashSet<String>,
+    staging: PathBuf,
+    counter: u64,
+}
+
+/// Open a layer's bytes as a tar stream, whatever its compression.
+pub fn decompress(blob: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
+    let mut r = BufReader::with_capacity(1 << 20, blob);
+    let head = {
+        use io::BufRead;
+        r.fill_buf()?
+            .get(..4)
+            .map(|h| h.to_vec())
+            .unwrap_or_default()
+    };
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(r))
+    } else if head == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(zstd::stream::read::Decoder::with_buffer(r)?)
+    } else {
+        Box::new(r)
+    })
+}
+
+impl Flattener {
+    fn hidden(&self, path: &str) -> bool {
+        if self.whiteouts.contains(path) {
+            return true;
+        }
+        let mut p = path;
+        while let Some((up, _)) = p.rsplit_once('/') {
+            if self.whiteouts.contains(up)
+                || self.opaques.contains(up)
+                || self.seen.get(up) == Some(&false)
+            {
+                return true;
+            }
+            p = up;
+        }
+        false
+    }
+
+    fn stage(&mut self, mut r: impl Read) -> io::Result<(PathBuf, u64)> {
+        self.counter += 1;
+        let p = self.staging.join(format!("f{}", self.counter));
+        let mut w = BufWriter::with_capacity(256 << 10, File::create(&p)?);
+        let n = io::copy(&mut r, &mut w)?;
+        w.flush()?;
+        Ok((p, n))
+    }
+
+    fn layer(&mut self, blob: File, index: usize, digest: &Digest, what: &str) -> Result<()> {
+        let bad = |e: io::Error| {
+            Error::input(format!(
+                "{what}: layer {index} (`{digest}`) is not a readable tar: {e}"
+            ))
+        };
+        let mut archive = tar::Archive::new(decompress(blob).map_err(bad)?);
+        let mut layer_whiteouts = HashSet::new();
+        let mut layer_opaques = HashSet::new();
+        // Regular files of this layer (taken or shadowed), for hard links to point at.
+        let mut layer_files: HashMap<String, (PathBuf, u64)> = HashMap::new();
+        // Staged copies of shadowed files that a hard link ended up using.
+        let mut kept: HashSet<PathBuf> = HashSet::new();
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let kind = entry.header().entry_type();
+            if matches!(
+                kind,
+                tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+            ) {
+                continue;
+            }
+            let Some(path) = clean_path(&raw) else {
+                if raw.trim_start_matches("./").trim_matches('/').is_empty() {
+                    continue; // the root directory itself
+                }
+                self.tree.notes.push(LoadNote {
+                    rule: "path-escape",
+                    path: raw.clone(),
+                    message: format!(
+                        "layer {index} entry `{raw}` escapes the image root and was dropped"
+                    ),
+                });
+                continue;
+            };
+            let name = base_name(&path);
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                let dir = parent(&path).to_string();
+                if hidden == ".wh..opq" {
+                    layer_opaques.insert(dir);
+                } else {
+                    layer_whiteouts.insert(crate::rootfs::join(&dir, hidden));
+                }
+                continue;
+            }
+            let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+            let shadowed = self.hidden(&path) || self.seen.contains_key(&path);
+            let implicit_dir =
+                !self.seen.contains_key(&path) && self.tree.get(&path).is_some_and(Node::is_dir);
+            if kind.is_file() || kind == tar::EntryType::Continuous {
+                if shadowed || implicit_dir {
+                    // Kept only while this layer is read, in case a hard link names it.
+                    let staged = self.stage(&mut entry).map_err(bad)?;
+                    layer_files.insert(path, staged);
+                    continue;
+                }
+                let (p, size) = self.stage(&mut entry).map_err(bad)?;
+                layer_files.insert(path.clone(), (p.clone(), size));
+                self.take(
+                    path,
+                    Node {
+                        kind: NodeKind::File {
+                            content: Content::Disk(p),
+                            size,
+                        },
+                        mode,
+                    },
+                    false,
+                );
+                continue;
+            }
+            if shadowed {
+                continue;
+            }
+            let node = match kind {
+                tar::EntryType::Directory => {
+                    if implicit_dir {
+                        if let Some(n) = self.tree.entries.get_mut(&path) {
+                            n.mode = mode;
+                        }
+                        self.seen.insert(path, true);
+                        continue;
+                    }
+                    Node::dir(mode)
+                }
+                _ if implicit_dir => continue,
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    Node {
+                        kind: NodeKind::Symlink { target },
+                        mode,
+                    }
+                }
+                tar::EntryType::Link => {
+                    let raw_target = entry
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    let Some(target) = clean_path(&raw_target) else {
+                        self.tree.notes.push(LoadNote {
+                            rule: "path-escape",
+                            path: path.clone(),
+                            message: format!("hard link `{path}` points at `{raw_target}`, outside the image root, and was dropped"),
+                        });
+                        continue;
+                    };
+                    match layer_files.get(&target) {
+                        // The target was taken from this layer: keep the link, the tree has it.
+                        Some((p, _)) if matches!(self.tree.get(&target).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if t == p) => {
+                            Node { kind: NodeKind::HardLink { target }, mode }
+                        }
+                        // The target was shadowed by an upper layer: the link keeps this layer's bytes.
+                        Some((p, size)) => {
+                            kept.insert(p.clone());
+                            self.tree.notes.push(LoadNote {
+                                rule: "hard-link",
+                                path: path.clone(),
+                                message: format!("`{path}` is a hard link to `{target}`; Talos unpacks hard links as empty files"),
+                            });
+                            Node { kind: NodeKind::File { content: Content::Disk(p.clone()), size: *size }, mode }
+                        }
+                        None => {
+                            return Err(Error::input(format!(
+                                "{what}: layer {index} hard link `{path}` points at `{target}`, which is not an earlier file of the same layer"
+                            )))
+                        }
+                    }
+                }
+                tar::EntryType::Char => Node {
+                    kind: NodeKind::Special(Special::CharDevice),
+                    mode,
+                },
+                tar::EntryType::Block => Node {
+                    kind: NodeKind::Special(Special::BlockDevice),
+                    mode,
+                },
+                tar::EntryType::Fifo => Node {
+                    kind: NodeKind::Special(Special::Fifo),
+                    mode,
+                },
+                other => {
+                    return Err(Error::input(format!(
+                        "{what}: layer {index} entry `{path}` has an unsupported tar type {other:?}"
+                    )))
+                }
+            };
+            let is_dir = node.is_dir();
+            self.take(path, node, is_dir);
+        }
+        self.whiteouts.extend(layer_whiteouts);
+        self.opaques.extend(layer_opaques);
+        // Staged copies of shadowed files are no longer needed.
+        for (path, (p, _)) in layer_files {
+            let used = kept.contains(&p)
+                || matches!(self.tree.get(&path).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if *t == p);
+            if !used {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, path: String, node: Node, is_dir: bool) {
+        self.seen.insert(path.clone(), is_dir);
+        self.tree.insert(&path, node);
+    }
+}
