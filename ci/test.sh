@@ -13,5 +13,8 @@ cargo fmt --all -- --check
 echo "--- cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Dependencies (zlib-rs, sha2, zstd, tar) are built optimised: the tests run talext dozens of
+# times on multi-megabyte payloads, which takes minutes unoptimised and seconds optimised, while
+# talext itself keeps debug assertions and overflow checks.
 echo "--- cargo test" >&2
-cargo test --workspace --locked
+cargo test --workspace --locked --config 'profile.dev.package."*".opt-level = 2'
