@@ -7,13 +7,17 @@ use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
+use crate::copy;
 use crate::error::{Error, IoContext, Result};
 use crate::image;
 use crate::oci::layout::Layout;
 use crate::oci::{archive, Descriptor, Digest, Platform};
 use crate::plan::{self, LoadedSource, Plan, Request};
+use crate::registry::Reference;
 use crate::rootfs::Tree;
+use crate::talos::receipt::{PlatformDigest, Receipt};
 use crate::transport::Location;
+use crate::validate;
 
 /// What a build produced.
 #[derive(Debug, Clone)]
@@ -25,6 +29,39 @@ pub struct Built {
     pub digest: Digest,
     /// Each platform's manifest descriptor (empty for `tar:`).
     pub platforms: Vec<Descriptor>,
+    /// `registry/repo:tag@sha256:…` when the output is a registry.
+    pub reference: Option<String>,
+}
+
+impl Built {
+    /// What `build` prints on stdout: the pinned reference for a registry, else the digest.
+    pub fn stdout_line(&self) -> String {
+        self.reference
+            .clone()
+            .unwrap_or_else(|| self.digest.to_string())
+    }
+
+    /// The receipt other commands (`imager-profile`, `config render`) read.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            output: self.output.to_string(),
+            reference: self.reference.clone(),
+            digest: self.digest.to_string(),
+            platforms: self
+                .platforms
+                .iter()
+                .filter_map(|d| {
+                    d.platform.as_ref().map(|p| PlatformDigest {
+                        os: p.os.clone(),
+                        architecture: p.architecture.clone(),
+                        digest: d.digest.to_string(),
+                    })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A platform's assembled tree and the sources its files live in.
@@ -34,12 +71,29 @@ pub struct PlatformTree {
     _sources: BTreeMap<String, LoadedSource>,
 }
 
-/// Validation hook: returns an error when the tree must not be written. Findings are reported
-/// by the hook itself.
-pub type Check<'a> = &'a dyn Fn(&Plan, &PlatformTree) -> Result<()>;
+/// Validate a platform's tree as `talext validate` would (the binaries must match the platform,
+/// the name must be the definition's). Findings go to stderr; any error stops the build.
+pub fn check(plan: &Plan, pt: &PlatformTree) -> Result<()> {
+    let opts = validate::Options {
+        talos_version: None,
+        arch: Some(pt.platform.architecture.clone()),
+        pkg_name: Some(plan.name.clone()),
+    };
+    let findings = validate::validate_tree(&pt.tree, &opts);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let mut report = validate::Report::new();
+    report.push(pt.platform.to_string(), findings);
+    eprint!("{}", report.render_text());
+    match report.error_count() {
+        0 => Ok(()),
+        errors => Err(Error::Validation { errors }),
+    }
+}
 
 /// Run the build up to (not including) the sink.
-pub fn prepare(req: &Request, check: Check<'_>) -> Result<(Plan, Vec<PlatformTree>)> {
+pub fn prepare(req: &Request) -> Result<(Plan, Vec<PlatformTree>)> {
     let plan = plan::plan(req)?;
     let mut trees = Vec::new();
     for p in &plan.platforms {
@@ -48,7 +102,10 @@ pub fn prepare(req: &Request, check: Check<'_>) -> Result<(Plan, Vec<PlatformTre
         let mut sources = BTreeMap::new();
         for (name, loc) in &plan.locations {
             tracing::info!(source = %name, %platform, "loading source");
-            sources.insert(name.clone(), plan::load_source(name, loc, &platform)?);
+            sources.insert(
+                name.clone(),
+                plan::load_source(name, loc, &platform, &req.fetch)?,
+            );
         }
         let tree = plan::assemble(&plan, &platform, &sources)?;
         let pt = PlatformTree {
@@ -63,7 +120,7 @@ pub fn prepare(req: &Request, check: Check<'_>) -> Result<(Plan, Vec<PlatformTre
 }
 
 /// Build and write to `output`.
-pub fn build(req: &Request, output: &Location, check: Check<'_>) -> Result<Built> {
+pub fn build(req: &Request, output: &Location) -> Result<Built> {
     if let Location::Tar(_) = output {
         let n = if req.platforms.is_empty() {
             plan::plan(req)?.platforms.len()
@@ -81,7 +138,7 @@ pub fn build(req: &Request, output: &Location, check: Check<'_>) -> Result<Built
             ));
         }
     }
-    let (plan, trees) = prepare(req, check)?;
+    let (plan, trees) = prepare(req)?;
     let epoch = plan.source_date_epoch;
     let built = |digest: Digest, platforms: Vec<Descriptor>| Built {
         name: plan.name.clone(),
@@ -89,6 +146,7 @@ pub fn build(req: &Request, output: &Location, check: Check<'_>) -> Result<Built
         output: output.clone(),
         digest,
         platforms,
+        reference: None,
     };
     match output {
         Location::Tar(file) => {
@@ -119,9 +177,32 @@ pub fn build(req: &Request, output: &Location, check: Check<'_>) -> Result<Built
             format!("`{d}` is not an output; outputs are `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `tar:FILE`"),
             "prefix a layout directory with `oci:`",
         )),
-        Location::Registry(r) => Err(Error::input(format!(
-            "pushing to `{r}` is not supported by this build; write `oci:DIR` and copy it"
-        ))),
+        Location::Registry(r) => {
+            // Build into a temporary layout, then push it: blobs first, children before the
+            // index, the tag last (`crate::copy`).
+            let reference = Reference::parse(r)?;
+            let work = tempfile::Builder::new()
+                .prefix("talext-push-")
+                .tempdir()
+                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let layout = Layout::open_or_create(work.path().join("layout"))?;
+            let (index, platforms) = write_images(&layout, &trees, epoch, Some("build"))?;
+            let src = Location::Oci { dir: layout.root().to_path_buf(), tag: Some("build".into()) };
+            let copied = copy::copy(&src, output, &[], &req.fetch.registry)?;
+            if copied.digest != index.as_str() {
+                return Err(Error::internal(format!(
+                    "the registry holds `{}` where `{index}` was pushed",
+                    copied.digest
+                )));
+            }
+            let mut b = built(index, platforms);
+            let mut shown = reference.name();
+            if let Some(t) = &reference.tag {
+                shown = format!("{shown}:{t}");
+            }
+            b.reference = Some(format!("{shown}@{}", b.digest));
+            Ok(b)
+        }
     }
 }
 

@@ -26,10 +26,61 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Talos configuration for the Tailscale extension: render and lint.
+    Config {
+        #[command(subcommand)]
+        command: crate::talos::cli::ConfigCommand,
+    },
+    /// Custom extensions catalogs for a self-hosted Image Factory.
+    Catalog {
+        #[command(subcommand)]
+        command: crate::talos::cli::CatalogCommand,
+    },
+    /// Write an imager profile that bakes extensions into boot media or an installer.
+    ImagerProfile(crate::talos::cli::ImagerProfileArgs),
+    /// Image Factory schematics: compute IDs offline.
+    Schematic {
+        #[command(subcommand)]
+        command: crate::talos::cli::SchematicCommand,
+    },
     /// Build an extension image from a definition directory.
     Build(BuildArgs),
     /// Show the resolved definition a build would use (YAML on stdout).
     Plan(DefinitionArgs),
+    /// Check an extension image against Talos's rules and report every finding.
+    Validate(crate::validate::command::ValidateArgs),
+    /// Describe an extension image: platforms, digests, sizes, manifest, services, tree.
+    Inspect(InspectArgs),
+    /// Copy an image or index between registries, OCI layouts and oci-archives, digests unchanged.
+    Copy(CopyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// `docker://REF` (or a bare `host/repo:tag`), `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    pub source: String,
+    /// Where to copy to, in the same forms.
+    pub destination: String,
+    /// Copy only these platforms of an index (`linux/amd64`); repeatable or comma-separated.
+    /// Default: every platform, and the index unchanged.
+    #[arg(long = "platform", env = "TALEXT_PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Also write the digest of the copied manifest or index to this file.
+    #[arg(long, env = "TALEXT_DIGESTFILE", value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// `docker://REF`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or an unpacked extension directory.
+    pub source: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -61,9 +112,24 @@ pub struct DefinitionArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub def: DefinitionArgs,
-    /// Where to write the image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE`.
+    /// Where to write the image: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `tar:FILE` (one
+    /// platform's filesystem) or `docker://REGISTRY/REPO:TAG`.
     #[arg(short, long, env = "TALEXT_OUTPUT")]
     pub output: String,
+    /// Also write the build receipt (name, version, output, digests) to this file.
+    #[arg(long, env = "TALEXT_RECEIPT", value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
+    /// Print the receipt as JSON on stdout instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    /// Cache for pulled sources (default `$XDG_CACHE_HOME/talext`).
+    #[arg(long, env = "TALEXT_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the cache.
+    #[arg(long, env = "TALEXT_NO_CACHE")]
+    pub no_cache: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
 }
 
 impl DefinitionArgs {
@@ -74,6 +140,7 @@ impl DefinitionArgs {
             version: self.version.clone(),
             platforms: self.platforms.clone(),
             epoch: self.source_date_epoch,
+            fetch: Default::default(),
         }
     }
 }
@@ -92,11 +159,85 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
+        Command::Config { command } => {
+            crate::talos::cli::run_config(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalog { command } => {
+            crate::talos::cli::run_catalog(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImagerProfile(args) => {
+            crate::talos::cli::run_imager_profile(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schematic { command } => {
+            crate::talos::cli::run_schematic(command)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Build(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let output = Location::parse(&args.output, &cwd)?;
-            let built = build::build(&args.def.request(), &output, &|_, _| Ok(()))?;
-            println!("{}", built.digest);
+            let mut req = args.def.request();
+            req.fetch = crate::pull::Fetch {
+                registry: args.registry.options()?,
+                cache_dir: if args.no_cache {
+                    None
+                } else {
+                    args.cache_dir
+                        .clone()
+                        .or_else(crate::pull::default_cache_dir)
+                },
+            };
+            let built = build::build(&req, &output)?;
+            let receipt = built.receipt();
+            let json = serde_json::to_string_pretty(&receipt)
+                .map_err(|e| Error::internal(e.to_string()))?;
+            if let Some(file) = &args.receipt {
+                crate::image::write_file_atomic(file, format!("{json}\n").as_bytes())?;
+            }
+            if args.json {
+                println!("{json}");
+            } else {
+                println!("{}", built.stdout_line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect(args) => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let loc = Location::parse(&args.source, &cwd)?;
+            let out = crate::inspect::inspect_location(&loc, &args.registry.options()?)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out)
+                        .map_err(|e| Error::internal(e.to_string()))?
+                );
+            } else {
+                print!("{}", crate::inspect::render_text(&out));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(args) => {
+            crate::validate::command::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Copy(args) => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let src = Location::parse(&args.source, &cwd)?;
+            let dst = Location::parse(&args.destination, &cwd)?;
+            let platforms = crate::copy::parse_platforms(&args.platforms)?;
+            let copied = crate::copy::copy(&src, &dst, &platforms, &args.registry.options()?)?;
+            if let Some(file) = &args.digestfile {
+                crate::copy::write_digestfile(file, &copied.digest)?;
+            }
+            if !cli.quiet {
+                eprintln!(
+                    "copied `{}` to `{dst}`: {} manifest(s), {} blob(s) sent, {} already present",
+                    copied.digest, copied.manifests, copied.blobs_copied, copied.blobs_skipped
+                );
+            }
+            println!("{}", copied.digest);
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {

@@ -44,6 +44,9 @@ pub enum Error {
     /// Validation found errors; the findings were already reported.
     #[error("validation failed with {errors} error(s)")]
     Validation { errors: usize },
+    /// A registry operation failed; the error names registry, repository and operation.
+    #[error(transparent)]
+    Registry(Box<crate::registry::RegistryError>),
 }
 
 impl Error {
@@ -74,12 +77,14 @@ impl Error {
                 ExitKind::User
             }
             Error::Io { .. } | Error::Internal { .. } => ExitKind::Environment,
+            Error::Registry(err) => err.exit_kind(),
         }
     }
 
     pub fn hint(&self) -> Option<&str> {
         match self {
             Error::Input { hint, .. } => hint.as_deref(),
+            Error::Registry(err) => err.hint(),
             _ => None,
         }
     }

@@ -49,7 +49,7 @@ pub fn write_image(
 ) -> Result<BuiltImage> {
     let created = rfc3339(epoch);
     let writer = layout.blob_writer()?;
-    let (info, writer) = layer::write_gzip_layer(tree, epoch, writer)?;
+    let (info, writer) = layer::write_gzip_layer(tree, epoch, 0, writer)?;
     writer.commit(Some(&info.digest))?;
     let config = Config {
         created: &created,

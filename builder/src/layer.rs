@@ -1,19 +1,18 @@
 //! Serialise a tree as a layer: a deterministic tar (sorted entries, uid/gid 0, mtime = the
-//! build epoch, modes kept), hashed as it is written (the diff_id), gzip-compressed with a fixed
-//! backend and level, and hashed again (the blob digest), all in one pass.
+//! build epoch, modes kept), hashed as it is written (the diff_id), gzip-compressed on every core
+//! with a fixed backend, level and block size (`crate::pgzip`), and hashed again (the blob
+//! digest), all in one pass.
 
 use std::io::{self, Write};
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
-
 use crate::error::{Error, Result};
 use crate::oci::{Digest, HashingWriter};
+use crate::pgzip::ParallelGzWriter;
 use crate::rootfs::{open_content, NodeKind, Tree};
 use crate::tarw::TarWriter;
 
-/// zlib-rs at level 6: the level `gzip` and `pigz` default to. Changing either changes every
-/// digest, so it is fixed here.
+/// zlib-rs at level 6: the level `gzip` and `pigz` default to. Changing the level, the backend or
+/// `pgzip::BLOCK` changes every digest, so they are fixed here.
 pub const GZIP_LEVEL: u32 = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,12 +51,15 @@ pub fn write_tar<W: Write>(tree: &Tree, mtime: u64, out: W) -> Result<W> {
 }
 
 /// Write the tree as a gzip layer into `out`, returning its digests and the writer.
-pub fn write_gzip_layer<W: Write>(tree: &Tree, mtime: u64, out: W) -> Result<(LayerInfo, W)> {
+/// `threads` bounds parallel compression (0: every core); the bytes never depend on it.
+pub fn write_gzip_layer<W: Write>(
+    tree: &Tree,
+    mtime: u64,
+    threads: usize,
+    out: W,
+) -> Result<(LayerInfo, W)> {
     let blob = HashingWriter::new(out);
-    let gz: GzEncoder<HashingWriter<W>> = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(blob, Compression::new(GZIP_LEVEL));
+    let gz = ParallelGzWriter::new(blob, GZIP_LEVEL, threads);
     let tar = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, gz));
     let tar = write_tar(tree, mtime, tar)?;
     let (diff_id, _, buf) = tar.finish();
@@ -94,8 +96,8 @@ mod tests {
             "manifest.yaml",
             Node::inline(&b"version: v1alpha1\n"[..], 0o644),
         );
-        let (a, bytes_a) = write_gzip_layer(&t, 0, Vec::new()).unwrap();
-        let (b, bytes_b) = write_gzip_layer(&t, 0, Vec::new()).unwrap();
+        let (a, bytes_a) = write_gzip_layer(&t, 0, 0, Vec::new()).unwrap();
+        let (b, bytes_b) = write_gzip_layer(&t, 0, 0, Vec::new()).unwrap();
         assert_eq!(a, b);
         assert_eq!(bytes_a, bytes_b);
         assert_eq!(a.digest, Digest::of(&bytes_a));
@@ -104,7 +106,7 @@ mod tests {
         let mut dec = Vec::new();
         io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes_a[..]), &mut dec).unwrap();
         assert_eq!(dec, tar);
-        let (c, _) = write_gzip_layer(&t, 1, Vec::new()).unwrap();
+        let (c, _) = write_gzip_layer(&t, 1, 1, Vec::new()).unwrap();
         assert_ne!(a.diff_id, c.diff_id, "mtime is part of the layer");
     }
 }

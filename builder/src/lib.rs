@@ -6,16 +6,23 @@
 
 pub mod build;
 pub mod cli;
+pub mod copy;
 pub mod definition;
 pub mod error;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod oci;
+pub mod pgzip;
 pub mod plan;
+pub mod pull;
+pub mod registry;
 pub mod rootfs;
 pub mod sbom;
 pub mod source;
+pub mod talos;
 pub mod tarw;
 pub mod transport;
+pub mod validate;
 
 pub use error::{Error, ExitKind, Result};

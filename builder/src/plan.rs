@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use crate::definition::{self, check_platforms, parse_mode, rootfs_dest, ExtensionDef};
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{archive, layout::Layout, Digest, Platform};
+use crate::pull::{self, Fetch};
 use crate::rootfs::{join, open_content, Content, Node, NodeKind, Tree};
 use crate::sbom::{self, SourceRecord};
 use crate::source;
@@ -28,6 +29,8 @@ pub struct Request {
     /// Platforms (each `linux/ARCH`); empty means the definition's.
     pub platforms: Vec<String>,
     pub epoch: u64,
+    /// How registry sources are fetched and cached.
+    pub fetch: Fetch,
 }
 
 /// The resolved definition.
@@ -118,10 +121,16 @@ pub struct LoadedSource {
     pub record: SourceRecord,
     _staging: Option<TempDir>,
     _archive: Option<archive::Unpacked>,
+    _pulled: Option<pull::Pulled>,
 }
 
 /// Load a source's tree for `platform`.
-pub fn load_source(name: &str, loc: &Location, platform: &Platform) -> Result<LoadedSource> {
+pub fn load_source(
+    name: &str,
+    loc: &Location,
+    platform: &Platform,
+    fetch: &Fetch,
+) -> Result<LoadedSource> {
     let arch = &platform.architecture;
     let what = format!("source `{name}` ({platform})");
     let from_layout = |layout: &Layout,
@@ -148,6 +157,7 @@ pub fn load_source(name: &str, loc: &Location, platform: &Platform) -> Result<Lo
             },
             _staging: Some(staging),
             _archive: hold,
+            _pulled: None,
         })
     };
     match loc {
@@ -175,6 +185,7 @@ pub fn load_source(name: &str, loc: &Location, platform: &Platform) -> Result<Lo
                 },
                 _staging: None,
                 _archive: None,
+                _pulled: None,
             })
         }
         Location::Oci { dir, tag } => {
@@ -189,10 +200,17 @@ pub fn load_source(name: &str, loc: &Location, platform: &Platform) -> Result<Lo
         Location::Tar(_) => Err(Error::input(format!(
             "{what}: `tar:` is an output; give a directory, `oci:` or `oci-archive:` source"
         ))),
-        Location::Registry(r) => Err(Error::input_hint(
-            format!("{what}: pulling `{r}` from a registry is not supported by this build"),
-            format!("override it with `--source {name}=DIR/{{arch}}`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`"),
-        )),
+        Location::Registry(r) => {
+            let pulled = pull::pull(&what, r, platform, fetch)?;
+            let mut src = from_layout(
+                &pulled.layout,
+                Some(&pulled.tag),
+                pulled.label.clone(),
+                None,
+            )?;
+            src._pulled = Some(pulled);
+            Ok(src)
+        }
     }
 }
 

@@ -249,30 +249,26 @@ impl Tree {
     pub fn resolve_hard_links(&mut self) -> Result<()> {
         let mut fixes = Vec::new();
         for (path, node) in &self.entries {
-            match &node.kind {
-                NodeKind::HardLink { target } => {
-                    let mut seen = 0;
-                    let mut t = target.clone();
-                    let resolved = loop {
-                        match self.entries.get(&t).map(|n| &n.kind) {
-                            Some(NodeKind::File { content, size }) => {
-                                break (content.clone(), *size);
-                            }
-                            Some(NodeKind::HardLink { target }) if seen < 40 => {
-                                seen += 1;
-                                t = target.clone();
-                            }
-                            _ => {
-                                return Err(Error::input(format!(
-                                    "hard link `{path}` points at `{target}`, which is not a regular file in the tree"
-                                )))
-                            }
-                        }
-                    };
-                    fixes.push((path.clone(), resolved));
+            let NodeKind::HardLink { target } = &node.kind else {
+                continue;
+            };
+            let mut seen = 0;
+            let mut t = target.clone();
+            let resolved = loop {
+                match self.entries.get(&t).map(|n| &n.kind) {
+                    Some(NodeKind::File { content, size }) => break (content.clone(), *size),
+                    Some(NodeKind::HardLink { target }) if seen < 40 => {
+                        seen += 1;
+                        t = target.clone();
+                    }
+                    _ => {
+                        return Err(Error::input(format!(
+                            "hard link `{path}` points at `{target}`, which is not a regular file in the tree"
+                        )))
+                    }
                 }
-                _ => {}
-            }
+            };
+            fixes.push((path.clone(), resolved));
         }
         for (path, (content, size)) in fixes {
             if let Some(node) = self.entries.get_mut(&path) {

@@ -381,3 +381,220 @@ impl Flattener {
         self.tree.insert(&path, node);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::to_json;
+
+    enum E<'a> {
+        F(&'a str, &'a [u8]),
+        D(&'a str),
+        L(&'a str, &'a str),
+        H(&'a str, &'a str),
+        C(&'a str),
+    }
+
+    fn layer(entries: &[E]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o755);
+            h.set_mtime(0);
+            match e {
+                E::F(p, data) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, p, *data).unwrap();
+                }
+                E::D(p) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    b.append_data(&mut h, p, &b""[..]).unwrap();
+                }
+                E::L(p, t) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, p, t).unwrap();
+                }
+                E::H(p, t) => {
+                    h.set_entry_type(tar::EntryType::Link);
+                    h.set_size(0);
+                    b.append_link(&mut h, p, t).unwrap();
+                }
+                E::C(p) => {
+                    h.set_entry_type(tar::EntryType::Char);
+                    h.set_size(0);
+                    b.append_data(&mut h, p, &b""[..]).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// A layout holding one image made of `layers` (bottom first), with Docker or OCI types.
+    fn image(dir: &Path, layers: Vec<Vec<u8>>, docker: bool, arch: &str) -> (Layout, Descriptor) {
+        let l = Layout::open_or_create(dir).unwrap();
+        let cfg = format!(
+            r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let cd = l.put_bytes(cfg.as_bytes()).unwrap();
+        let (mt_m, mt_c, mt_l) = if docker {
+            (
+                oci::MT_DOCKER_MANIFEST,
+                oci::MT_DOCKER_CONFIG,
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            )
+        } else {
+            (
+                oci::MT_OCI_MANIFEST,
+                oci::MT_OCI_CONFIG,
+                oci::MT_OCI_LAYER_GZIP,
+            )
+        };
+        let layers = layers
+            .into_iter()
+            .map(|b| Descriptor::new(mt_l, l.put_bytes(&b).unwrap(), b.len() as u64))
+            .collect();
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(mt_m.into()),
+            config: Descriptor::new(mt_c, cd, cfg.len() as u64),
+            layers,
+            annotations: Default::default(),
+        };
+        let mb = to_json(&m).unwrap();
+        let md = l.put_bytes(&mb).unwrap();
+        let mut idx = Index::new(Some(oci::MT_OCI_INDEX));
+        let mut d = Descriptor::new(mt_m, md, mb.len() as u64);
+        d.platform = Some(Platform::linux(arch));
+        idx.manifests.push(d);
+        let ib = to_json(&idx).unwrap();
+        let id = l.put_bytes(&ib).unwrap();
+        (l, Descriptor::new(oci::MT_OCI_INDEX, id, ib.len() as u64))
+    }
+
+    fn flat(l: &Layout, d: &Descriptor, staging: &Path) -> Tree {
+        let r = resolve(l, d, &Platform::linux("amd64"), "test").unwrap();
+        flatten(l, &r.manifest, staging, "test").unwrap()
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_and_mixed_compression() {
+        let t = tempfile::tempdir().unwrap();
+        let bottom = layer(&[
+            E::D("etc"),
+            E::F("etc/keep", b"k"),
+            E::F("etc/old", b"o"),
+            E::D("var"),
+            E::F("var/a", b"a"),
+            E::D("opt"),
+            E::F("opt/x", b"x"),
+            E::F("shadow/file", b"lower"),
+        ]);
+        let middle = layer(&[
+            E::F("etc/.wh.old", b""),
+            E::D("var"),
+            E::F("var/.wh..wh..opq", b""),
+            E::F("var/b", b"b"),
+        ]);
+        let top = layer(&[E::F("opt", b"now a file"), E::F("shadow/file", b"upper")]);
+        let zstd_middle = zstd::encode_all(&middle[..], 3).unwrap();
+        let (l, d) = image(
+            &t.path().join("l"),
+            vec![gzip(&bottom), zstd_middle, top],
+            false,
+            "amd64",
+        );
+        let staging = t.path().join("s");
+        std::fs::create_dir_all(&staging).unwrap();
+        let tree = flat(&l, &d, &staging);
+        assert!(tree.get("etc/keep").is_some());
+        assert!(tree.get("etc/old").is_none(), "whited out");
+        assert!(tree.get("etc/.wh.old").is_none(), "markers never written");
+        assert!(
+            tree.get("var/a").is_none(),
+            "opaque dir hides lower contents"
+        );
+        assert!(tree.get("var/b").is_some());
+        assert!(
+            tree.get("opt/x").is_none(),
+            "a file in an upper layer hides a lower directory"
+        );
+        assert!(tree.get("opt").unwrap().is_file());
+        assert_eq!(tree.read_all("shadow/file").unwrap(), b"upper");
+    }
+
+    #[test]
+    fn hard_links_symlinks_specials_and_escapes() {
+        let t = tempfile::tempdir().unwrap();
+        let one = layer(&[
+            E::F("bin/busybox", b"ELF"),
+            E::H("bin/sh", "bin/busybox"),
+            E::L("bin/ls", "/bin/busybox"),
+            E::C("dev/null"),
+        ]);
+        let mut raw = one.clone();
+        // A `../` entry written by hand, since the tar crate refuses to.
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..12].copy_from_slice(b"../etc/evil\0");
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        raw.truncate(raw.len() - 1024);
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(&[0u8; 1024]);
+        let (l, d) = image(&t.path().join("l"), vec![raw], true, "amd64");
+        let staging = t.path().join("s");
+        std::fs::create_dir_all(&staging).unwrap();
+        let mut tree = flat(&l, &d, &staging);
+        assert!(matches!(
+            tree.get("bin/sh").unwrap().kind,
+            NodeKind::HardLink { .. }
+        ));
+        assert!(matches!(
+            tree.get("bin/ls").unwrap().kind,
+            NodeKind::Symlink { .. }
+        ));
+        assert!(matches!(
+            tree.get("dev/null").unwrap().kind,
+            NodeKind::Special(Special::CharDevice)
+        ));
+        assert_eq!(tree.notes.len(), 1);
+        assert_eq!(tree.notes[0].rule, "path-escape");
+        tree.resolve_hard_links().unwrap();
+        assert_eq!(tree.read_all("bin/sh").unwrap(), b"ELF");
+        let err = tree.normalise().unwrap_err().to_string();
+        assert!(err.contains("dev/null"), "{err}");
+    }
+
+    #[test]
+    fn platform_resolution() {
+        let t = tempfile::tempdir().unwrap();
+        let (l, d) = image(
+            &t.path().join("l"),
+            vec![layer(&[E::F("a", b"a")])],
+            false,
+            "arm64",
+        );
+        let err = resolve(&l, &d, &Platform::linux("amd64"), "src")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no `linux/amd64` image"), "{err}");
+        assert!(resolve(&l, &d, &Platform::linux("arm64"), "src").is_ok());
+        // A single manifest for the wrong architecture is refused, not used silently.
+        let idx: Index = serde_json::from_slice(&l.read_document(&d.digest).unwrap()).unwrap();
+        let mut m = idx.manifests[0].clone();
+        m.platform = None;
+        let err = resolve(&l, &m, &Platform::linux("amd64"), "src")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is for `linux/arm64`"), "{err}");
+    }
+}

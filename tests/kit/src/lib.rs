@@ -2,6 +2,8 @@
 //! binaries, the reference registry started on 127.0.0.1, and wrappers around the independent
 //! readers (skopeo, umoci, the OCI image-spec JSON schemas).
 
+pub mod faultproxy;
 pub mod payload;
+pub mod registry;
 pub mod schema;
 pub mod tools;

@@ -1,0 +1,506 @@
+//! `talext copy SRC DST`: move an image or index between registries (`docker://REF` or a bare
+//! `host/repo:tag`), OCI layouts (`oci:DIR[:TAG]`) and oci-archives (`oci-archive:FILE[:TAG]`)
+//! without re-encoding anything. Manifests and indexes travel as their raw bytes, so with all
+//! platforms copied the destination digest is the source digest (image-spec "Digests"); blobs
+//! the destination has are skipped; blobs go before the manifests that name them and child
+//! manifests before their index, so no tag ever points at something missing. `--platform`
+//! selects children of an index: one selected platform copies that image manifest itself, several
+//! copy a new index listing only them.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::oci::archive::{self, Unpacked};
+use crate::oci::layout::Layout;
+use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform, ANN_REF_NAME};
+use crate::registry::{BlobSource, Reference, RegistryClient, RegistryOptions};
+use crate::transport::Location;
+
+/// What `copy` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// Digest of the manifest or index written at the destination.
+    pub digest: String,
+    pub media_type: String,
+    pub blobs_copied: usize,
+    pub blobs_skipped: usize,
+    pub manifests: usize,
+}
+
+/// A manifest or index as raw bytes.
+struct Doc {
+    bytes: Vec<u8>,
+    media_type: String,
+    digest: String,
+}
+
+// One value of each per copy: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Src {
+    Layout {
+        layout: Layout,
+        tag: Option<String>,
+        _unpacked: Option<Unpacked>,
+    },
+    Registry {
+        client: RegistryClient,
+        reference: Reference,
+    },
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Dst {
+    Layout {
+        layout: Layout,
+        tag: Option<String>,
+        archive: Option<(PathBuf, tempfile::TempDir)>,
+    },
+    Registry {
+        client: RegistryClient,
+        reference: Reference,
+    },
+}
+
+/// Copy `src` to `dst`. `platforms` empty means every platform.
+pub fn copy(
+    src: &Location,
+    dst: &Location,
+    platforms: &[Platform],
+    options: &RegistryOptions,
+) -> Result<Copied> {
+    let scratch = tempfile::Builder::new()
+        .prefix("talext-copy-")
+        .tempdir()
+        .at("creating a temporary directory in", std::env::temp_dir())?;
+    let src = open_source(src, options)?;
+    let dst = open_destination(dst, options)?;
+    let root = src.root()?;
+    let root = select_platforms(&src, root, platforms)?;
+    let mut run = Run {
+        src: &src,
+        dst: &dst,
+        scratch: scratch.path(),
+        copied: 0,
+        skipped: 0,
+        manifests: 0,
+    };
+    run.children_of(&root)?;
+    dst.put_root(&root)?;
+    dst.finish()?;
+    Ok(Copied {
+        digest: root.digest,
+        media_type: root.media_type,
+        blobs_copied: run.copied,
+        blobs_skipped: run.skipped,
+        manifests: run.manifests + 1,
+    })
+}
+
+fn open_source(loc: &Location, options: &RegistryOptions) -> Result<Src> {
+    match loc {
+        Location::Oci { dir, tag } => Ok(Src::Layout {
+            layout: Layout::open(dir)?,
+            tag: tag.clone(),
+            _unpacked: None,
+        }),
+        Location::OciArchive { file, tag } => {
+            let unpacked = archive::open(file)?;
+            Ok(Src::Layout {
+                layout: unpacked.layout.clone(),
+                tag: tag.clone(),
+                _unpacked: Some(unpacked),
+            })
+        }
+        Location::Registry(r) => {
+            let reference = Reference::parse(r)?;
+            let client = RegistryClient::new(options, &reference.registry)?;
+            Ok(Src::Registry { client, reference })
+        }
+        other => Err(unsupported(other)),
+    }
+}
+
+fn open_destination(loc: &Location, options: &RegistryOptions) -> Result<Dst> {
+    match loc {
+        Location::Oci { dir, tag } => Ok(Dst::Layout {
+            layout: Layout::open_or_create(dir)?,
+            tag: tag.clone(),
+            archive: None,
+        }),
+        Location::OciArchive { file, tag } => {
+            let dir = tempfile::Builder::new()
+                .prefix("talext-archive-")
+                .tempdir()
+                .at("creating a temporary directory for", file)?;
+            let layout = Layout::open_or_create(dir.path().join("layout"))?;
+            Ok(Dst::Layout {
+                layout,
+                tag: tag.clone(),
+                archive: Some((file.clone(), dir)),
+            })
+        }
+        Location::Registry(r) => {
+            let reference = Reference::parse(r)?;
+            let client = RegistryClient::new(options, &reference.registry)?;
+            Ok(Dst::Registry { client, reference })
+        }
+        other => Err(unsupported(other)),
+    }
+}
+
+fn unsupported(loc: &Location) -> Error {
+    Error::input_hint(
+        format!("`{loc}` cannot be copied"),
+        "copy moves images between `docker://REF`, `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`",
+    )
+}
+
+impl Src {
+    fn root(&self) -> Result<Doc> {
+        match self {
+            Src::Layout { layout, tag, .. } => {
+                let desc = layout.resolve(tag.as_deref())?;
+                self.manifest(&desc)
+            }
+            Src::Registry { client, reference } => {
+                let m =
+                    client.get_manifest(&reference.repository, reference.tag_or_digest(), &[])?;
+                Ok(Doc {
+                    bytes: m.bytes,
+                    media_type: m.media_type,
+                    digest: m.digest,
+                })
+            }
+        }
+    }
+
+    fn manifest(&self, desc: &Descriptor) -> Result<Doc> {
+        match self {
+            Src::Layout { layout, .. } => {
+                let bytes = layout.read_document(&desc.digest)?;
+                let media_type =
+                    oci::sniff_media_type(&bytes).unwrap_or_else(|| desc.media_type.clone());
+                Ok(Doc {
+                    bytes,
+                    media_type,
+                    digest: desc.digest.to_string(),
+                })
+            }
+            Src::Registry { client, reference } => {
+                let m = client.get_manifest(
+                    &reference.repository,
+                    desc.digest.as_str(),
+                    &[desc.media_type.as_str()],
+                )?;
+                Ok(Doc {
+                    bytes: m.bytes,
+                    media_type: m.media_type,
+                    digest: m.digest,
+                })
+            }
+        }
+    }
+
+    /// A file holding the verified blob: the layout's own file, or a download into `scratch`.
+    fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<PathBuf> {
+        match self {
+            Src::Layout { layout, .. } => {
+                layout.open_blob(&desc.digest)?;
+                Ok(layout.blob_path(&desc.digest))
+            }
+            Src::Registry { client, reference } => {
+                let path = scratch.join(desc.digest.hex());
+                client.fetch_blob(
+                    &reference.repository,
+                    desc.digest.as_str(),
+                    Some(desc.size),
+                    &path,
+                )?;
+                Ok(path)
+            }
+        }
+    }
+}
+
+impl Dst {
+    fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        match self {
+            Dst::Layout { layout, .. } => Ok(layout.blob_size(&desc.digest) == Some(desc.size)),
+            Dst::Registry { client, reference } => Ok(client
+                .blob_exists(&reference.repository, desc.digest.as_str())?
+                .is_some()),
+        }
+    }
+
+    fn put_blob(&self, desc: &Descriptor, src: &Src, scratch: &Path) -> Result<()> {
+        match (self, src) {
+            // Registry to layout: download straight into the layout (verified, then renamed).
+            (Dst::Layout { layout, .. }, Src::Registry { client, reference }) => {
+                let path = layout.blob_path(&desc.digest);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).at("creating", dir)?;
+                }
+                client.fetch_blob(
+                    &reference.repository,
+                    desc.digest.as_str(),
+                    Some(desc.size),
+                    &path,
+                )?;
+            }
+            (Dst::Layout { layout, .. }, Src::Layout { layout: from, .. }) => {
+                let mut w = layout.blob_writer()?;
+                let mut f = from.open_blob(&desc.digest)?;
+                std::io::copy(&mut f, &mut w).at("copying", from.blob_path(&desc.digest))?;
+                w.commit(Some(&desc.digest))?;
+            }
+            (Dst::Registry { client, reference }, src) => {
+                let repo = &reference.repository;
+                // Inside one registry the blob is linked, not sent (distribution spec
+                // "Mounting a blob from another repository").
+                if let Src::Registry {
+                    client: from,
+                    reference: from_ref,
+                } = src
+                {
+                    if from.registry() == client.registry()
+                        && client.mount_blob(repo, &from_ref.repository, desc.digest.as_str())?
+                    {
+                        return Ok(());
+                    }
+                }
+                let file = src.blob_file(desc, scratch)?;
+                client.push_blob(
+                    repo,
+                    desc.digest.as_str(),
+                    desc.size,
+                    BlobSource::Path(&file),
+                    None,
+                )?;
+                if matches!(src, Src::Registry { .. }) {
+                    let _ = std::fs::remove_file(&file);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Store a child manifest (by digest).
+    fn put_manifest(&self, doc: &Doc) -> Result<()> {
+        match self {
+            Dst::Layout { layout, .. } => {
+                let stored = layout.put_bytes(&doc.bytes)?;
+                debug_assert_eq!(stored.as_str(), doc.digest);
+            }
+            Dst::Registry { client, reference } => {
+                client.put_manifest(
+                    &reference.repository,
+                    &doc.digest,
+                    &doc.bytes,
+                    &doc.media_type,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Store the top manifest or index and name it: the tag in a registry, or an `index.json`
+    /// entry (with `org.opencontainers.image.ref.name` when a tag is given) in a layout.
+    fn put_root(&self, doc: &Doc) -> Result<()> {
+        match self {
+            Dst::Layout { layout, tag, .. } => {
+                let digest = layout.put_bytes(&doc.bytes)?;
+                let mut index: Index = layout.index()?;
+                let mut desc =
+                    Descriptor::new(&doc.media_type, digest.clone(), doc.bytes.len() as u64);
+                if let Some(tag) = tag {
+                    desc.annotations
+                        .insert(ANN_REF_NAME.to_string(), tag.clone());
+                }
+                index.manifests.retain(|d| match tag {
+                    Some(t) => d.ref_name() != Some(t.as_str()),
+                    None => !(d.digest == digest && d.ref_name().is_none()),
+                });
+                index.manifests.push(desc);
+                layout.write_index(&index)
+            }
+            Dst::Registry { client, reference } => {
+                let target = reference.tag_or_digest();
+                if reference.digest.as_deref().is_some_and(|d| d != doc.digest) {
+                    return Err(Error::input(format!(
+                        "the destination names `{target}` but the image copied is `{}`",
+                        doc.digest
+                    )));
+                }
+                client.put_manifest(&reference.repository, target, &doc.bytes, &doc.media_type)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&self) -> Result<()> {
+        if let Dst::Layout {
+            layout,
+            archive: Some((file, _dir)),
+            ..
+        } = self
+        {
+            archive::write(layout, file)?;
+        }
+        Ok(())
+    }
+}
+
+struct Run<'a> {
+    src: &'a Src,
+    dst: &'a Dst,
+    scratch: &'a Path,
+    copied: usize,
+    skipped: usize,
+    manifests: usize,
+}
+
+impl Run<'_> {
+    /// Copy everything `doc` names, depth first: blobs of an image, or each child of an index
+    /// (its contents, then the child manifest itself).
+    fn children_of(&mut self, doc: &Doc) -> Result<()> {
+        if oci::is_index_type(&doc.media_type) {
+            let index: Index = serde_json::from_slice(&doc.bytes)
+                .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", doc.digest)))?;
+            for child in &index.manifests {
+                let child_doc = self.src.manifest(child)?;
+                self.children_of(&child_doc)?;
+                self.dst.put_manifest(&child_doc)?;
+                self.manifests += 1;
+            }
+            return Ok(());
+        }
+        if !oci::is_manifest_type(&doc.media_type) {
+            return Err(Error::input(format!(
+                "`{}` has media type `{}`, which copy does not support",
+                doc.digest, doc.media_type
+            )));
+        }
+        let manifest: Manifest = serde_json::from_slice(&doc.bytes)
+            .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", doc.digest)))?;
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            // Non-distributable layers stay where their `urls` point (image-spec "urls").
+            if blob.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                continue;
+            }
+            if self.dst.has_blob(blob)? {
+                self.skipped += 1;
+                continue;
+            }
+            tracing::info!("copying blob `{}` ({} bytes)", blob.digest, blob.size);
+            self.dst.put_blob(blob, self.src, self.scratch)?;
+            self.copied += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Apply `--platform`: nothing for an empty list; for an index, its matching children (one
+/// child becomes the root itself, several a new index with only them); for an image, a check
+/// that its config names a wanted platform.
+fn select_platforms(src: &Src, root: Doc, platforms: &[Platform]) -> Result<Doc> {
+    if platforms.is_empty() {
+        return Ok(root);
+    }
+    let wanted = |p: &Platform| platforms.iter().any(|w| p.matches(w));
+    let names = platforms
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !oci::is_index_type(&root.media_type) {
+        let manifest: Manifest = serde_json::from_slice(&root.bytes)
+            .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", root.digest)))?;
+        let config: oci::types::ConfigSummary =
+            serde_json::from_slice(&config_bytes(src, &manifest.config)?).map_err(|e| {
+                Error::input(format!(
+                    "config `{}` is not valid: {e}",
+                    manifest.config.digest
+                ))
+            })?;
+        let platform = Platform {
+            architecture: config.architecture,
+            os: config.os,
+            os_version: None,
+            variant: config.variant,
+        };
+        if !wanted(&platform) {
+            return Err(Error::input(format!(
+                "the image is for `{platform}`, not {names}"
+            )));
+        }
+        return Ok(root);
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(&root.bytes)
+        .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", root.digest)))?;
+    let entries = value
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut kept = Vec::new();
+    for entry in entries {
+        let desc: Descriptor = serde_json::from_value(entry.clone())
+            .map_err(|e| Error::input(format!("index `{}` has a bad entry: {e}", root.digest)))?;
+        if desc.platform.as_ref().is_some_and(&wanted) {
+            kept.push((entry, desc));
+        }
+    }
+    match kept.len() {
+        0 => Err(Error::input(format!(
+            "the index `{}` has no image for {names}",
+            root.digest
+        ))),
+        1 => src.manifest(&kept[0].1),
+        _ => {
+            value["manifests"] =
+                serde_json::Value::Array(kept.into_iter().map(|(v, _)| v).collect());
+            let bytes = serde_json::to_vec(&value).map_err(|e| Error::internal(e.to_string()))?;
+            let digest = Digest::of(&bytes).to_string();
+            Ok(Doc {
+                bytes,
+                media_type: root.media_type,
+                digest,
+            })
+        }
+    }
+}
+
+/// The bytes of a config blob (configs are blobs, not manifests, in a registry).
+fn config_bytes(src: &Src, desc: &Descriptor) -> Result<Vec<u8>> {
+    match src {
+        Src::Layout { layout, .. } => layout.read_document(&desc.digest),
+        Src::Registry { client, reference } => {
+            let dir = tempfile::tempdir()
+                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let path = dir.path().join("config");
+            client.fetch_blob(
+                &reference.repository,
+                desc.digest.as_str(),
+                Some(desc.size),
+                &path,
+            )?;
+            std::fs::read(&path).at("reading", &path)
+        }
+    }
+}
+
+/// Write `digest` to `--digestfile`.
+pub fn write_digestfile(path: &Path, digest: &str) -> Result<()> {
+    std::fs::write(path, digest).at("writing", path)
+}
+
+/// Parse `--platform` values (`linux/amd64`, `linux/arm64/v8`).
+pub fn parse_platforms(values: &[String]) -> Result<Vec<Platform>> {
+    values
+        .iter()
+        .map(|v| {
+            Platform::parse(v)
+                .ok_or_else(|| Error::input(format!("`{v}` is not a platform like `linux/amd64`")))
+        })
+        .collect()
+}

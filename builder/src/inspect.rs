@@ -1,0 +1,462 @@
+//! Open an extension image wherever it lives (`oci:`, `oci-archive:`; registries through
+//! `crate::registry`) as a list of per-platform images, flatten one into a tree for validation,
+//! and describe it all for `talext inspect`.
+
+use serde::Serialize;
+
+use crate::copy;
+use crate::error::{Error, IoContext, Result};
+use crate::oci::layout::Layout;
+use crate::oci::types::ConfigSummary;
+use crate::oci::{self, archive, Descriptor, Digest, Index, Manifest};
+use crate::registry::RegistryOptions;
+use crate::rootfs::{NodeKind, Tree};
+use crate::source;
+use crate::transport::Location;
+
+/// An image opened from a store, with every platform image it names.
+pub struct Opened {
+    pub label: String,
+    pub layout: Layout,
+    /// What the user named: an index or a single manifest.
+    pub root: Descriptor,
+    pub images: Vec<PlatformImage>,
+    /// Problems with the image's structure (not its contents), as `(rule, message)`.
+    pub structure: Vec<(&'static str, String)>,
+    _archive: Option<archive::Unpacked>,
+    _pulled: Option<tempfile::TempDir>,
+}
+
+pub struct PlatformImage {
+    pub descriptor: Descriptor,
+    pub manifest: Manifest,
+    pub config: ConfigSummary,
+}
+
+impl PlatformImage {
+    /// `os/arch` from the config (what the image says it is).
+    pub fn platform(&self) -> String {
+        format!("{}/{}", self.config.os, self.config.architecture)
+    }
+}
+
+/// Open `loc`: an `oci:` layout, an `oci-archive:`, or a registry image (every platform is
+/// pulled into a temporary layout first, digests unchanged).
+pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
+    match loc {
+        Location::Registry(r) => {
+            let tmp = tempfile::Builder::new()
+                .prefix("talext-pull-")
+                .tempdir()
+                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let dir = tmp.path().join("layout");
+            let dst = Location::Oci {
+                dir: dir.clone(),
+                tag: Some("pulled".into()),
+            };
+            copy::copy(loc, &dst, &[], registry)?;
+            let mut opened = open_layout(
+                Layout::open(&dir)?,
+                Some("pulled"),
+                format!("docker://{r}"),
+                None,
+            )?;
+            // A registry image has no `index.json` of its own: the layout check does not apply.
+            opened
+                .structure
+                .retain(|(rule, _)| *rule != "layout-platform-entry-missing");
+            opened._pulled = Some(tmp);
+            Ok(opened)
+        }
+        Location::Oci { dir, tag } => {
+            let layout = Layout::open(dir)?;
+            open_layout(layout, tag.as_deref(), loc.to_string(), None)
+        }
+        Location::OciArchive { file, tag } => {
+            let unpacked = archive::open(file)?;
+            let layout = unpacked.layout.clone();
+            open_layout(layout, tag.as_deref(), loc.to_string(), Some(unpacked))
+        }
+        other => Err(Error::input(format!("`{other}` is not an image location"))),
+    }
+}
+
+/// Open the image named `tag` in a layout (also used for images pulled into a local layout).
+pub fn open_layout(
+    layout: Layout,
+    tag: Option<&str>,
+    label: String,
+    hold: Option<archive::Unpacked>,
+) -> Result<Opened> {
+    let root = layout.resolve(tag)?;
+    let mut structure = Vec::new();
+    let mut images = Vec::new();
+    collect(&layout, &root, &mut images, &mut structure, 0)?;
+    // The imager's `ociPath` input takes the first `index.json` entry whose platform matches and
+    // does not descend into an index (contract §2.1).
+    if oci::is_index_type(&root.media_type) {
+        let top = layout.index()?;
+        for img in &images {
+            // What the index says the image is (the imager selects on that), else its config.
+            let (os, arch) = match &img.descriptor.platform {
+                Some(p) => (p.os.as_str(), p.architecture.as_str()),
+                None => (img.config.os.as_str(), img.config.architecture.as_str()),
+            };
+            let direct = top.manifests.iter().any(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == os && p.architecture == arch)
+            });
+            if !direct {
+                structure.push((
+                    "layout-platform-entry-missing",
+                    format!(
+                        "`index.json` of `{label}` lists no `{os}/{arch}` image manifest directly; the imager's `ociPath` input cannot use this layout"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Opened {
+        label,
+        layout,
+        root,
+        images,
+        structure,
+        _archive: hold,
+        _pulled: None,
+    })
+}
+
+fn collect(
+    layout: &Layout,
+    desc: &Descriptor,
+    out: &mut Vec<PlatformImage>,
+    structure: &mut Vec<(&'static str, String)>,
+    depth: usize,
+) -> Result<()> {
+    if depth > 4 {
+        return Err(Error::input("indexes nested too deeply"));
+    }
+    let bytes = layout.read_document(&desc.digest)?;
+    let mt = if desc.media_type.is_empty() {
+        oci::sniff_media_type(&bytes).unwrap_or_default()
+    } else {
+        desc.media_type.clone()
+    };
+    if oci::is_index_type(&mt) {
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", desc.digest)))?;
+        for child in &index.manifests {
+            match &child.platform {
+                None => structure.push((
+                    "index-platform-missing",
+                    format!(
+                        "index `{}` names manifest `{}` without a platform; the imager treats it as linux/amd64 and skips it for `ociPath`",
+                        desc.digest, child.digest
+                    ),
+                )),
+                // Attestations and other non-image entries (buildx writes `unknown/unknown`).
+                Some(p) if p.os == "unknown" => continue,
+                Some(_) => {}
+            }
+            collect(layout, child, out, structure, depth + 1)?;
+            if let (Some(p), Some(img)) = (&child.platform, out.last()) {
+                if img.descriptor.digest == child.digest
+                    && (p.os != img.config.os || p.architecture != img.config.architecture)
+                {
+                    structure.push((
+                        "config-platform-mismatch",
+                        format!(
+                            "index entry `{}` says `{p}` but its config says `{}`",
+                            child.digest,
+                            img.platform()
+                        ),
+                    ));
+                }
+            }
+        }
+        return Ok(());
+    }
+    if mt == oci::MT_DOCKER_SCHEMA1 || mt == oci::MT_DOCKER_SCHEMA1_SIGNED {
+        structure.push((
+            "manifest-schema-one",
+            format!(
+                "`{}` is a Docker schema 1 manifest, which the imager rejects",
+                desc.digest
+            ),
+        ));
+        return Ok(());
+    }
+    if !oci::is_manifest_type(&mt) {
+        structure.push((
+            "manifest-media-type",
+            format!(
+                "`{}` has media type `{mt}`, not an image manifest",
+                desc.digest
+            ),
+        ));
+        return Ok(());
+    }
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", desc.digest)))?;
+    let cfg = layout.read_document(&manifest.config.digest)?;
+    let config: ConfigSummary = serde_json::from_slice(&cfg).map_err(|e| {
+        Error::input(format!(
+            "config `{}` is not valid: {e}",
+            manifest.config.digest
+        ))
+    })?;
+    for l in &manifest.layers {
+        if layout.blob_size(&l.digest).is_none() {
+            return Err(Error::input(format!(
+                "layer `{}` of manifest `{}` is missing",
+                l.digest, desc.digest
+            )));
+        }
+    }
+    out.push(PlatformImage {
+        descriptor: desc.clone(),
+        manifest,
+        config,
+    });
+    Ok(())
+}
+
+/// Flatten one platform image into a tree (regular files staged under `staging`).
+pub fn flatten(opened: &Opened, img: &PlatformImage, staging: &std::path::Path) -> Result<Tree> {
+    std::fs::create_dir_all(staging).at("creating", staging)?;
+    source::image::flatten(
+        &opened.layout,
+        &img.manifest,
+        staging,
+        &format!("{} ({})", opened.label, img.platform()),
+    )
+}
+
+/// `talext inspect` output.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    pub source: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub platforms: Vec<PlatformInspection>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlatformInspection {
+    pub platform: String,
+    pub digest: Digest,
+    pub created: Option<String>,
+    pub layers: Vec<LayerInspection>,
+    pub manifest: Option<serde_json::Value>,
+    pub services: Vec<ServiceInspection>,
+    pub tree: TreeSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LayerInspection {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceInspection {
+    pub file: String,
+    pub definition: serde_json::Value,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TreeSummary {
+    pub directories: u64,
+    pub files: u64,
+    pub symlinks: u64,
+    pub hard_links: u64,
+    pub special: u64,
+    pub bytes: u64,
+    /// Top-level directories under `rootfs/` and their file bytes.
+    pub top: Vec<(String, u64)>,
+}
+
+/// Describe a tree loaded from an extension image root.
+pub fn describe_tree(
+    tree: &Tree,
+) -> (
+    Option<serde_json::Value>,
+    Vec<ServiceInspection>,
+    TreeSummary,
+) {
+    let yaml = |bytes: Vec<u8>| -> Option<serde_json::Value> {
+        serde_yaml::from_slice::<serde_yaml::Value>(&bytes)
+            .ok()
+            .and_then(|v| serde_json::to_value(v).ok())
+    };
+    let manifest = tree.read_all("manifest.yaml").ok().and_then(yaml);
+    let mut services = Vec::new();
+    for (name, node) in tree.children("rootfs/usr/local/etc/containers") {
+        if node.is_file() {
+            let path = format!("rootfs/usr/local/etc/containers/{name}");
+            if let Some(def) = tree.read_all(&path).ok().and_then(yaml) {
+                services.push(ServiceInspection {
+                    file: path,
+                    definition: def,
+                });
+            }
+        }
+    }
+    let mut s = TreeSummary::default();
+    let mut top: std::collections::BTreeMap<String, u64> = Default::default();
+    for (path, node) in &tree.entries {
+        match &node.kind {
+            NodeKind::Dir => s.directories += 1,
+            NodeKind::File { size, .. } => {
+                s.files += 1;
+                s.bytes += size;
+                if let Some(rest) = path.strip_prefix("rootfs/") {
+                    let key = rest.split('/').take(3).collect::<Vec<_>>().join("/");
+                    *top.entry(key).or_default() += size;
+                }
+            }
+            NodeKind::Symlink { .. } => s.symlinks += 1,
+            NodeKind::HardLink { .. } => s.hard_links += 1,
+            NodeKind::Special(_) => s.special += 1,
+        }
+    }
+    s.top = top.into_iter().collect();
+    (manifest, services, s)
+}
+
+/// Inspect every platform of an opened image.
+pub fn inspect(opened: &Opened) -> Result<Inspection> {
+    let staging = tempfile::Builder::new()
+        .prefix("talext-inspect-")
+        .tempdir()
+        .at("creating a temporary directory for", &opened.label)?;
+    let mut platforms = Vec::new();
+    for (i, img) in opened.images.iter().enumerate() {
+        let tree = flatten(opened, img, &staging.path().join(i.to_string()))?;
+        let (manifest, services, summary) = describe_tree(&tree);
+        platforms.push(PlatformInspection {
+            platform: img.platform(),
+            digest: img.descriptor.digest.clone(),
+            created: img.config.created.clone(),
+            layers: img
+                .manifest
+                .layers
+                .iter()
+                .map(|l| LayerInspection {
+                    digest: l.digest.clone(),
+                    media_type: l.media_type.clone(),
+                    size: l.size,
+                })
+                .collect(),
+            manifest,
+            services,
+            tree: summary,
+        });
+    }
+    Ok(Inspection {
+        source: opened.label.clone(),
+        digest: opened.root.digest.clone(),
+        media_type: opened.root.media_type.clone(),
+        platforms,
+    })
+}
+
+/// Inspect any location: an image store, or a single tree (directory, `tar:`).
+pub fn inspect_location(loc: &Location, registry: &RegistryOptions) -> Result<Inspection> {
+    let tree_only = |tree: Tree, label: String, digest: Digest| {
+        let (manifest, services, summary) = describe_tree(&tree);
+        Inspection {
+            source: label,
+            digest: digest.clone(),
+            media_type: "filesystem".into(),
+            platforms: vec![PlatformInspection {
+                platform: "unknown".into(),
+                digest,
+                created: None,
+                layers: Vec::new(),
+                manifest,
+                services,
+                tree: summary,
+            }],
+        }
+    };
+    match loc {
+        Location::Dir(d) => {
+            let tree = source::dir::load(std::path::Path::new(d))?;
+            let digest = crate::plan::tree_digest(&tree)?;
+            Ok(tree_only(tree, loc.to_string(), digest))
+        }
+        Location::Tar(file) => {
+            let loaded = source::tarball::load(file)?;
+            let f = std::fs::File::open(file).at("opening", file)?;
+            let (digest, _) = crate::oci::digest::hash_reader(f).at("reading", file)?;
+            Ok(tree_only(loaded.tree.clone(), loc.to_string(), digest))
+        }
+        _ => inspect(&open(loc, registry)?),
+    }
+}
+
+/// Human-readable rendering of an inspection.
+pub fn render_text(i: &Inspection) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}\n  digest: {}\n  type:   {}",
+        i.source, i.digest, i.media_type
+    );
+    for p in &i.platforms {
+        let _ = writeln!(s, "\n{}  {}", p.platform, p.digest);
+        if let Some(c) = &p.created {
+            let _ = writeln!(s, "  created: {c}");
+        }
+        for l in &p.layers {
+            let _ = writeln!(
+                s,
+                "  layer:   {} {} ({} bytes)",
+                l.digest, l.media_type, l.size
+            );
+        }
+        if let Some(m) = &p.manifest {
+            let md = &m["metadata"];
+            let _ = writeln!(
+                s,
+                "  extension: {} {} (talos {})",
+                md["name"].as_str().unwrap_or("?"),
+                md["version"].as_str().unwrap_or("?"),
+                md["compatibility"]["talos"]["version"]
+                    .as_str()
+                    .unwrap_or("any")
+            );
+            if let Some(a) = md["author"].as_str() {
+                let _ = writeln!(s, "  author:  {a}");
+            }
+        } else {
+            let _ = writeln!(s, "  extension: no readable manifest.yaml");
+        }
+        for svc in &p.services {
+            let d = &svc.definition;
+            let _ = writeln!(
+                s,
+                "  service: {} ({}) entrypoint {} restart {}",
+                d["name"].as_str().unwrap_or("?"),
+                svc.file,
+                d["container"]["entrypoint"].as_str().unwrap_or("?"),
+                d["restart"].as_str().unwrap_or("?")
+            );
+        }
+        let t = &p.tree;
+        let _ = writeln!(
+            s,
+            "  tree:    {} files ({} bytes), {} directories, {} symlinks, {} hard links, {} special",
+            t.files, t.bytes, t.directories, t.symlinks, t.hard_links, t.special
+        );
+        for (dir, bytes) in &t.top {
+            let _ = writeln!(s, "    rootfs/{dir}: {bytes} bytes");
+        }
+    }
+    s
+}

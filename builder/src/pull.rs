@@ -1,0 +1,131 @@
+//! Registry sources: a pinned image is pulled one platform at a time into a content-addressed
+//! cache (an OCI layout under the cache directory, tagged by pinned digest and architecture), so
+//! the next build with the same pin reads it from disk. The pin is checked: a reference with both
+//! a tag and a digest that the registry does not have fails with both digests named.
+
+use std::path::{Path, PathBuf};
+
+use crate::copy;
+use crate::error::{Error, IoContext, Result};
+use crate::oci::layout::Layout;
+use crate::oci::Platform;
+use crate::registry::{Reference, RegistryClient, RegistryOptions};
+use crate::transport::Location;
+
+/// Where cached sources and layers live: `--cache-dir`, `TALEXT_CACHE_DIR`, then
+/// `$XDG_CACHE_HOME/talext`, then `~/.cache/talext`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(d).join("talext"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache/talext"))
+}
+
+/// How sources are fetched.
+#[derive(Debug, Clone, Default)]
+pub struct Fetch {
+    pub registry: RegistryOptions,
+    /// `None`: no cache (every pull goes to a temporary layout).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A pulled image: a layout and the tag of the platform image in it.
+pub struct Pulled {
+    pub layout: Layout,
+    pub tag: String,
+    /// The reference as the SBOM records it (pinned when the input was).
+    pub label: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Pull `reference` for `platform` (or find it in the cache).
+pub fn pull(what: &str, reference: &str, platform: &Platform, fetch: &Fetch) -> Result<Pulled> {
+    let r = Reference::parse(reference)?;
+    let arch = &platform.architecture;
+    let (layout, tmp) = match (&fetch.cache_dir, &r.digest) {
+        (Some(dir), Some(_)) => {
+            let d = dir.join("images");
+            (Layout::open_or_create(&d)?, None)
+        }
+        _ => {
+            if r.digest.is_none() {
+                tracing::warn!(
+                    "{what}: `{reference}` is not pinned by digest; the build is not reproducible"
+                );
+            }
+            let t = tempfile::Builder::new()
+                .prefix("talext-pull-")
+                .tempdir()
+                .at("creating a temporary directory in", std::env::temp_dir())?;
+            (Layout::open_or_create(t.path().join("layout"))?, Some(t))
+        }
+    };
+    let tag = match &r.digest {
+        Some(d) => format!("{}-{arch}", d.replace(':', "-")),
+        None => format!("pull-{arch}"),
+    };
+    let label = r.to_string();
+    if tmp.is_none() && layout.resolve(Some(&tag)).is_ok() {
+        tracing::info!("{what}: using the cached `{label}`");
+        return Ok(Pulled {
+            layout,
+            tag,
+            label,
+            _tmp: tmp,
+        });
+    }
+    check_pin(what, &r, &fetch.registry)?;
+    tracing::info!("{what}: pulling `{label}` for {platform}");
+    let dst = Location::Oci {
+        dir: layout.root().to_path_buf(),
+        tag: Some(tag.clone()),
+    };
+    copy::copy(
+        &Location::Registry(label.clone()),
+        &dst,
+        std::slice::from_ref(platform),
+        &fetch.registry,
+    )
+    .map_err(|e| match e {
+        Error::Input { message, hint } => Error::Input {
+            message: format!("{what}: {message}"),
+            hint,
+        },
+        other => other,
+    })?;
+    Ok(Pulled {
+        layout,
+        tag,
+        label,
+        _tmp: tmp,
+    })
+}
+
+/// A reference with a tag and a digest: when the registry does not have the pinned digest, say
+/// what the tag points at now, so the user sees both digests.
+fn check_pin(what: &str, r: &Reference, options: &RegistryOptions) -> Result<()> {
+    let (Some(tag), Some(pin)) = (&r.tag, &r.digest) else {
+        return Ok(());
+    };
+    let client = RegistryClient::new(options, &r.registry)?;
+    if client.manifest_digest(&r.repository, pin, &[])?.is_some() {
+        return Ok(());
+    }
+    let now = client.manifest_digest(&r.repository, tag, &[])?;
+    Err(Error::input_hint(
+        format!(
+            "{what}: `{}/{}` has no manifest `{pin}` (the pinned digest); tag `{tag}` resolves to {}",
+            r.registry,
+            r.repository,
+            now.map(|d| format!("`{d}`")).unwrap_or_else(|| "nothing".into())
+        ),
+        "check the pin: `skopeo inspect --format '{{.Digest}}' docker://REF` shows the digest a tag points at",
+    ))
+}
+
+/// Make sure the cache directory is usable (for a clear error before any work).
+pub fn ensure_cache(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).at("creating the cache directory", dir)
+}

@@ -1,0 +1,266 @@
+//! How talext reaches a registry: the HTTP client with the system trust roots plus `--ca-file`
+//! and the `certs.d` conventions of containers/image (`/etc/containers/certs.d/<host>/`) and
+//! Docker (`/etc/docker/certs.d/<host>/`): `*.crt` are CAs, `*.cert` + `*.key` a client
+//! certificate. Also the policy for plain HTTP: it is used only for loopback registries (as
+//! Docker treats `127.0.0.0/8`) or when `--insecure` is given, and credentials never travel over
+//! plain HTTP to a host that is not loopback unless `--insecure` accepts that risk.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ErrorKind;
+
+/// Where `certs.d` directories are looked up by default.
+pub const DEFAULT_CERTS_D: [&str; 2] = ["/etc/containers/certs.d", "/etc/docker/certs.d"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Https,
+    Http,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
+/// Whether `host` (with an optional port, IPv6 in brackets) is a loopback address or `localhost`.
+pub fn is_loopback(host: &str) -> bool {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// Whether talext may fall back to plain HTTP for `host`.
+pub fn plain_http_allowed(host: &str, insecure: bool) -> bool {
+    insecure || is_loopback(host)
+}
+
+/// Whether credentials may be sent to `host` over `scheme`.
+pub fn credentials_allowed(scheme: Scheme, host: &str, insecure: bool) -> bool {
+    scheme == Scheme::Https || insecure || is_loopback(host)
+}
+
+/// Files found in the `certs.d` directory of one host.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CertsD {
+    /// `*.crt`: extra trusted CAs.
+    pub cas: Vec<PathBuf>,
+    /// `*.cert` with the `*.key` of the same stem: a client certificate.
+    pub identities: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Look up `<root>/<host>/` under each root, in order. Missing directories are not an error.
+pub fn certs_d(roots: &[PathBuf], host: &str) -> Result<CertsD, ErrorKind> {
+    let mut found = CertsD::default();
+    for root in roots {
+        let dir = root.join(host);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(ErrorKind::Io { path: dir, source }),
+        };
+        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        names.sort();
+        for path in names {
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("crt") => found.cas.push(path),
+                Some("cert") => {
+                    let key = path.with_extension("key");
+                    if !key.is_file() {
+                        return Err(ErrorKind::Config(format!(
+                            "client certificate `{}` has no key `{}`",
+                            path.display(),
+                            key.display()
+                        )));
+                    }
+                    found.identities.push((path, key));
+                }
+                Some("key") if !path.with_extension("cert").is_file() => {
+                    return Err(ErrorKind::Config(format!(
+                        "client key `{}` has no certificate `{}`",
+                        path.display(),
+                        path.with_extension("cert").display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// TLS and connection settings for one registry host.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub ca_files: Vec<PathBuf>,
+    pub certs_d_roots: Vec<PathBuf>,
+    pub insecure: bool,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ErrorKind> {
+    std::fs::read(path).map_err(|source| ErrorKind::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Build the HTTP client for `host`: system roots plus the configured CAs, the host's client
+/// certificate if `certs.d` has one, certificate checks off only with `--insecure`.
+pub fn http_client(tls: &TlsSettings, host: &str) -> Result<reqwest::blocking::Client, ErrorKind> {
+    let found = certs_d(&tls.certs_d_roots, host)?;
+    let mut roots = Vec::new();
+    for path in tls.ca_files.iter().chain(&found.cas) {
+        let pem = read(path)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            ErrorKind::Config(format!(
+                "`{}` is not a PEM certificate bundle: {e}",
+                path.display()
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(ErrorKind::Config(format!(
+                "`{}` holds no PEM certificate",
+                path.display()
+            )));
+        }
+        roots.extend(certs);
+    }
+    let mut builder = reqwest::blocking::Client::builder()
+        .user_agent(concat!("talext/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        // Blob transfers can take long; requests set their own timeouts where one applies.
+        .timeout(None::<Duration>)
+        .tcp_keepalive(Duration::from_secs(30))
+        .tls_certs_merge(roots);
+    if let Some((cert, key)) = found.identities.first() {
+        let mut pem = read(cert)?;
+        pem.push(b'\n');
+        pem.extend(read(key)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            ErrorKind::Config(format!("client certificate `{}`: {e}", cert.display()))
+        })?;
+        builder = builder.identity(identity);
+    }
+    if tls.insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| ErrorKind::Config(format!("cannot set up HTTP for `{host}`: {}", chain(&e))))
+}
+
+/// An error and its causes on one line, as `a: b: c`, without URLs.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1",
+            "127.0.0.1:5000",
+            "127.3.4.5:1",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "10.0.0.1:5000",
+            "registry.local",
+            "ghcr.io",
+            "[2001:db8::1]:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn credentials_over_plain_http_only_to_loopback_unless_insecure() {
+        assert!(credentials_allowed(Scheme::Https, "ghcr.io", false));
+        assert!(credentials_allowed(Scheme::Http, "127.0.0.1:5000", false));
+        assert!(credentials_allowed(Scheme::Http, "localhost:5000", false));
+        assert!(!credentials_allowed(
+            Scheme::Http,
+            "registry.lan:5000",
+            false
+        ));
+        assert!(!credentials_allowed(Scheme::Http, "10.1.2.3", false));
+        assert!(credentials_allowed(Scheme::Http, "registry.lan:5000", true));
+        assert!(!plain_http_allowed("registry.lan:5000", false));
+        assert!(plain_http_allowed("registry.lan:5000", true));
+        assert!(plain_http_allowed("127.0.0.1:5000", false));
+    }
+
+    #[test]
+    fn certs_d_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::create_dir_all(a.join("reg:5000")).unwrap();
+        std::fs::create_dir_all(b.join("reg:5000")).unwrap();
+        std::fs::write(a.join("reg:5000/ca.crt"), "x").unwrap();
+        std::fs::write(a.join("reg:5000/notes.txt"), "x").unwrap();
+        std::fs::write(b.join("reg:5000/client.cert"), "x").unwrap();
+        std::fs::write(b.join("reg:5000/client.key"), "x").unwrap();
+        let found = certs_d(
+            &[a.clone(), b.clone(), dir.path().join("missing")],
+            "reg:5000",
+        )
+        .unwrap();
+        assert_eq!(found.cas, vec![a.join("reg:5000/ca.crt")]);
+        assert_eq!(
+            found.identities,
+            vec![(
+                b.join("reg:5000/client.cert"),
+                b.join("reg:5000/client.key")
+            )]
+        );
+        assert_eq!(
+            certs_d(std::slice::from_ref(&a), "other").unwrap(),
+            CertsD::default()
+        );
+        std::fs::write(a.join("reg:5000/lonely.key"), "x").unwrap();
+        assert!(matches!(
+            certs_d(&[a], "reg:5000"),
+            Err(ErrorKind::Config(_))
+        ));
+    }
+}

@@ -1,0 +1,526 @@
+//! Flags and entry points of the Talos-side commands: `config render|lint`, `schematic id|create`,
+//! `imager-profile` and `catalog build`. Each parses its flags and calls a library function;
+//! stdout carries only the command's data.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::catalog::{self, Catalog};
+use super::lint::{self, Options};
+use super::profile::{self, ExtensionSource, ProfileRequest};
+use super::receipt::Receipt;
+use super::render::{self, Secret};
+use super::schematic::Schematic;
+use super::spec::{self, Role};
+use crate::error::{Error, IoContext, Result};
+use crate::image;
+use crate::oci::layout::Layout;
+use crate::oci::Platform;
+use crate::transport::Location;
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Render Talos documents for the Tailscale extension from a spec (see manifests/README.md).
+    Render(RenderArgs),
+    /// Check Talos documents (configs, patches, multi-document files) for known traps.
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The render spec (YAML; manifests/spec/example.yaml is a commented example).
+    pub spec: PathBuf,
+    /// Write `<DIR>/<node>.yaml` for every node instead of printing one node on stdout.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Only this node (required on stdout when the spec lists several).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Write a `${VAR}` placeholder instead of the auth secret (for committing).
+    #[arg(long, env = "TALEXT_REDACT")]
+    pub redact: bool,
+    /// With `--output`: one patch per file under `<DIR>/<node>/`.
+    #[arg(long, requires = "output")]
+    pub split: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// YAML files or directories of them (`*.yaml`, `*.yml`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Node role when the documents do not show it.
+    #[arg(long, value_enum)]
+    pub role: Option<RoleArg>,
+    /// Treat all files as the configuration of one node (patches applied together).
+    #[arg(long)]
+    pub merged: bool,
+    /// Print findings as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Controlplane,
+    Worker,
+}
+
+pub fn run_config(cmd: ConfigCommand) -> Result<()> {
+    match cmd {
+        ConfigCommand::Render(a) => run_render(a),
+        ConfigCommand::Lint(a) => run_lint(a),
+    }
+}
+
+fn run_render(a: RenderArgs) -> Result<()> {
+    let loaded = spec::load(&a.spec)?;
+    let s = &loaded.spec;
+    let nodes: Vec<_> =
+        match &a.node {
+            Some(n) => vec![s.nodes.iter().find(|x| &x.name == n).ok_or_else(|| {
+                Error::input(format!("node `{n}` is not in `{}`", loaded.origin))
+            })?],
+            None => s.nodes.iter().collect(),
+        };
+    let secret = if a.redact {
+        Secret::Redacted(s.tailscale.auth.placeholder())
+    } else {
+        Secret::Value(s.tailscale.auth.read_secret(&loaded.base)?)
+    };
+    let mut stdout = std::io::stdout().lock();
+    match &a.output {
+        None => {
+            if nodes.len() != 1 {
+                return Err(Error::input_hint(
+                    format!("`{}` lists {} nodes", loaded.origin, nodes.len()),
+                    "pick one with `--node NAME`, or write all with `-o DIR`",
+                ));
+            }
+            let parts = render::render_node(s, nodes[0], &secret);
+            stdout
+                .write_all(render::combined(s, nodes[0], &parts).as_bytes())
+                .at("writing", "stdout")?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).at("creating", dir)?;
+            for node in nodes {
+                let parts = render::render_node(s, node, &secret);
+                if a.split {
+                    let sub = dir.join(&node.name);
+                    std::fs::create_dir_all(&sub).at("creating", &sub)?;
+                    for p in &parts {
+                        let path = sub.join(format!("{}.yaml", p.name));
+                        write_atomic(&path, render::single(p).as_bytes())?;
+                        writeln!(stdout, "{}", path.display()).at("writing", "stdout")?;
+                    }
+                } else {
+                    let path = dir.join(format!("{}.yaml", node.name));
+                    write_atomic(&path, render::combined(s, node, &parts).as_bytes())?;
+                    writeln!(stdout, "{}", path.display()).at("writing", "stdout")?;
+                }
+                tracing::info!(node = %node.name, redacted = a.redact, "rendered");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn yaml_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .at("reading", path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                yaml_files(&p, out)?;
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn run_lint(a: LintArgs) -> Result<()> {
+    let mut files = Vec::new();
+    for f in &a.files {
+        yaml_files(f, &mut files)?;
+    }
+    let mut inputs = Vec::new();
+    for f in &files {
+        inputs.push((f.display().to_string(), read_input(f)?));
+    }
+    let opts = Options {
+        role: a.role.map(|r| match r {
+            RoleArg::Controlplane => Role::Controlplane,
+            RoleArg::Worker => Role::Worker,
+        }),
+        merged: a.merged,
+    };
+    let findings = lint::lint(&inputs, &opts);
+    let mut stdout = std::io::stdout().lock();
+    if a.json {
+        let text =
+            serde_json::to_string_pretty(&findings).map_err(|e| Error::internal(e.to_string()))?;
+        writeln!(stdout, "{text}").at("writing", "stdout")?;
+    } else {
+        stdout
+            .write_all(lint::format_text(&findings).as_bytes())
+            .at("writing", "stdout")?;
+    }
+    let errors = lint::error_count(&findings);
+    let warnings = findings.len() - errors;
+    tracing::info!(files = files.len(), errors, warnings, "lint finished");
+    if errors > 0 {
+        return Err(Error::Validation { errors });
+    }
+    Ok(())
+}
+
+/// Write an imager profile (`imager -` on stdin) that bakes our extension into boot media or an
+/// installer. Extension entries are written in the order: receipts, images, OCI layouts, tarballs.
+#[derive(Debug, Args)]
+pub struct ImagerProfileArgs {
+    #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
+    pub arch: String,
+    /// Talos platform (`metal`, `nocloud`, `aws`, …).
+    #[arg(long, default_value = "metal")]
+    pub platform: String,
+    /// Talos version of the imager and base installer, `vX.Y.Z`.
+    #[arg(long, value_name = "VERSION", env = "TALEXT_TALOS_VERSION")]
+    pub talos_version: String,
+    /// What the imager produces.
+    #[arg(long, default_value = "installer", value_parser = ["installer", "iso", "image", "kernel", "initramfs"])]
+    pub output_kind: String,
+    /// Base installer image (default: ghcr.io/siderolabs/installer-base:<version>).
+    #[arg(long, value_name = "REF")]
+    pub base_installer: Option<String>,
+    /// Build receipt (`talext build --receipt`): pins the extension by its index digest, or
+    /// points at its `oci:` / `tar:` output; repeatable.
+    #[arg(long = "receipt", value_name = "FILE")]
+    pub receipts: Vec<PathBuf>,
+    /// Extension image `REF@sha256:…`; repeatable.
+    #[arg(long = "image", value_name = "REF")]
+    pub images: Vec<String>,
+    /// Extension as an OCI layout directory with per-platform index entries; repeatable.
+    #[arg(long = "oci-path", value_name = "DIR")]
+    pub oci_paths: Vec<PathBuf>,
+    /// Extension as a plain filesystem tar (`tar:` output of build); repeatable.
+    #[arg(long = "tarball", value_name = "FILE")]
+    pub tarballs: Vec<PathBuf>,
+    /// Let the imager pull over plain HTTP or unverified TLS (`forceInsecure`).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Accept image references that are not pinned by digest.
+    #[arg(long)]
+    pub allow_unpinned: bool,
+    /// Write the profile here (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
+    let mut extensions = Vec::new();
+    for r in &a.receipts {
+        let receipt = Receipt::read(r)?;
+        extensions.push(profile::source_from_receipt(
+            &receipt,
+            &a.arch,
+            a.insecure,
+            a.allow_unpinned,
+        )?);
+    }
+    for i in &a.images {
+        extensions.push(profile::image_source(i, a.insecure, a.allow_unpinned)?);
+    }
+    extensions.extend(a.oci_paths.iter().cloned().map(ExtensionSource::OciPath));
+    extensions.extend(a.tarballs.iter().cloned().map(ExtensionSource::Tarball));
+    for e in &extensions {
+        profile::check_local(e, &a.arch)?;
+    }
+    let text = profile::render(&ProfileRequest {
+        arch: a.arch,
+        platform: a.platform,
+        talos_version: a.talos_version,
+        output_kind: a.output_kind,
+        base_installer: a.base_installer,
+        insecure: a.insecure,
+        extensions,
+    })?;
+    match &a.output {
+        Some(path) => write_atomic(path, text.as_bytes()),
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .at("writing", "stdout"),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Build a custom extensions catalog (`image-digests` + `descriptions.yaml`) for a
+    /// self-hosted Image Factory.
+    Build(CatalogBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogBuildArgs {
+    /// Build receipt of an extension pushed to a registry; repeatable.
+    #[arg(long = "receipt", value_name = "FILE")]
+    pub receipts: Vec<PathBuf>,
+    /// A catalog line `registry/repo:tag@sha256:…`; repeatable.
+    #[arg(long = "image", value_name = "LINE")]
+    pub images: Vec<String>,
+    /// Author shown by the factory for our extensions.
+    #[arg(long, default_value = "Custom build")]
+    pub author: String,
+    /// Description shown by the factory (default: `<name> <version> system extension`).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Existing catalog to extend: a directory holding its `image-digests` and
+    /// `descriptions.yaml`; our entries replace those of the same name.
+    #[arg(long, value_name = "DIR")]
+    pub merge: Option<PathBuf>,
+    /// Where to write: `dir:DIR` (the two files), `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    #[arg(short, long, value_name = "LOCATION")]
+    pub output: String,
+    /// Timestamp for the image (seconds since the epoch).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+    pub epoch: u64,
+}
+
+/// The catalog the flags describe.
+pub fn catalog_from_args(a: &CatalogBuildArgs) -> Result<Catalog> {
+    if a.receipts.is_empty() && a.images.is_empty() {
+        return Err(Error::input_hint(
+            "no extension given",
+            "pass `--receipt FILE` or `--image LINE`",
+        ));
+    }
+    if a.description.is_some() && a.receipts.len() + a.images.len() > 1 {
+        return Err(Error::input(
+            "`--description` applies to a single extension",
+        ));
+    }
+    let mut ours = Catalog::default();
+    for r in &a.receipts {
+        ours.add(catalog::entry_from_receipt(
+            &Receipt::read(r)?,
+            &a.author,
+            a.description.as_deref(),
+        )?);
+    }
+    for line in &a.images {
+        let line = line.strip_prefix("docker://").unwrap_or(line);
+        catalog::check_line(line)?;
+        let name = catalog::extension_name(line);
+        ours.add(catalog::Entry {
+            line: line.to_string(),
+            author: a.author.clone(),
+            description: a
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{name} system extension")),
+        });
+    }
+    let base = match &a.merge {
+        Some(dir) => {
+            let digests = dir.join("image-digests");
+            let descs = dir.join("descriptions.yaml");
+            let d = std::fs::read_to_string(&digests).at("reading", &digests)?;
+            let y = if descs.exists() {
+                std::fs::read_to_string(&descs).at("reading", &descs)?
+            } else {
+                String::new()
+            };
+            Catalog::parse(&d, &y)?
+        }
+        None => Catalog::default(),
+    };
+    Ok(base.merged(ours))
+}
+
+pub fn run_catalog(cmd: CatalogCommand) -> Result<()> {
+    let CatalogCommand::Build(a) = cmd;
+    let c = catalog_from_args(&a)?;
+    let tree = c.tree();
+    if let Some(dir) = a.output.strip_prefix("dir:") {
+        let dir = Path::new(dir);
+        std::fs::create_dir_all(dir).at("creating", dir)?;
+        for name in ["image-digests", "descriptions.yaml"] {
+            write_atomic(&dir.join(name), &tree.read_all(name)?)?;
+        }
+        writeln!(std::io::stdout().lock(), "{}", dir.display()).at("writing", "stdout")?;
+        return Ok(());
+    }
+    let cwd = std::env::current_dir().at("reading", ".")?;
+    let digest =
+        match Location::parse(&a.output, &cwd)? {
+            Location::Oci { dir, tag } => {
+                let layout = Layout::open_or_create(&dir)?;
+                write_catalog_image(&layout, &tree, a.epoch, tag.as_deref())?
+            }
+            Location::OciArchive { file, tag } => {
+                let work = tempfile::Builder::new()
+                    .prefix("talext-catalog-")
+                    .tempdir()
+                    .at("creating a temporary directory for", &file)?;
+                let layout = Layout::open_or_create(work.path().join("layout"))?;
+                let digest = write_catalog_image(&layout, &tree, a.epoch, tag.as_deref())?;
+                crate::oci::archive::write(&layout, &file)?;
+                digest
+            }
+            Location::Registry(r) => return Err(Error::input_hint(
+                format!("pushing the catalog to `{r}` is not supported yet"),
+                "write `oci:DIR:TAG` and copy it with `skopeo copy --all oci:DIR:TAG docker://…`",
+            )),
+            Location::Dir(_) | Location::Tar(_) => {
+                return Err(Error::input_hint(
+                    format!("unsupported catalog output `{}`", a.output),
+                    "write `dir:DIR`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
+                ))
+            }
+        };
+    writeln!(std::io::stdout().lock(), "{digest}").at("writing", "stdout")
+}
+
+/// The catalog as a multi-platform image: the factory pulls it with its amd64 puller, but an
+/// arm64 host running the factory resolves its own platform, so both point at the same layer.
+fn write_catalog_image(
+    layout: &Layout,
+    tree: &crate::rootfs::Tree,
+    epoch: u64,
+    tag: Option<&str>,
+) -> Result<String> {
+    let mut manifests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        manifests.push(image::write_image(layout, tree, &Platform::linux(arch), epoch)?.descriptor);
+    }
+    let index = image::write_index(layout, &manifests)?;
+    image::tag_in_layout(layout, &index, tag)?;
+    Ok(index.digest.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchematicCommand {
+    /// Print the Image Factory ID of a schematic file (`-` for stdin), computed offline.
+    Id(SchematicIdArgs),
+    /// Build a schematic from flags, print its ID and optionally write it.
+    Create(SchematicCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchematicIdArgs {
+    /// Schematic YAML or JSON (`-` reads stdin).
+    pub file: PathBuf,
+    /// Print `{"id": …, "schematic": …}` like the factory's `POST /schematics`.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the canonical YAML the ID is the hash of, instead of the ID.
+    #[arg(long, conflicts_with = "json")]
+    pub canonical: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchematicCreateArgs {
+    /// Extension name as the factory's catalog spells it (`siderolabs/tailscale`); repeatable,
+    /// order matters for the ID.
+    #[arg(long = "extension", value_name = "NAME")]
+    pub extensions: Vec<String>,
+    /// Extra kernel argument; repeatable.
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    pub kernel_args: Vec<String>,
+    /// Initial META value `KEY=VALUE` (KEY 0–255, decimal or 0x hex); repeatable.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub meta: Vec<String>,
+    /// Write the canonical schematic YAML here (stdout keeps the ID).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print `{"id": …, "schematic": …}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run_schematic(cmd: SchematicCommand) -> Result<()> {
+    let (schematic, json, canonical, output) = match cmd {
+        SchematicCommand::Id(a) => {
+            let text = read_input(&a.file)?;
+            let s = Schematic::parse(&text, &a.file.display().to_string())?;
+            (s, a.json, a.canonical, None)
+        }
+        SchematicCommand::Create(a) => {
+            let meta = a
+                .meta
+                .iter()
+                .map(|m| parse_meta(m))
+                .collect::<Result<Vec<_>>>()?;
+            let s = Schematic::with_extensions(&a.extensions, &a.kernel_args, &meta);
+            s.validate()?;
+            (s, a.json, false, a.output)
+        }
+    };
+    let yaml = schematic.canonical_yaml()?;
+    let id = super::schematic::id_of(&yaml);
+    if let Some(path) = output {
+        write_atomic(&path, yaml.as_bytes())?;
+    }
+    let mut out = std::io::stdout().lock();
+    let res = if json {
+        let v = serde_json::json!({ "id": id, "schematic": yaml });
+        writeln!(out, "{v}")
+    } else if canonical {
+        out.write_all(yaml.as_bytes())
+    } else {
+        writeln!(out, "{id}")
+    };
+    res.at("writing", "stdout")
+}
+
+fn parse_meta(s: &str) -> Result<(u8, String)> {
+    let (k, v) = s.split_once('=').ok_or_else(|| {
+        Error::input_hint(
+            format!("`--meta {s}` is not KEY=VALUE"),
+            "for example `--meta 0xa=value`",
+        )
+    })?;
+    let key = if let Some(hex) = k.strip_prefix("0x").or_else(|| k.strip_prefix("0X")) {
+        u8::from_str_radix(hex, 16).ok()
+    } else {
+        k.parse::<u8>().ok()
+    };
+    let key =
+        key.ok_or_else(|| Error::input(format!("META key `{k}` is not a number from 0 to 255")))?;
+    Ok((key, v.to_string()))
+}
+
+/// Read a file, or stdin for `-`.
+pub fn read_input(path: &Path) -> Result<String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .at("reading", "stdin")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).at("reading", path)
+    }
+}
+
+/// Write a file through a temporary sibling and a rename, so readers never see half of it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).at("creating a temporary file in", &dir)?;
+    tmp.write_all(bytes).at("writing", tmp.path())?;
+    tmp.persist(path).map_err(|e| e.error).at("writing", path)?;
+    Ok(())
+}

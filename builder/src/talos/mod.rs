@@ -1,0 +1,16 @@
+//! The Talos side of talext: configuration documents for the Tailscale extension (render and
+//! lint), Image Factory schematics and their IDs, imager profiles for offline boot media, and a
+//! custom extensions catalog a self-hosted Image Factory resolves names from.
+
+pub mod catalog;
+pub mod cli;
+pub mod doc;
+mod goscalar;
+pub mod goyaml;
+pub mod lint;
+pub mod net;
+pub mod profile;
+pub mod receipt;
+pub mod render;
+pub mod schematic;
+pub mod spec;

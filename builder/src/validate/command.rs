@@ -1,0 +1,196 @@
+//! `talext validate SOURCE`: load a source, validate each image root in it, print the report on
+//! stdout (text, or `--json`), fail with [`Error::Validation`] when any finding is an error.
+
+use std::path::Path;
+
+use clap::Args;
+
+use super::{validate_tree, Finding, Options, Report};
+use crate::error::{Error, Result};
+use crate::inspect;
+use crate::registry::RegistryOptions;
+use crate::source::{dir, tarball, tarball::LoadedTree};
+use crate::transport::Location;
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// What to validate: a directory holding `manifest.yaml` and `rootfs/`, or `tar:FILE` for a
+    /// plain filesystem tarball (`crane export` output).
+    pub source: String,
+    /// Talos version the extension must be compatible with (e.g. `v1.14.0`).
+    #[arg(long, env = "TALEXT_TALOS_VERSION")]
+    pub talos_version: Option<String>,
+    /// Architecture every ELF binary must be built for.
+    #[arg(long, env = "TALEXT_ARCH", value_parser = ["amd64", "arm64"])]
+    pub arch: Option<String>,
+    /// Expected `metadata.name` (like the extensions validator's `--pkg-name`).
+    #[arg(long, env = "TALEXT_PKG_NAME")]
+    pub pkg_name: Option<String>,
+    /// Print the report as JSON (shape documented on `validate::Report`).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: crate::registry::RegistryArgs,
+}
+
+/// One image root to validate, named for the report.
+pub struct Subject {
+    pub name: String,
+    pub tree: LoadedTree,
+    /// The platform's architecture, for images (binaries must match it).
+    pub arch: Option<String>,
+    /// Findings about the image's structure rather than its tree.
+    pub structure: Vec<Finding>,
+}
+
+impl Subject {
+    fn tree(name: &str, tree: LoadedTree) -> Self {
+        Subject {
+            name: name.to_string(),
+            tree,
+            arch: None,
+            structure: Vec::new(),
+        }
+    }
+}
+
+/// Every platform image of an `oci:` / `oci-archive:` source, flattened.
+fn open_image(loc: &Location, source: &str, registry: &RegistryOptions) -> Result<Vec<Subject>> {
+    let opened = inspect::open(loc, registry)?;
+    subjects_of(&opened, source)
+}
+
+/// The subjects of an opened image (also used for images pulled from a registry).
+pub fn subjects_of(opened: &inspect::Opened, source: &str) -> Result<Vec<Subject>> {
+    let mut structure: Vec<Finding> = opened
+        .structure
+        .iter()
+        .map(|(rule, msg)| {
+            Finding::new(
+                rule,
+                source,
+                msg.clone(),
+                "rebuild or re-copy the image so every index entry carries its platform (`talext build`, `talext copy`)",
+            )
+        })
+        .collect();
+    let mut out = Vec::new();
+    for img in &opened.images {
+        let staging = tempfile::Builder::new()
+            .prefix("talext-validate-")
+            .tempdir()
+            .map_err(|e| Error::internal(format!("creating a staging directory: {e}")))?;
+        let tree = inspect::flatten(opened, img, staging.path())?;
+        out.push(Subject {
+            name: format!("{source} {}", img.platform()),
+            tree: LoadedTree::staged(tree, staging),
+            arch: Some(img.config.architecture.clone()),
+            structure: std::mem::take(&mut structure),
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::input(format!("`{source}` holds no image manifests")));
+    }
+    Ok(out)
+}
+
+/// Turn a SOURCE argument into the image roots it holds. New transports add an arm here.
+pub fn open_source(source: &str, registry: &RegistryOptions) -> Result<Vec<Subject>> {
+    if let Some(file) = source.strip_prefix("tar:") {
+        return Ok(vec![Subject::tree(source, tarball::load(Path::new(file))?)]);
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+    if source.starts_with("oci:")
+        || source.starts_with("oci-archive:")
+        || source.starts_with("docker://")
+    {
+        return open_image(&Location::parse(source, &cwd)?, source, registry);
+    }
+    let path = Path::new(source);
+    if path.is_dir() {
+        return Ok(vec![Subject::tree(
+            source,
+            LoadedTree::plain(dir::load(path)?),
+        )]);
+    }
+    if path.is_file() {
+        return Err(Error::input_hint(
+            format!("`{source}` is a file, not a directory"),
+            format!("for a plain filesystem tarball write `tar:{source}`"),
+        ));
+    }
+    // A bare `host/repo:tag` means a registry image, as it does for skopeo.
+    if let (true, Ok(loc @ Location::Registry(_))) =
+        (source.contains('/'), Location::parse(source, &cwd))
+    {
+        return open_image(&loc, source, registry);
+    }
+    if let Some((transport, _)) = source.split_once(':') {
+        if !transport.contains('/') && !transport.contains('.') {
+            return Err(Error::input_hint(
+                format!("unknown source transport `{transport}:`"),
+                "give a directory, `tar:FILE`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
+            ));
+        }
+    }
+    Err(Error::input_hint(
+        format!("source `{source}` does not exist"),
+        "give a directory holding `manifest.yaml` and `rootfs/`, `tar:FILE`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker://REF`",
+    ))
+}
+
+/// Validate every subject of `source` and build the report.
+pub fn validate_source(source: &str, opts: &Options, registry: &RegistryOptions) -> Result<Report> {
+    let mut report = Report::new();
+    for subject in open_source(source, registry)? {
+        let mut o = opts.clone();
+        if o.arch.is_none() {
+            o.arch = subject.arch.clone();
+        }
+        let mut findings = subject.structure;
+        findings.extend(validate_tree(&subject.tree, &o));
+        report.push(subject.name, findings);
+    }
+    Ok(report)
+}
+
+/// The command: report on stdout, exit status from the error count.
+pub fn run(args: &ValidateArgs) -> Result<()> {
+    if let Some(v) = &args.talos_version {
+        super::semver::Version::parse_tolerant(v).map_err(|e| {
+            Error::input_hint(
+                format!("`--talos-version {v}` is not a version: {e}"),
+                "pass a Talos version such as `v1.14.0`",
+            )
+        })?;
+    }
+    let opts = Options {
+        talos_version: args.talos_version.clone(),
+        arch: args.arch.clone(),
+        pkg_name: args.pkg_name.clone(),
+    };
+    let report = validate_source(&args.source, &opts, &args.registry.options()?)?;
+    let rendered = if args.json {
+        let mut s = serde_json::to_string_pretty(&report.to_json())
+            .map_err(|e| Error::internal(format!("rendering the report: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        report.render_text()
+    };
+    print_stdout(&rendered)?;
+    match report.error_count() {
+        0 => Ok(()),
+        errors => Err(Error::Validation { errors }),
+    }
+}
+
+fn print_stdout(s: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        // A closed pipe (`| head`) is not a failure of the validation.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Error::internal(format!("writing to stdout: {e}"))),
+    }
+}

@@ -1,0 +1,517 @@
+//! Validation of an extension image root (`manifest.yaml` + `rootfs/`) against everything Talos,
+//! its imager and siderolabs' extensions validator enforce (contract §1–§3, §5, §7), plus the
+//! traps none of them catch (hard links unpacked empty, a service whose container root is
+//! missing, binaries for the wrong machine, secrets baked into a service definition).
+//!
+//! [`validate_tree`] returns every finding rather than stopping at the first, each with a stable
+//! rule id (see [`RULES`]), a path inside the image, a message and a hint. [`Report`] groups them
+//! per subject (a platform such as `linux/amd64`, or a source path) and renders them.
+
+pub mod command;
+mod contents;
+mod elf;
+mod lenient;
+mod manifest;
+pub mod range;
+pub mod semver;
+mod service;
+
+use serde::Serialize;
+
+use crate::rootfs::{Node, Tree};
+
+/// How bad a finding is: errors fail `talext validate` (exit 1), warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One problem found in an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable kebab-case rule id (one of [`RULES`], or a loader's note rule).
+    pub rule: &'static str,
+    pub severity: Severity,
+    /// Path inside the image root (`rootfs/etc/foo.conf`, `manifest.yaml`), or `.` for the root.
+    pub path: String,
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl Finding {
+    /// A finding whose severity is the rule's own (from [`RULES`]; unknown rules are errors).
+    pub fn new(
+        rule: &'static str,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Finding {
+            rule,
+            severity: severity_of(rule),
+            path: path.into(),
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// What to check against.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Talos version the image must be compatible with (`v1.14.0`, pre-release allowed; only its
+    /// core version is compared, contract §1.2). Without it only the constraint's syntax is
+    /// checked.
+    pub talos_version: Option<String>,
+    /// `amd64` or `arm64`: the ELF machine every binary must have. Without it, binaries for
+    /// different machines in one tree are an error.
+    pub arch: Option<String>,
+    /// Expected `metadata.name` (the extensions validator's `--pkg-name`).
+    pub pkg_name: Option<String>,
+}
+
+/// A rule in the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub id: &'static str,
+    pub severity: Severity,
+    pub summary: &'static str,
+}
+
+const fn rule(id: &'static str, severity: Severity, summary: &'static str) -> Rule {
+    Rule {
+        id,
+        severity,
+        summary,
+    }
+}
+
+use Severity::{Error as E, Warning as W};
+
+/// Every rule `validate_tree` reports, with its severity.
+pub const RULES: &[Rule] = &[
+    // Structure and manifest (contract §1, §7).
+    rule(
+        "manifest-missing",
+        E,
+        "the image root has no `manifest.yaml`",
+    ),
+    rule("rootfs-missing", E, "the image root has no `rootfs/`"),
+    rule("rootfs-not-dir", E, "`rootfs` is not a directory"),
+    rule(
+        "unexpected-top-level",
+        E,
+        "an entry beside `manifest.yaml` and `rootfs/`",
+    ),
+    rule("manifest-decode", E, "`manifest.yaml` cannot be decoded"),
+    rule("manifest-version", E, "`version` is not `v1alpha1`"),
+    rule("name-empty", E, "`metadata.name` is empty"),
+    rule(
+        "name-mismatch",
+        E,
+        "`metadata.name` differs from the expected package name",
+    ),
+    rule(
+        "version-format",
+        E,
+        "`metadata.version` matches none of the validator's formats",
+    ),
+    rule(
+        "compatibility-parse",
+        E,
+        "the Talos version constraint does not parse",
+    ),
+    rule(
+        "compatibility-unsatisfied",
+        E,
+        "the constraint excludes the target Talos version",
+    ),
+    rule(
+        "talos-version-invalid",
+        E,
+        "the target Talos version given does not parse",
+    ),
+    // Contents (contract §2.3, §3).
+    rule(
+        "path-not-allowed",
+        E,
+        "a file outside Talos's extension allowlist",
+    ),
+    rule(
+        "hard-link",
+        E,
+        "a hard link, which Talos unpacks as an empty file",
+    ),
+    rule("special-file", E, "a device, FIFO or socket"),
+    rule(
+        "firmware-absolute-symlink",
+        E,
+        "a firmware symlink with an absolute target",
+    ),
+    rule(
+        "modules-no-kernel-release",
+        E,
+        "a modules directory without a kernel release",
+    ),
+    rule(
+        "cri-conf-ignored",
+        W,
+        "a CRI config entry Talos does not merge",
+    ),
+    // Loader notes (contract §2.1, §2.3).
+    rule(
+        "tarball-compressed",
+        E,
+        "a compressed tarball, which the imager cannot read",
+    ),
+    rule("tarball-duplicate", E, "a path twice in a plain tarball"),
+    rule("tarball-whiteout", E, "a whiteout file in a plain tarball"),
+    rule("tarball-empty-path", E, "a tar entry with an empty name"),
+    rule(
+        "path-escape",
+        E,
+        "an entry whose path or link escapes the root",
+    ),
+    rule(
+        "xattr-dropped",
+        W,
+        "an extended attribute Talos drops when unpacking",
+    ),
+    // Services (contract §5).
+    rule(
+        "service-yml",
+        E,
+        "a `.yml` service definition, which Talos ignores",
+    ),
+    rule(
+        "service-decode",
+        E,
+        "a service definition that cannot be decoded",
+    ),
+    rule("service-name", E, "a service name Talos rejects"),
+    rule(
+        "service-restart",
+        E,
+        "`restart` missing or not a restart kind",
+    ),
+    rule(
+        "service-entrypoint-empty",
+        E,
+        "`container.entrypoint` is empty",
+    ),
+    rule("service-depends", E, "an invalid `depends` item"),
+    rule(
+        "service-duplicate",
+        E,
+        "a service name declared by an earlier file",
+    ),
+    rule(
+        "service-file-name",
+        W,
+        "the file name differs from the service name",
+    ),
+    rule(
+        "service-container-root-missing",
+        E,
+        "no container root for the service",
+    ),
+    rule(
+        "service-entrypoint-missing",
+        E,
+        "the entrypoint does not exist in the container",
+    ),
+    rule(
+        "service-entrypoint-not-executable",
+        E,
+        "the entrypoint is not executable",
+    ),
+    rule("service-env-format", W, "an environment entry without `=`"),
+    rule(
+        "service-secret",
+        E,
+        "a secret written into a service definition",
+    ),
+    // Binaries.
+    rule("elf-machine", E, "an ELF binary for another machine"),
+    rule(
+        "arch-invalid",
+        E,
+        "the architecture given is not `amd64` or `arm64`",
+    ),
+    rule("read-error", E, "a file in the source could not be read"),
+    // Image structure (contract §2.1, §8.3), checked on `oci:`, `oci-archive:` and registry images.
+    rule(
+        "index-platform-missing",
+        E,
+        "an index entry without a platform",
+    ),
+    rule(
+        "layout-platform-entry-missing",
+        W,
+        "`index.json` lists no platform manifest directly (no `ociPath` use)",
+    ),
+    rule(
+        "config-platform-mismatch",
+        E,
+        "an index entry's platform differs from its config",
+    ),
+    rule("manifest-schema-one", E, "a Docker schema 1 manifest"),
+    rule(
+        "manifest-media-type",
+        W,
+        "an index entry that is not an image manifest",
+    ),
+];
+
+/// The catalogue entry for a rule id.
+pub fn find_rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.id == id)
+}
+
+fn severity_of(id: &str) -> Severity {
+    find_rule(id).map_or(Severity::Error, |r| r.severity)
+}
+
+/// Validate an extension image root. Returns every finding, in a stable order: structure and
+/// manifest, then contents (with the loader's notes), services and binaries.
+pub fn validate_tree(tree: &Tree, opts: &Options) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let rootfs_ok = manifest::check(tree, opts, &mut out);
+    contents::check_notes(tree, &mut out);
+    if rootfs_ok {
+        contents::check(tree, &mut out);
+        service::check(tree, &mut out);
+        elf::check(tree, opts, &mut out);
+    }
+    out
+}
+
+/// Entries strictly below `dir` (a clean path). Scans the range `dir/`..`dir0`, so siblings such
+/// as `dir-x` or `dir.bak`, which sort between `dir` and `dir/`, are never mistaken for an end.
+fn below<'a>(tree: &'a Tree, dir: &str) -> impl Iterator<Item = (&'a String, &'a Node)> + 'a {
+    let start = format!("{dir}/");
+    let end = format!("{dir}0"); // '0' is the byte after '/'
+    tree.entries.range(start..end)
+}
+
+/// Names and nodes directly inside `dir`.
+fn children<'a>(tree: &'a Tree, dir: &str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
+    let skip = dir.len() + 1;
+    below(tree, dir).filter_map(move |(k, n)| {
+        let name = &k[skip..];
+        (!name.contains('/')).then_some((name, n))
+    })
+}
+
+/// Display form of a tree path under `rootfs/`: `/usr/local/bin/x`.
+fn on_node(path: &str) -> String {
+    format!("/{}", path.strip_prefix("rootfs/").unwrap_or(path))
+}
+
+/// Findings for one subject.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectReport {
+    pub subject: String,
+    pub findings: Vec<Finding>,
+}
+
+/// Findings grouped per subject (a platform like `linux/amd64`, or a source path).
+///
+/// JSON shape (`--json`):
+///
+/// ```json
+/// {
+///   "ok": false,                 // true when there is no error finding
+///   "errors": 1,                 // error findings over all subjects
+///   "warnings": 0,
+///   "subjects": [
+///     {
+///       "subject": "linux/amd64",
+///       "findings": [
+///         {
+///           "rule": "path-not-allowed",
+///           "severity": "error",   // or "warning"
+///           "path": "rootfs/etc/foo.conf",
+///           "message": "path `/etc/foo.conf` is not allowed in extensions",
+///           "hint": "move it under an allowed prefix such as `/usr/local`"
+///         }
+///       ]
+///     }
+///   ]
+/// }
+/// ```
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub subjects: Vec<SubjectReport>,
+}
+
+impl Report {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, subject: impl Into<String>, findings: Vec<Finding>) {
+        self.subjects.push(SubjectReport {
+            subject: subject.into(),
+            findings,
+        });
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.subjects
+            .iter()
+            .flat_map(|s| &s.findings)
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    /// `error[rule] path: message` / `  hint: …` lines, a `== subject` heading per subject when
+    /// there are several, then a summary line.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let headings = self.subjects.len() > 1;
+        for s in &self.subjects {
+            if headings {
+                out.push_str(&format!("== {}\n", s.subject));
+            }
+            for f in &s.findings {
+                out.push_str(&format!(
+                    "{}[{}] {}: {}\n",
+                    f.severity.as_str(),
+                    f.rule,
+                    f.path,
+                    f.message
+                ));
+                if !f.hint.is_empty() {
+                    out.push_str(&format!("  hint: {}\n", f.hint));
+                }
+            }
+        }
+        let names: Vec<&str> = self.subjects.iter().map(|s| s.subject.as_str()).collect();
+        let (e, w) = (self.error_count(), self.warning_count());
+        out.push_str(&format!(
+            "{}: {} {}, {} {} in {}\n",
+            if e == 0 { "ok" } else { "failed" },
+            e,
+            plural(e, "error", "errors"),
+            w,
+            plural(w, "warning", "warnings"),
+            names.join(", ")
+        ));
+        out
+    }
+
+    /// The documented JSON shape (see the type's doc).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.error_count() == 0,
+            "errors": self.error_count(),
+            "warnings": self.warning_count(),
+            "subjects": self.subjects,
+        })
+    }
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_ids_are_unique_kebab_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in RULES {
+            assert!(seen.insert(r.id), "duplicate rule {}", r.id);
+            assert!(
+                r.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{}",
+                r.id
+            );
+        }
+    }
+
+    #[test]
+    fn report_renders_text_and_json() {
+        let mut r = Report::new();
+        r.push(
+            "linux/amd64",
+            vec![
+                Finding::new(
+                    "path-not-allowed",
+                    "rootfs/etc/x",
+                    "path `/etc/x` is not allowed in extensions",
+                    "move it",
+                ),
+                Finding::new("cri-conf-ignored", "rootfs/etc/cri/conf.d/a", "ignored", ""),
+            ],
+        );
+        assert_eq!(r.error_count(), 1);
+        assert_eq!(r.warning_count(), 1);
+        let text = r.render_text();
+        assert_eq!(
+            text,
+            "error[path-not-allowed] rootfs/etc/x: path `/etc/x` is not allowed in extensions\n  hint: move it\nwarning[cri-conf-ignored] rootfs/etc/cri/conf.d/a: ignored\nfailed: 1 error, 1 warning in linux/amd64\n"
+        );
+        let j = r.to_json();
+        assert_eq!(j["ok"], false);
+        assert_eq!(j["subjects"][0]["findings"][0]["severity"], "error");
+        assert_eq!(j["subjects"][0]["findings"][1]["rule"], "cri-conf-ignored");
+    }
+
+    #[test]
+    fn below_and_children_skip_look_alike_siblings() {
+        let mut t = Tree::new();
+        t.insert("rootfs/usr/local/bin/a", Node::inline(&b"x"[..], 0o755));
+        t.insert("rootfs.bak/x", Node::inline(&b"x"[..], 0o644));
+        t.insert("rootfs-x", Node::inline(&b"x"[..], 0o644));
+        let all: Vec<&str> = below(&t, "rootfs").map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            all,
+            vec![
+                "rootfs/usr",
+                "rootfs/usr/local",
+                "rootfs/usr/local/bin",
+                "rootfs/usr/local/bin/a"
+            ]
+        );
+        let kids: Vec<&str> = children(&t, "rootfs/usr/local/bin")
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(kids, vec!["a"]);
+    }
+
+    #[test]
+    fn unknown_rules_are_errors() {
+        assert_eq!(
+            Finding::new("from-a-loader", ".", "m", "h").severity,
+            Severity::Error
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! `talext catalog build`: the catalog image, read back with skopeo, holds `image-digests` lines
+//! `registry/repo:tag@sha256:…` and a `descriptions.yaml` keyed by exactly those lines; an
+//! existing catalog is merged by extension name.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn talext(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_talext"))
+        .args(args)
+        .output()
+        .expect("run talext")
+}
+
+fn official() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/catalog/official")
+}
+
+fn receipt(dir: &Path) -> PathBuf {
+    let h: String = std::iter::repeat_n('c', 64).collect();
+    let v = serde_json::json!({
+        "name": "tailscale", "version": "1.102.5",
+        "output": "docker://127.0.0.1:5000/siderolabs/tailscale:1.102.5",
+        "reference": format!("127.0.0.1:5000/siderolabs/tailscale:1.102.5@sha256:{h}"),
+        "digest": format!("sha256:{h}"),
+        "platforms": [{"os": "linux", "architecture": "amd64", "digest": format!("sha256:{h}")}],
+    });
+    let p = dir.join("receipt.json");
+    std::fs::write(&p, v.to_string()).unwrap();
+    p
+}
+
+/// `registry/repo:tag@sha256:<64 hex>`.
+fn is_catalog_line(l: &str) -> bool {
+    let Some((name, digest)) = l.rsplit_once('@') else {
+        return false;
+    };
+    let hex = digest.strip_prefix("sha256:").unwrap_or("");
+    let (repo, tag) = name.rsplit_once(':').unwrap_or(("", ""));
+    hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && repo.contains('/')
+        && !tag.is_empty()
+        && !tag.contains('/')
+}
+
+fn check_catalog(digests: &str, descriptions: &str) -> Vec<String> {
+    let lines: Vec<String> = digests.lines().map(String::from).collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(is_catalog_line(l), "bad line {l:?}");
+    }
+    let map: BTreeMap<String, BTreeMap<String, String>> =
+        serde_yaml::from_str(descriptions).unwrap();
+    assert_eq!(map.keys().cloned().collect::<Vec<_>>(), {
+        let mut l = lines.clone();
+        l.sort();
+        l
+    });
+    for v in map.values() {
+        assert!(
+            v.contains_key("author") && v.contains_key("description"),
+            "{v:?}"
+        );
+    }
+    lines
+}
+
+/// Copy the image with skopeo to a `dir:` and untar its single layer.
+fn unpack(src: &str, arch: &str, dest: &Path) -> BTreeMap<String, Vec<u8>> {
+    let o = Command::new("skopeo")
+        .args([
+            "--override-os",
+            "linux",
+            "--override-arch",
+            arch,
+            "copy",
+            src,
+        ])
+        .arg(format!("dir:{}", dest.display()))
+        .output()
+        .expect("skopeo");
+    assert!(
+        o.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let hex = layers[0]["digest"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap();
+    let gz = std::fs::File::open(dest.join(hex)).unwrap();
+    let mut files = BTreeMap::new();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        assert_eq!(e.header().mode().unwrap() & 0o777, 0o644, "{path}");
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        files.insert(path, data);
+    }
+    files
+}
+
+#[test]
+fn oci_layout_catalog_unpacks_to_the_two_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = receipt(tmp.path());
+    let layout = tmp.path().join("catalog");
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--receipt",
+        r.to_str().unwrap(),
+        "--merge",
+        official().to_str().unwrap(),
+        "-o",
+        &format!("oci:{}:v1.11.5", layout.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let digest = String::from_utf8(o.stdout).unwrap();
+    assert!(digest.trim().starts_with("sha256:"), "{digest}");
+    for arch in ["amd64", "arm64"] {
+        let files = unpack(
+            &format!("oci:{}:v1.11.5", layout.display()),
+            arch,
+            &tmp.path().join(arch),
+        );
+        assert_eq!(
+            files.keys().cloned().collect::<Vec<_>>(),
+            vec!["descriptions.yaml", "image-digests"]
+        );
+        let lines = check_catalog(
+            std::str::from_utf8(&files["image-digests"]).unwrap(),
+            std::str::from_utf8(&files["descriptions.yaml"]).unwrap(),
+        );
+        // The official tailscale line is replaced by ours; gvisor is kept.
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("ghcr.io/siderolabs/gvisor:20250505.0@sha256:"));
+        assert!(lines[1].starts_with("127.0.0.1:5000/siderolabs/tailscale:1.102.5@sha256:ccc"));
+    }
+}
+
+#[test]
+fn archive_and_directory_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = receipt(tmp.path());
+    let archive = tmp.path().join("catalog.tar");
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--receipt",
+        r.to_str().unwrap(),
+        "-o",
+        &format!("oci-archive:{}:v1.11.5", archive.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files = unpack(
+        &format!("oci-archive:{}:v1.11.5", archive.display()),
+        "amd64",
+        &tmp.path().join("a"),
+    );
+    let lines = check_catalog(
+        std::str::from_utf8(&files["image-digests"]).unwrap(),
+        std::str::from_utf8(&files["descriptions.yaml"]).unwrap(),
+    );
+    assert_eq!(lines.len(), 1);
+
+    let dir = tmp.path().join("dir");
+    let line = format!(
+        "registry.example.com/acme/zfs:2.4.3-v1.11.5@sha256:{}",
+        "d".repeat(64)
+    );
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--image",
+        &line,
+        "--description",
+        "ZFS",
+        "--merge",
+        official().to_str().unwrap(),
+        "-o",
+        &format!("dir:{}", dir.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = check_catalog(
+        &std::fs::read_to_string(dir.join("image-digests")).unwrap(),
+        &std::fs::read_to_string(dir.join("descriptions.yaml")).unwrap(),
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(lines.contains(&line));
+    // The directory form is itself a valid `--merge` input and round-trips.
+    let again = tmp.path().join("again");
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--image",
+        &line,
+        "--description",
+        "ZFS",
+        "--merge",
+        dir.to_str().unwrap(),
+        "-o",
+        &format!("dir:{}", again.display()),
+    ]);
+    assert!(o.status.success());
+    for f in ["image-digests", "descriptions.yaml"] {
+        assert_eq!(
+            std::fs::read(dir.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn unpinned_or_unregistered_entries_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--image",
+        "r.example/acme/x:1",
+        "-o",
+        &format!("dir:{}", tmp.path().display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let r = tmp.path().join("tar.json");
+    std::fs::write(&r, r#"{"name":"tailscale","version":"1","output":"tar:/x.tar","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","platforms":[]}"#).unwrap();
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--receipt",
+        r.to_str().unwrap(),
+        "-o",
+        &format!("dir:{}", tmp.path().display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("registry"));
+}

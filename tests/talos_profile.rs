@@ -1,0 +1,256 @@
+//! `talext imager-profile`: a build receipt pins the extension by its index digest, local
+//! outputs become `ociPath` / `tarballPath`, and sources the imager cannot read are refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn talext(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_talext"))
+        .args(args)
+        .output()
+        .expect("run talext")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn hex(c: char) -> String {
+    std::iter::repeat_n(c, 64).collect()
+}
+
+fn receipt(dir: &Path, output: &str, reference: Option<&str>, arches: &[&str]) -> PathBuf {
+    let platforms: Vec<serde_json::Value> = arches
+        .iter()
+        .map(|a| serde_json::json!({"os": "linux", "architecture": a, "digest": format!("sha256:{}", hex('1'))}))
+        .collect();
+    let v = serde_json::json!({
+        "name": "tailscale", "version": "1.102.5", "output": output,
+        "reference": reference, "digest": format!("sha256:{}", hex('c')), "platforms": platforms,
+    });
+    let p = dir.join(format!("receipt-{}.json", arches.join("-")));
+    std::fs::write(&p, v.to_string()).unwrap();
+    p
+}
+
+fn profile(args: &[&str]) -> serde_yaml::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("profile.yaml");
+    let mut all = vec![
+        "imager-profile",
+        "--talos-version",
+        "v1.11.5",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let o = talext(&all);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.is_empty());
+    serde_yaml::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+fn plain_tar(dir: &Path) -> PathBuf {
+    let p = dir.join("tailscale.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&p).unwrap());
+    for (name, data) in [
+        ("manifest.yaml", &b"version: v1alpha1\n"[..]),
+        ("rootfs/usr/local/x", &b"x"[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.finish().unwrap();
+    p
+}
+
+#[test]
+fn receipt_pins_the_built_index_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = receipt(
+        dir.path(),
+        "docker://127.0.0.1:5000/talos/tailscale:1.102.5",
+        Some(&format!(
+            "127.0.0.1:5000/talos/tailscale:1.102.5@sha256:{}",
+            hex('c')
+        )),
+        &["amd64", "arm64"],
+    );
+    for arch in ["amd64", "arm64"] {
+        let p = profile(&["--arch", arch, "--receipt", r.to_str().unwrap()]);
+        assert_eq!(p["arch"], arch);
+        assert_eq!(p["version"], "v1.11.5");
+        assert_eq!(p["output"]["kind"], "installer");
+        assert_eq!(
+            p["input"]["baseInstaller"]["imageRef"],
+            "ghcr.io/siderolabs/installer-base:v1.11.5"
+        );
+        assert_eq!(
+            p["input"]["systemExtensions"][0]["imageRef"],
+            format!("127.0.0.1:5000/talos/tailscale@sha256:{}", hex('c'))
+        );
+        assert_eq!(
+            p["input"]["kernel"]["path"],
+            format!("/usr/install/{arch}/vmlinuz")
+        );
+    }
+}
+
+#[test]
+fn receipt_without_the_arch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = receipt(
+        dir.path(),
+        "docker://r/x:1",
+        Some(&format!("r/x:1@sha256:{}", hex('c'))),
+        &["amd64"],
+    );
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.11.5",
+        "--arch",
+        "arm64",
+        "--receipt",
+        r.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("linux/arm64"));
+}
+
+#[test]
+fn tarball_points_at_a_tar_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = plain_tar(dir.path());
+    let p = profile(&["--tarball", tar.to_str().unwrap()]);
+    assert_eq!(
+        p["input"]["systemExtensions"][0]["tarballPath"],
+        tar.to_str().unwrap()
+    );
+    assert!(p["input"]["systemExtensions"][0].get("imageRef").is_none());
+
+    let r = receipt(
+        dir.path(),
+        &format!("tar:{}", tar.display()),
+        None,
+        &["amd64"],
+    );
+    let p = profile(&["--receipt", r.to_str().unwrap(), "--output-kind", "iso"]);
+    assert_eq!(
+        p["input"]["systemExtensions"][0]["tarballPath"],
+        tar.to_str().unwrap()
+    );
+    assert_eq!(p["output"]["kind"], "iso");
+    assert_eq!(p["output"]["outFormat"], "raw");
+}
+
+#[test]
+fn compressed_tarballs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("x.tar.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).unwrap();
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.11.5",
+        "--tarball",
+        gz.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gzip"));
+}
+
+#[test]
+fn oci_layouts_need_platform_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    let index = |platform: bool| {
+        let mut d = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{}", hex('d')), "size": 1});
+        if platform {
+            d["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+        }
+        serde_json::json!({"schemaVersion": 2, "manifests": [d]}).to_string()
+    };
+    std::fs::write(layout.join("index.json"), index(false)).unwrap();
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.11.5",
+        "--oci-path",
+        layout.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("linux/amd64"));
+    std::fs::write(layout.join("index.json"), index(true)).unwrap();
+    let p = profile(&["--oci-path", layout.to_str().unwrap()]);
+    assert_eq!(
+        p["input"]["systemExtensions"][0]["ociPath"],
+        layout.to_str().unwrap()
+    );
+    let r = receipt(
+        dir.path(),
+        &format!("oci:{}:1.102.5", layout.display()),
+        None,
+        &["amd64"],
+    );
+    let p = profile(&["--receipt", r.to_str().unwrap()]);
+    assert_eq!(
+        p["input"]["systemExtensions"][0]["ociPath"],
+        layout.to_str().unwrap()
+    );
+}
+
+#[test]
+fn unpinned_images_need_consent_and_insecure_is_forwarded() {
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.11.5",
+        "--image",
+        "r.example/x:1.0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let p = profile(&[
+        "--image",
+        "r.example/x:1.0",
+        "--allow-unpinned",
+        "--insecure",
+    ]);
+    assert_eq!(
+        p["input"]["systemExtensions"][0]["imageRef"],
+        "r.example/x:1.0"
+    );
+    assert_eq!(p["input"]["systemExtensions"][0]["forceInsecure"], true);
+    assert_eq!(p["input"]["baseInstaller"]["forceInsecure"], true);
+    let p = profile(&[
+        "--image",
+        &format!("r.example/x@sha256:{}", hex('e')),
+        "--output-kind",
+        "image",
+    ]);
+    assert_eq!(p["output"]["imageOptions"]["diskSize"], 1306525696u64);
+    assert_eq!(p["output"]["outFormat"], ".xz");
+}
+
+#[test]
+fn committed_profile_matches_its_receipt() {
+    let m = repo().join("manifests/imager");
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.11.5",
+        "--receipt",
+        m.join("tailscale.receipt.json").to_str().unwrap(),
+        "--base-installer",
+        "registry.example.com/siderolabs/installer-base:v1.11.5",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        std::fs::read_to_string(m.join("installer.yaml")).unwrap()
+    );
+}
