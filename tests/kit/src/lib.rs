@@ -3,4 +3,7 @@
 //! readers (skopeo, umoci, the OCI image-spec JSON schemas).
 
 pub mod faultproxy;
+pub mod payload;
 pub mod registry;
+pub mod schema;
+pub mod tools;
