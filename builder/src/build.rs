@@ -25,9 +25,9 @@ pub struct Built {
     pub name: String,
     pub version: String,
     pub output: Location,
-    /// The index digest (for `tar:` outputs, the sha256 of the tar).
+    /// The index digest (for `tar:` outputs too: the image whose filesystem the tar holds).
     pub digest: Digest,
-    /// Each platform's manifest descriptor (empty for `tar:`).
+    /// Each platform's manifest descriptor.
     pub platforms: Vec<Descriptor>,
     /// `registry/repo:tag@sha256:…` when the output is a registry.
     pub reference: Option<String>,
@@ -150,8 +150,16 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
     };
     match output {
         Location::Tar(file) => {
-            let digest = write_tar_output(&trees[0].tree, epoch, file)?;
-            Ok(built(digest, Vec::new()))
+            // The printed digest names the image whatever the sink: the image is assembled in a
+            // scratch layout for its digests, and its filesystem written as the plain tar.
+            let scratch = tempfile::Builder::new()
+                .prefix("talext-tar-")
+                .tempdir()
+                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let layout = Layout::open_or_create(scratch.path().join("layout"))?;
+            let (index, platforms) = write_images(&layout, &trees, epoch, None)?;
+            write_tar_output(&trees[0].tree, epoch, file)?;
+            Ok(built(index, platforms))
         }
         Location::Oci { dir, tag } => {
             let (index, platforms) = write_layout_output(&trees, epoch, dir, tag.as_deref())?;
