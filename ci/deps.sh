@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what talext's build and tests use, when it is missing (Debian 12, as root): the
 # reference registry, skopeo, umoci, the OCI image-spec schemas, busybox-static for amd64 and
-# arm64 (stand-in payloads), pigz, zstd, htpasswd, openssl, buildah (benchmarks). Idempotent: a
-# machine that has everything is left alone.
+# arm64 (stand-in payloads), pigz, zstd, htpasswd, openssl; with `bench`, also the peers the
+# benchmark runs (buildah, hyperfine, GNU time). Idempotent: a machine that has everything is
+# left alone.
+#   bash ci/deps.sh [bench]
 set -euo pipefail
 
 missing=()
@@ -19,8 +21,13 @@ need zstd zstd
 need htpasswd apache2-utils
 need openssl openssl
 need curl curl
-need buildah buildah
 need cc gcc
+need git git
+if [ "${1:-}" = bench ]; then
+    need buildah buildah
+    need hyperfine hyperfine
+    need /usr/bin/time time
+fi
 
 arm64=1
 dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64 || arm64=0
@@ -50,3 +57,5 @@ fi
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
 fi
+# A packaged service would hold :5000 with the package's config; the tests start their own.
+pkill -f 'docker-registry serve /etc/docker/registry/config.yml' 2>/dev/null || true

@@ -7,6 +7,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+# The Debian packages the integration tests use, installed when missing.
+bash ci/deps.sh
+
 echo "--- cargo fmt" >&2
 cargo fmt --all -- --check
 
