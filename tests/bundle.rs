@@ -157,6 +157,14 @@ fn bundles_cross_from_one_registry_to_another_with_digests_kept() {
         out.stdout,
         format!("{by_tag} -> {new_index}\n{by_digest} -> {new_probe}\n")
     );
+    assert!(
+        out.stderr.contains(&format!(
+            "Talos mirror for `{}`: endpoint `https://{}/v2/air/gap` with `overridePath: true`",
+            a.addr, b.addr
+        )),
+        "{}",
+        out.stderr
+    );
     for (on_a, on_b) in [
         // skopeo reads `repo:tag@digest` only without the tag.
         (

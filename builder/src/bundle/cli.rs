@@ -124,6 +124,15 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
                     println!("{} -> {}", p.source, p.target);
                 }
             }
+            let target = super::target_of(&args.target)?;
+            let sources: std::collections::BTreeSet<String> = pushed
+                .iter()
+                .filter_map(|p| crate::registry::Reference::parse(&p.source).ok())
+                .map(|r| r.registry)
+                .collect();
+            for source in sources {
+                progress(&super::mirror_hint(&target, &source));
+            }
         }
     }
     Ok(())

@@ -35,7 +35,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::oci::Digest;
 
 pub use create::{create, Created};
-pub use push::{push, target_of, Pushed, Status, Target};
+pub use push::{mirror_hint, push, target_of, Pushed, Status, Target};
 pub use read::{verify, Verified};
 
 /// `format` in `bundle.json`.

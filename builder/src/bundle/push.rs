@@ -113,6 +113,24 @@ impl Target {
     }
 }
 
+/// The Talos registry mirror that serves `source_registry`'s images from where `push` put
+/// them: `machine.registries.mirrors.<source>.endpoints` (or `RegistryMirrorConfig` in Talos
+/// 1.12+). Under a prefix the endpoint carries the path and needs `overridePath: true`, which
+/// makes containerd use the endpoint path as is instead of appending `/v2`.
+pub fn mirror_hint(target: &Target, source_registry: &str) -> String {
+    if target.prefix.is_empty() {
+        format!(
+            "Talos mirror for `{source_registry}`: endpoint `https://{}`",
+            target.registry
+        )
+    } else {
+        format!(
+            "Talos mirror for `{source_registry}`: endpoint `https://{}/v2/{}` with `overridePath: true`",
+            target.registry, target.prefix
+        )
+    }
+}
+
 /// Push every image of the bundle at `file` to `target` (`REGISTRY[/PREFIX]`). Returns the
 /// mapping in bundle order.
 pub fn push(
@@ -251,6 +269,20 @@ mod tests {
         let t = target_of("reg.io").unwrap();
         let (push_to, _) = t.map(&image(&format!("ghcr.io/a/b:v1@{D}"))).unwrap();
         assert_eq!(push_to, "reg.io/a/b:v1");
+    }
+
+    #[test]
+    fn mirror_hints_carry_the_prefix() {
+        let t = target_of("reg.io:5000/air/gap").unwrap();
+        assert_eq!(
+            mirror_hint(&t, "docker.io"),
+            "Talos mirror for `docker.io`: endpoint `https://reg.io:5000/v2/air/gap` with `overridePath: true`"
+        );
+        let t = target_of("reg.io").unwrap();
+        assert_eq!(
+            mirror_hint(&t, "ghcr.io"),
+            "Talos mirror for `ghcr.io`: endpoint `https://reg.io`"
+        );
     }
 
     #[test]
