@@ -53,6 +53,11 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Copy an image or index between registries, OCI layouts and oci-archives, digests unchanged.
     Copy(CopyArgs),
+    /// Air-gap bundles: every image in one file, verified, pushed into a private registry.
+    Bundle {
+        #[command(subcommand)]
+        command: crate::bundle::cli::BundleCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +243,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 );
             }
             println!("{}", copied.digest);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bundle { command } => {
+            crate::bundle::cli::run(command, cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {

@@ -5,6 +5,7 @@
 //! `commands` wires them together and `cli` parses flags.
 
 pub mod build;
+pub mod bundle;
 pub mod cli;
 pub mod copy;
 pub mod definition;

@@ -1,0 +1,428 @@
+//! Reading a bundle: one streaming pass over the tar re-hashes every file (optionally writing
+//! it out into a directory at the same time), then the checks run on what was seen: each blob's
+//! content against its name, each `SHA256SUMS` line, `bundle.json` against `index.json`, and
+//! every manifest, config and layer each image names, with its size (image-spec
+//! `descriptor.md`: content must match digest and size). Only manifests and metadata are kept in
+//! memory; layers are streamed. Every problem is collected, so one run names all damage.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use super::{
+    parse_bundle_file, BundleFile, BundleImage, BUNDLE_FILE, INDEX_FILE, LAYOUT_FILE, SUMS_FILE,
+};
+use crate::error::{Error, IoContext, Result};
+use crate::oci::{self, Digest, HashingWriter, Index, Manifest, ANN_REF_NAME};
+use crate::rootfs::clean_path;
+
+/// Blobs up to this size that look like JSON are kept for the reference walk (the
+/// distribution spec has registries accept manifests of at least 4 MiB; talext refuses larger).
+const KEEP_MAX: u64 = 4 << 20;
+/// Our own metadata files are small; refuse anything larger rather than read it into memory.
+const META_MAX: u64 = 64 << 20;
+const META_FILES: [&str; 4] = [LAYOUT_FILE, INDEX_FILE, BUNDLE_FILE, SUMS_FILE];
+
+/// What a verified bundle holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub images: Vec<BundleImage>,
+    /// Distinct blobs.
+    pub blobs: usize,
+    /// Total size of the blobs.
+    pub blob_bytes: u64,
+}
+
+/// Check every file of the bundle at `file` without unpacking it.
+pub fn verify(file: &Path) -> Result<Verified> {
+    scan(file, None)?.check(file)
+}
+
+/// Unpack the bundle into `dir` (which becomes an OCI image layout), checking it as
+/// [`verify`] does; nothing in `dir` is to be trusted unless this returns `Ok`.
+pub(super) fn extract(file: &Path, dir: &Path) -> Result<Verified> {
+    scan(file, Some(dir))?.check(file)
+}
+
+struct Seen {
+    sha256: Digest,
+    size: u64,
+}
+
+#[derive(Default)]
+struct Scan {
+    files: BTreeMap<String, Seen>,
+    kept: HashMap<String, Vec<u8>>,
+    problems: Vec<String>,
+}
+
+fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
+    let f = File::open(file).at("opening", file)?;
+    let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, f));
+    let not_a_bundle = |e: &dyn std::fmt::Display| {
+        Error::input_hint(
+            format!("`{}` is not a bundle: {e}", file.display()),
+            "give a file written by `talext bundle create`",
+        )
+    };
+    let mut scan = Scan::default();
+    let entries = archive.entries().map_err(|e| not_a_bundle(&e))?;
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if scan.files.is_empty() => return Err(not_a_bundle(&e)),
+            Err(e) => {
+                scan.problems
+                    .push(format!("the archive is damaged or truncated: {e}"));
+                break;
+            }
+        };
+        let raw = match entry.path() {
+            Ok(p) => p.to_string_lossy().into_owned(),
+            Err(e) => {
+                scan.problems.push(format!("an entry has a bad name: {e}"));
+                continue;
+            }
+        };
+        let Some(path) = clean_path(&raw) else {
+            if !raw.trim_start_matches("./").is_empty() {
+                scan.problems
+                    .push(format!("entry `{raw}` escapes the bundle"));
+            }
+            continue;
+        };
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                if let Some(d) = dest {
+                    let p = d.join(&path);
+                    fs::create_dir_all(&p).at("creating", &p)?;
+                }
+                continue;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {}
+            other => {
+                scan.problems.push(format!(
+                    "entry `{path}` is a {other:?}; bundles hold only files and directories"
+                ));
+                continue;
+            }
+        }
+        let is_meta = META_FILES.contains(&path.as_str());
+        if !is_meta && !path.starts_with("blobs/") {
+            scan.problems
+                .push(format!("`{path}` does not belong in a bundle"));
+            continue;
+        }
+        if scan.files.contains_key(&path) {
+            scan.problems
+                .push(format!("`{path}` appears twice in the archive"));
+            continue;
+        }
+        let size = entry.size();
+        if is_meta && size > META_MAX {
+            scan.problems
+                .push(format!("`{path}` is implausibly large ({size} bytes)"));
+            continue;
+        }
+        let out: Box<dyn Write> = match dest {
+            Some(d) => {
+                let p = d.join(&path);
+                if let Some(parent) = p.parent() {
+                    fs::create_dir_all(parent).at("creating", parent)?;
+                }
+                Box::new(BufWriter::with_capacity(
+                    1 << 20,
+                    File::create(&p).at("creating", &p)?,
+                ))
+            }
+            None => Box::new(io::sink()),
+        };
+        let mut hashed = HashingWriter::new(out);
+        let keep = is_meta || size <= KEEP_MAX;
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut damaged = None;
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    damaged = Some(e);
+                    break;
+                }
+            };
+            hashed
+                .write_all(&buf[..n])
+                .at("writing", dest.unwrap_or(file))?;
+            if keep {
+                kept.extend_from_slice(&buf[..n]);
+            }
+        }
+        let (sha256, got, mut out) = hashed.finish();
+        out.flush().at("writing", dest.unwrap_or(file))?;
+        if let Some(e) = damaged {
+            scan.problems.push(format!("`{path}` cannot be read: {e}"));
+            break;
+        }
+        if got != size {
+            scan.problems.push(format!(
+                "the archive is truncated: `{path}` has {got} of its {size} bytes"
+            ));
+            break;
+        }
+        if keep && (is_meta || kept.first() == Some(&b'{')) {
+            scan.kept.insert(path.clone(), kept);
+        }
+        scan.files.insert(path, Seen { sha256, size });
+    }
+    Ok(scan)
+}
+
+impl Scan {
+    fn check(mut self, file: &Path) -> Result<Verified> {
+        let mut problems = std::mem::take(&mut self.problems);
+        let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
+        let mut corrupt: BTreeSet<String> = BTreeSet::new();
+        for (path, seen) in &self.files {
+            let Some(name) = path.strip_prefix("blobs/") else {
+                continue;
+            };
+            let digest = name
+                .split_once('/')
+                .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok())
+                .filter(|d| d.algorithm() == "sha256");
+            match digest {
+                Some(digest) => {
+                    if digest != seen.sha256 {
+                        problems.push(format!(
+                            "blob `{digest}` is corrupt: its content hashes to `{}`",
+                            seen.sha256
+                        ));
+                        corrupt.insert(path.clone());
+                    }
+                    blobs.insert(digest, seen.size);
+                }
+                None => problems.push(format!("`{path}` is not a sha256 blob name")),
+            }
+        }
+        self.check_sums(&corrupt, &mut problems);
+        match self.kept.get(LAYOUT_FILE) {
+            None => problems.push(format!("`{LAYOUT_FILE}` is missing")),
+            Some(bytes) => {
+                let version = serde_json::from_slice::<serde_json::Value>(bytes)
+                    .ok()
+                    .and_then(|v| v.get("imageLayoutVersion").cloned());
+                if version.is_none() {
+                    problems.push(format!("`{LAYOUT_FILE}` is not an OCI layout marker"));
+                }
+            }
+        }
+        let bundle = self.bundle_file(&mut problems);
+        if let Some(bundle) = &bundle {
+            let mut visited = BTreeSet::new();
+            for image in &bundle.images {
+                self.walk(
+                    &image.digest,
+                    image.size,
+                    &image.media_type,
+                    &image.reference,
+                    &blobs,
+                    &mut visited,
+                    &mut problems,
+                );
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::input_hint(
+                format!(
+                    "`{}` failed verification: {}",
+                    file.display(),
+                    problems.join("; ")
+                ),
+                "copy the bundle again from where it was made; a damaged bundle is never pushed",
+            ));
+        }
+        let bundle = bundle.expect("no problems means bundle.json was read");
+        Ok(Verified {
+            images: bundle.images,
+            blobs: blobs.len(),
+            blob_bytes: blobs.values().sum(),
+        })
+    }
+
+    /// Every `SHA256SUMS` line matches its file, and every file has a line.
+    fn check_sums(&self, corrupt: &BTreeSet<String>, problems: &mut Vec<String>) {
+        let Some(text) = self.kept.get(SUMS_FILE) else {
+            problems.push(format!("`{SUMS_FILE}` is missing"));
+            return;
+        };
+        let text = String::from_utf8_lossy(text);
+        let mut listed = BTreeSet::new();
+        for (n, line) in text.lines().enumerate() {
+            // `sha256sum` writes `HEX  PATH` (text mode) or `HEX *PATH` (binary mode).
+            let parsed = line
+                .split_once("  ")
+                .or_else(|| line.split_once(" *"))
+                .filter(|(hex, _)| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            let Some((hex, path)) = parsed else {
+                problems.push(format!("`{SUMS_FILE}` line {} is malformed", n + 1));
+                continue;
+            };
+            listed.insert(path.to_string());
+            match self.files.get(path) {
+                None => problems.push(format!(
+                    "`{path}` is listed in `{SUMS_FILE}` but missing from the archive"
+                )),
+                Some(seen) if !seen.sha256.hex().eq_ignore_ascii_case(hex) => {
+                    if !corrupt.contains(path) {
+                        problems.push(format!(
+                            "`{path}` does not match its `{SUMS_FILE}` line: content hashes to `{}`",
+                            seen.sha256
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for path in self.files.keys() {
+            if path != SUMS_FILE && !listed.contains(path) {
+                problems.push(format!("`{path}` is not listed in `{SUMS_FILE}`"));
+            }
+        }
+    }
+
+    /// `bundle.json`, checked against `index.json` entry by entry.
+    fn bundle_file(&self, problems: &mut Vec<String>) -> Option<BundleFile> {
+        let bundle = match self.kept.get(BUNDLE_FILE).map(|b| parse_bundle_file(b)) {
+            None => {
+                problems.push(format!("`{BUNDLE_FILE}` is missing"));
+                None
+            }
+            Some(Err(e)) => {
+                problems.push(e.to_string());
+                None
+            }
+            Some(Ok(b)) => Some(b),
+        };
+        let index = match self
+            .kept
+            .get(INDEX_FILE)
+            .map(|b| serde_json::from_slice::<Index>(b))
+        {
+            None => {
+                problems.push(format!("`{INDEX_FILE}` is missing"));
+                None
+            }
+            Some(Err(e)) => {
+                problems.push(format!("`{INDEX_FILE}` is not a valid OCI index: {e}"));
+                None
+            }
+            Some(Ok(i)) => Some(i),
+        };
+        let (bundle, index) = (bundle?, index?);
+        if bundle.images.is_empty() {
+            problems.push(format!("`{BUNDLE_FILE}` lists no images"));
+        }
+        if index.manifests.len() != bundle.images.len() {
+            problems.push(format!(
+                "`{INDEX_FILE}` has {} entries, `{BUNDLE_FILE}` lists {} images",
+                index.manifests.len(),
+                bundle.images.len()
+            ));
+            return None;
+        }
+        let mut consistent = true;
+        for (desc, image) in index.manifests.iter().zip(&bundle.images) {
+            if desc.ref_name() != Some(image.reference.as_str())
+                || desc.digest != image.digest
+                || desc.size != image.size
+                || desc.media_type != image.media_type
+            {
+                consistent = false;
+                problems.push(format!(
+                    "`{INDEX_FILE}` entry `{}` ({}) disagrees with `{BUNDLE_FILE}` entry `{}` ({})",
+                    desc.annotations
+                        .get(ANN_REF_NAME)
+                        .map_or("(unnamed)", String::as_str),
+                    desc.digest,
+                    image.reference,
+                    image.digest
+                ));
+            }
+        }
+        consistent.then_some(bundle)
+    }
+
+    /// Check that `digest` is present with `size` bytes and, for a manifest or index, that
+    /// everything it names is too.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        digest: &Digest,
+        size: u64,
+        media_type: &str,
+        owner: &str,
+        blobs: &BTreeMap<Digest, u64>,
+        visited: &mut BTreeSet<Digest>,
+        problems: &mut Vec<String>,
+    ) {
+        if !visited.insert(digest.clone()) {
+            return;
+        }
+        match blobs.get(digest) {
+            None => {
+                problems.push(format!(
+                    "blob `{digest}` of `{owner}` is missing from the bundle"
+                ));
+                return;
+            }
+            Some(&actual) if actual != size => {
+                problems.push(format!(
+                    "blob `{digest}` of `{owner}` has {actual} bytes, its descriptor says {size}"
+                ));
+                return;
+            }
+            Some(_) => {}
+        }
+        let is_index = oci::is_index_type(media_type);
+        if !is_index && !oci::is_manifest_type(media_type) {
+            return;
+        }
+        let Some(bytes) = self.kept.get(&format!("blobs/sha256/{}", digest.hex())) else {
+            problems.push(format!("manifest `{digest}` of `{owner}` is not JSON"));
+            return;
+        };
+        let mut walk = |d: &crate::oci::Descriptor| {
+            if d.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                // Non-distributable content stays where its `urls` point (image-spec "urls").
+                return;
+            }
+            self.walk(
+                &d.digest,
+                d.size,
+                &d.media_type,
+                owner,
+                blobs,
+                visited,
+                problems,
+            );
+        };
+        if is_index {
+            match serde_json::from_slice::<Index>(bytes) {
+                Ok(index) => index.manifests.iter().for_each(&mut walk),
+                Err(e) => problems.push(format!("index `{digest}` of `{owner}` is not valid: {e}")),
+            }
+        } else {
+            match serde_json::from_slice::<Manifest>(bytes) {
+                Ok(m) => std::iter::once(&m.config)
+                    .chain(&m.layers)
+                    .for_each(&mut walk),
+                Err(e) => problems.push(format!(
+                    "manifest `{digest}` of `{owner}` is not valid: {e}"
+                )),
+            }
+        }
+    }
+}
