@@ -5,6 +5,7 @@
 //! `commands` wires them together and `cli` parses flags.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod copy;
 pub mod definition;
@@ -15,6 +16,7 @@ pub mod layer;
 pub mod oci;
 pub mod pgzip;
 pub mod plan;
+pub mod progress;
 pub mod pull;
 pub mod registry;
 pub mod rootfs;
