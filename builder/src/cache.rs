@@ -266,9 +266,7 @@ fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .at("creating a temporary file in", dir)?;
     tmp.write_all(bytes).at("writing", dest)?;
-    tmp.persist(dest)
-        .map_err(|e| e.error)
-        .at("writing", dest)?;
+    tmp.persist(dest).map_err(|e| e.error).at("writing", dest)?;
     Ok(())
 }
 
