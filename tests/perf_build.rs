@@ -304,9 +304,12 @@ fn platforms_built_together_match_one_at_a_time() {
     assert_eq!(both, single);
 }
 
+/// kind, label, total, bytes done, finished.
+type Event = (Kind, String, Option<u64>, u64, bool);
+
 /// Records what the library reports.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(Kind, String, Option<u64>, u64, bool)>>);
+struct Recorder(Mutex<Vec<Event>>);
 
 impl Reporter for Recorder {
     fn start(&self, kind: Kind, label: &str, total: Option<u64>) -> TaskId {
