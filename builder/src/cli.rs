@@ -18,7 +18,7 @@ use crate::transport::Location;
 )]
 pub struct Cli {
     /// Print nothing on stderr but errors.
-    #[arg(short, long, global = true, env = "TALEXT_QUIET")]
+    #[arg(short, long, global = true, env = "TALEXT_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -130,7 +130,7 @@ pub struct BuildArgs {
     #[arg(long, env = "TALEXT_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not read or write the cache.
-    #[arg(long, env = "TALEXT_NO_CACHE")]
+    #[arg(long, env = "TALEXT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// Blobs pulled or pushed at once.
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
