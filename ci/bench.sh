@@ -151,11 +151,17 @@ done
 rm -f tar.fifo gz.fifo
 EOF
 
+# containers/image remembers where it pushed blobs before and mounts them instead of sending
+# them (and reuses compressed blobs); forget that so buildah and skopeo do a whole push, as talext.
+BIC=/var/lib/containers/cache/blob-info-cache-v1.boltdb
+[[ $(id -u) == 0 ]] || BIC=${XDG_DATA_HOME:-$HOME/.local/share}/containers/cache/blob-info-cache-v1.boltdb
+
 # buildah from scratch, copy, commit per platform; a manifest list; push to the registry.
 cat >"$H/buildah" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
 export BUILDAH_ISOLATION=chroot
+rm -f "$BIC"
 S="--storage-driver vfs --root $WORK/buildah/root --runroot $WORK/buildah/run"
 rm -rf "$WORK/buildah"; mkdir -p "$WORK/buildah"
 n=\$("$H/repo" "$WORK/buildah.n")
@@ -185,7 +191,7 @@ set -e
 n=\$("$H/repo" "$WORK/copy-\$1.n")
 case \$1 in
 talext) "$TALEXT" copy "oci:$WORK/out/image:bench" "docker://$REG/bench/copy-talext-\$n:v1" >/dev/null ;;
-skopeo) skopeo copy -q --all --dest-tls-verify=false "oci:$WORK/out/image:bench" "docker://$REG/bench/copy-skopeo-\$n:v1" ;;
+skopeo) rm -f "$BIC"; skopeo copy -q --all --dest-tls-verify=false "oci:$WORK/out/image:bench" "docker://$REG/bench/copy-skopeo-\$n:v1" ;;
 esac
 EOF
 chmod +x "$H"/*
@@ -214,7 +220,7 @@ bench copy-push-skopeo "$H/copy-push skopeo"
 "$TALEXT" copy "oci:$WORK/out/image:bench" "docker://$REG/bench/pull-src:v1" >/dev/null
 bench copy-pull-talext --prepare "rm -f $WORK/out/pull.tar" \
     "$TALEXT copy docker://$REG/bench/pull-src:v1 oci-archive:$WORK/out/pull.tar:v1"
-bench copy-pull-skopeo --prepare "rm -f $WORK/out/pull.tar" \
+bench copy-pull-skopeo --prepare "rm -f $WORK/out/pull.tar $BIC" \
     "skopeo copy -q --all --src-tls-verify=false docker://$REG/bench/pull-src:v1 oci-archive:$WORK/out/pull.tar:v1"
 
 log "peak RSS: the 512 MiB-per-platform build and push"

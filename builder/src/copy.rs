@@ -16,7 +16,7 @@ use crate::oci::archive::{self, Unpacked};
 use crate::oci::layout::Layout;
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform, ANN_REF_NAME};
 use crate::progress::{Kind, Shared};
-use crate::registry::{BlobSource, Reference, RegistryClient, RegistryOptions};
+use crate::registry::{BlobSource, PushOutcome, Reference, RegistryClient, RegistryOptions};
 use crate::transport::Location;
 
 /// What `copy` did.
@@ -278,7 +278,8 @@ impl Dst {
         }
     }
 
-    fn put_blob(&self, desc: &Descriptor, src: &Src, scratch: &Path) -> Result<()> {
+    /// Copy a blob; `false` when a registry destination turned out to have it already.
+    fn put_blob(&self, desc: &Descriptor, src: &Src, scratch: &Path) -> Result<bool> {
         match (self, src) {
             // Registry to layout: download straight into the layout (verified, then renamed).
             (Dst::Layout { layout, .. }, Src::Registry { client, reference }) => {
@@ -311,11 +312,11 @@ impl Dst {
                     if from.registry() == client.registry()
                         && client.mount_blob(repo, &from_ref.repository, desc.digest.as_str())?
                     {
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
                 let file = src.blob_file(desc, scratch)?;
-                client.push_blob(
+                let outcome = client.push_blob(
                     repo,
                     desc.digest.as_str(),
                     desc.size,
@@ -325,9 +326,10 @@ impl Dst {
                 if matches!(src, Src::Registry { .. }) {
                     let _ = std::fs::remove_file(&file);
                 }
+                return Ok(outcome != PushOutcome::Existed);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Store a child manifest (by digest).
@@ -457,12 +459,14 @@ fn move_blobs(
     let failed = AtomicBool::new(false);
     let outcomes: Mutex<Vec<(usize, Result<bool>)>> = Mutex::new(Vec::new());
     let one = |blob: &Descriptor| -> Result<bool> {
-        if dst.has_blob(blob)? {
+        // A layout source pushed to a registry: `push_blob` asks the registry itself, so the
+        // existence check is not sent twice.
+        let pushes_itself = matches!((dst, src), (Dst::Registry { .. }, Src::Layout { .. }));
+        if !pushes_itself && dst.has_blob(blob)? {
             return Ok(false);
         }
         tracing::info!("copying blob `{}` ({} bytes)", blob.digest, blob.size);
-        dst.put_blob(blob, src, scratch)?;
-        Ok(true)
+        dst.put_blob(blob, src, scratch)
     };
     let jobs = match transfer.jobs {
         0 => DEFAULT_JOBS,
