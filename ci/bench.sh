@@ -292,12 +292,13 @@ WHY = {
     "cores busy, so on a shared machine the wall time follows whatever CPU the other tenants leave.",
     "buildah": "Both sides are bound by deflate on two cores. talext does the least work the output "
     "allows (one pass: read, tar, hash, compress, hash; no staging copy, no second read at push "
-    "time), and the CPU column shows it spends less CPU than buildah (which copies the payload into "
-    "its storage, tars it again at commit and compresses at push with klauspost/pgzip, a faster "
-    "and weaker deflate). The remaining factor cannot come from compressing less, since the layers "
-    "must stay no larger than pigz -6's; what would close it is a cheaper deflate at the same ratio "
-    "(the deflate is more than 90% of talext's CPU time here), or more cores: talext scales with "
-    "them (1 MiB blocks), and buildah's copy and commit do not.",
+    "time), and the CPU column shows it spends about half of buildah's CPU (buildah copies the "
+    "payload into its storage, tars it again at commit and compresses at push with "
+    "klauspost/pgzip). With the cores shared, talext's wall time is close to its CPU time, so its "
+    "parallel deflate gains little here. The remaining factor cannot come from compressing less, "
+    "since the layers must stay no larger than pigz -6's; what would close it is a cheaper deflate "
+    "at the same ratio, or idle cores: talext's deflate runs in parallel 1 MiB blocks, while "
+    "buildah's copy and commit run on one.",
     "push": "The blob upload goes through reqwest's blocking client, which forwards a sized body from "
     "a file to its runtime 8 KiB at a time over a channel; skopeo streams with Go's net/http. What "
     "would close it: an upload body read in 1 MiB chunks (an async body over a file).",
