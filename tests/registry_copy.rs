@@ -240,6 +240,9 @@ fn faults_beyond_the_budget_exit_2_without_a_tag() {
     let out = talext(
         &[
             "copy",
+            // One blob at a time, so the retries counted are one blob's.
+            "--jobs",
+            "1",
             "--retry-max",
             "2",
             "--retry-delay",

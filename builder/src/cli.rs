@@ -18,7 +18,7 @@ use crate::transport::Location;
 )]
 pub struct Cli {
     /// Print nothing on stderr but errors.
-    #[arg(short, long, global = true, env = "TALEXT_QUIET")]
+    #[arg(short, long, global = true, env = "TALEXT_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -73,6 +73,9 @@ pub struct CopyArgs {
     /// Also write the digest of the copied manifest or index to this file.
     #[arg(long, env = "TALEXT_DIGESTFILE", value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
+    /// Blobs transferred at once.
+    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
+    pub jobs: usize,
     #[command(flatten)]
     pub registry: crate::registry::RegistryArgs,
 }
@@ -127,12 +130,16 @@ pub struct BuildArgs {
     /// Print the receipt as JSON on stdout instead of the digest.
     #[arg(long)]
     pub json: bool,
-    /// Cache for pulled sources (default `$XDG_CACHE_HOME/talext`).
+    /// Cache for pulled sources and built layers (default `$XDG_CACHE_HOME/talext`, else
+    /// `~/.cache/talext`).
     #[arg(long, env = "TALEXT_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not read or write the cache.
-    #[arg(long, env = "TALEXT_NO_CACHE")]
+    #[arg(long, env = "TALEXT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
+    /// Blobs pulled or pushed at once.
+    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
+    pub jobs: usize,
     #[command(flatten)]
     pub registry: crate::registry::RegistryArgs,
 }
@@ -163,6 +170,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let reporter = crate::progress::Bars::for_terminal(cli.quiet);
     match cli.command {
         Command::Config { command } => {
             crate::talos::cli::run_config(command)?;
@@ -193,6 +201,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                         .clone()
                         .or_else(crate::pull::default_cache_dir)
                 },
+                jobs: args.jobs,
+                reporter: reporter.clone(),
             };
             let built = build::build(&req, &output)?;
             let receipt = built.receipt();
@@ -232,7 +242,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let src = Location::parse(&args.source, &cwd)?;
             let dst = Location::parse(&args.destination, &cwd)?;
             let platforms = crate::copy::parse_platforms(&args.platforms)?;
-            let copied = crate::copy::copy(&src, &dst, &platforms, &args.registry.options()?)?;
+            let transfer = crate::copy::Transfer {
+                jobs: args.jobs,
+                reporter: reporter.clone(),
+            };
+            let copied = crate::copy::copy_with(
+                &src,
+                &dst,
+                &platforms,
+                &args.registry.options()?,
+                &transfer,
+            )?;
             if let Some(file) = &args.digestfile {
                 crate::copy::write_digestfile(file, &copied.digest)?;
             }

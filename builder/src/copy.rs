@@ -8,12 +8,15 @@
 //! copy a new index listing only them.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::error::{Error, IoContext, Result};
 use crate::oci::archive::{self, Unpacked};
 use crate::oci::layout::Layout;
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform, ANN_REF_NAME};
-use crate::registry::{BlobSource, Reference, RegistryClient, RegistryOptions};
+use crate::progress::{Kind, Shared};
+use crate::registry::{BlobSource, PushOutcome, Reference, RegistryClient, RegistryOptions};
 use crate::transport::Location;
 
 /// What `copy` did.
@@ -61,6 +64,27 @@ enum Dst {
     },
 }
 
+/// Blobs in flight at once unless `--jobs` says otherwise: enough to hide a registry's
+/// per-request latency, few enough not to look like abuse.
+pub const DEFAULT_JOBS: usize = 4;
+
+/// How blobs move: how many at once, and where progress goes.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// Blobs transferred concurrently (0 means [`DEFAULT_JOBS`]).
+    pub jobs: usize,
+    pub reporter: Shared,
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            jobs: DEFAULT_JOBS,
+            reporter: Shared::default(),
+        }
+    }
+}
+
 /// Copy `src` to `dst`. `platforms` empty means every platform.
 pub fn copy(
     src: &Location,
@@ -68,31 +92,53 @@ pub fn copy(
     platforms: &[Platform],
     options: &RegistryOptions,
 ) -> Result<Copied> {
+    copy_with(src, dst, platforms, options, &Transfer::default())
+}
+
+/// [`copy`] with explicit concurrency and progress. Every blob is confirmed before any
+/// manifest is written; child manifests go before their index and the tag last.
+pub fn copy_with(
+    src: &Location,
+    dst: &Location,
+    platforms: &[Platform],
+    options: &RegistryOptions,
+    transfer: &Transfer,
+) -> Result<Copied> {
     let scratch = tempfile::Builder::new()
         .prefix("talext-copy-")
         .tempdir()
         .at("creating a temporary directory in", std::env::temp_dir())?;
+    let label = format!("{src}");
     let src = open_source(src, options)?;
     let dst = open_destination(dst, options)?;
     let root = src.root()?;
     let root = select_platforms(&src, root, platforms)?;
-    let mut run = Run {
-        src: &src,
-        dst: &dst,
-        scratch: scratch.path(),
-        copied: 0,
-        skipped: 0,
-        manifests: 0,
+    let mut walk = Walk::default();
+    walk.children_of(&src, &root)?;
+    let kind = match (&src, &dst) {
+        (Src::Registry { .. }, Dst::Layout { .. }) => Kind::Pull,
+        _ => Kind::Push,
     };
-    run.children_of(&root)?;
+    let (copied, skipped) = move_blobs(
+        &src,
+        &dst,
+        &walk.blobs,
+        scratch.path(),
+        transfer,
+        kind,
+        &label,
+    )?;
+    for doc in &walk.manifests {
+        dst.put_manifest(doc)?;
+    }
     dst.put_root(&root)?;
     dst.finish()?;
     Ok(Copied {
         digest: root.digest,
         media_type: root.media_type,
-        blobs_copied: run.copied,
-        blobs_skipped: run.skipped,
-        manifests: run.manifests + 1,
+        blobs_copied: copied,
+        blobs_skipped: skipped,
+        manifests: walk.manifests.len() + 1,
     })
 }
 
@@ -232,7 +278,8 @@ impl Dst {
         }
     }
 
-    fn put_blob(&self, desc: &Descriptor, src: &Src, scratch: &Path) -> Result<()> {
+    /// Copy a blob; `false` when a registry destination turned out to have it already.
+    fn put_blob(&self, desc: &Descriptor, src: &Src, scratch: &Path) -> Result<bool> {
         match (self, src) {
             // Registry to layout: download straight into the layout (verified, then renamed).
             (Dst::Layout { layout, .. }, Src::Registry { client, reference }) => {
@@ -265,11 +312,11 @@ impl Dst {
                     if from.registry() == client.registry()
                         && client.mount_blob(repo, &from_ref.repository, desc.digest.as_str())?
                     {
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
                 let file = src.blob_file(desc, scratch)?;
-                client.push_blob(
+                let outcome = client.push_blob(
                     repo,
                     desc.digest.as_str(),
                     desc.size,
@@ -279,9 +326,10 @@ impl Dst {
                 if matches!(src, Src::Registry { .. }) {
                     let _ = std::fs::remove_file(&file);
                 }
+                return Ok(outcome != PushOutcome::Existed);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Store a child manifest (by digest).
@@ -350,27 +398,25 @@ impl Dst {
     }
 }
 
-struct Run<'a> {
-    src: &'a Src,
-    dst: &'a Dst,
-    scratch: &'a Path,
-    copied: usize,
-    skipped: usize,
-    manifests: usize,
+/// What a copy moves: the blobs (each once) and the child manifests, children before the
+/// index that names them.
+#[derive(Default)]
+struct Walk {
+    blobs: Vec<Descriptor>,
+    manifests: Vec<Doc>,
 }
 
-impl Run<'_> {
-    /// Copy everything `doc` names, depth first: blobs of an image, or each child of an index
-    /// (its contents, then the child manifest itself).
-    fn children_of(&mut self, doc: &Doc) -> Result<()> {
+impl Walk {
+    /// Everything `doc` names, depth first: blobs of an image, or each child of an index (its
+    /// contents, then the child manifest itself).
+    fn children_of(&mut self, src: &Src, doc: &Doc) -> Result<()> {
         if oci::is_index_type(&doc.media_type) {
             let index: Index = serde_json::from_slice(&doc.bytes)
                 .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", doc.digest)))?;
             for child in &index.manifests {
-                let child_doc = self.src.manifest(child)?;
-                self.children_of(&child_doc)?;
-                self.dst.put_manifest(&child_doc)?;
-                self.manifests += 1;
+                let child_doc = src.manifest(child)?;
+                self.children_of(src, &child_doc)?;
+                self.manifests.push(child_doc);
             }
             return Ok(());
         }
@@ -387,16 +433,79 @@ impl Run<'_> {
             if blob.urls.as_ref().is_some_and(|u| !u.is_empty()) {
                 continue;
             }
-            if self.dst.has_blob(blob)? {
-                self.skipped += 1;
-                continue;
+            if !self.blobs.iter().any(|b| b.digest == blob.digest) {
+                self.blobs.push(blob.clone());
             }
-            tracing::info!("copying blob `{}` ({} bytes)", blob.digest, blob.size);
-            self.dst.put_blob(blob, self.src, self.scratch)?;
-            self.copied += 1;
         }
         Ok(())
     }
+}
+
+/// Copy the blobs the destination lacks, `transfer.jobs` at a time. Returns (copied, skipped);
+/// on failure, the error of the first failing blob in order.
+fn move_blobs(
+    src: &Src,
+    dst: &Dst,
+    blobs: &[Descriptor],
+    scratch: &Path,
+    transfer: &Transfer,
+    kind: Kind,
+    label: &str,
+) -> Result<(usize, usize)> {
+    let reporter = &transfer.reporter;
+    let total: u64 = blobs.iter().map(|b| b.size).sum();
+    let task = reporter.start(kind, label, Some(total));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let outcomes: Mutex<Vec<(usize, Result<bool>)>> = Mutex::new(Vec::new());
+    let one = |blob: &Descriptor| -> Result<bool> {
+        // A layout source pushed to a registry: `push_blob` asks the registry itself, so the
+        // existence check is not sent twice.
+        let pushes_itself = matches!((dst, src), (Dst::Registry { .. }, Src::Layout { .. }));
+        if !pushes_itself && dst.has_blob(blob)? {
+            return Ok(false);
+        }
+        tracing::info!("copying blob `{}` ({} bytes)", blob.digest, blob.size);
+        dst.put_blob(blob, src, scratch)
+    };
+    let jobs = match transfer.jobs {
+        0 => DEFAULT_JOBS,
+        n => n,
+    }
+    .min(blobs.len())
+    .max(1);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= blobs.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let r = one(&blobs[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                } else {
+                    reporter.advance(task, blobs[i].size);
+                }
+                outcomes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, r));
+            });
+        }
+    });
+    reporter.finish(task);
+    let mut outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
+    outcomes.sort_by_key(|(i, _)| *i);
+    let (mut copied, mut skipped) = (0, 0);
+    for (_, r) in outcomes {
+        if r? {
+            copied += 1;
+        } else {
+            skipped += 1;
+        }
+    }
+    Ok((copied, skipped))
 }
 
 /// Apply `--platform`: nothing for an empty list; for an index, its matching children (one

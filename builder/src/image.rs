@@ -11,6 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::layer::{self, LayerInfo};
 use crate::oci::layout::Layout;
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
+use crate::progress::{Kind, Reporter, Silent};
 use crate::rootfs::Tree;
 
 #[derive(Serialize)]
@@ -47,10 +48,35 @@ pub fn write_image(
     platform: &Platform,
     epoch: u64,
 ) -> Result<BuiltImage> {
-    let created = rfc3339(epoch);
+    let info = write_layer(layout, tree, epoch, &Silent, &platform.to_string())?;
+    write_image_for(layout, info, platform, epoch)
+}
+
+/// Write `tree` as a gzip layer blob into `layout`, reporting progress as `label`.
+pub fn write_layer(
+    layout: &Layout,
+    tree: &Tree,
+    epoch: u64,
+    reporter: &dyn Reporter,
+    label: &str,
+) -> Result<LayerInfo> {
     let writer = layout.blob_writer()?;
-    let (info, writer) = layer::write_gzip_layer(tree, epoch, 0, writer)?;
+    let task = reporter.start(Kind::Layer, label, Some(layer::tar_size_estimate(tree)));
+    let written = layer::write_gzip_layer_reporting(tree, epoch, 0, writer, reporter, task);
+    reporter.finish(task);
+    let (info, writer) = written?;
     writer.commit(Some(&info.digest))?;
+    Ok(info)
+}
+
+/// Write the config and manifest of a single-layer image whose layer blob is in `layout`.
+pub fn write_image_for(
+    layout: &Layout,
+    info: LayerInfo,
+    platform: &Platform,
+    epoch: u64,
+) -> Result<BuiltImage> {
+    let created = rfc3339(epoch);
     let config = Config {
         created: &created,
         architecture: &platform.architecture,

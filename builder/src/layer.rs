@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use crate::error::{Error, Result};
 use crate::oci::{Digest, HashingWriter};
 use crate::pgzip::ParallelGzWriter;
+use crate::progress::{Counting, Reporter, Silent, TaskId};
 use crate::rootfs::{open_content, NodeKind, Tree};
 use crate::tarw::TarWriter;
 
@@ -15,7 +16,7 @@ use crate::tarw::TarWriter;
 /// `pgzip::BLOCK` changes every digest, so they are fixed here.
 pub const GZIP_LEVEL: u32 = 6;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LayerInfo {
     /// sha256 of the uncompressed tar.
     pub diff_id: Digest,
@@ -58,17 +59,44 @@ pub fn write_gzip_layer<W: Write>(
     threads: usize,
     out: W,
 ) -> Result<(LayerInfo, W)> {
+    write_gzip_layer_reporting(tree, mtime, threads, out, &Silent, 0)
+}
+
+/// The size of the tar [`write_tar`] writes for `tree`, less any PAX headers: the total a
+/// progress bar counts towards.
+pub fn tar_size_estimate(tree: &Tree) -> u64 {
+    let mut n = 1024;
+    for node in tree.entries.values() {
+        n += 512;
+        if let NodeKind::File { size, .. } = &node.kind {
+            n += size.div_ceil(512) * 512;
+        }
+    }
+    n
+}
+
+/// [`write_gzip_layer`], reporting the tar bytes written to `task` of `reporter`.
+pub fn write_gzip_layer_reporting<W: Write>(
+    tree: &Tree,
+    mtime: u64,
+    threads: usize,
+    out: W,
+    reporter: &dyn Reporter,
+    task: TaskId,
+) -> Result<(LayerInfo, W)> {
+    let fail = |e: io::Error| Error::internal(format!("compressing the layer: {e}"));
     let blob = HashingWriter::new(out);
     let gz = ParallelGzWriter::new(blob, GZIP_LEVEL, threads);
-    let tar = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, gz));
-    let tar = write_tar(tree, mtime, tar)?;
-    let (diff_id, _, buf) = tar.finish();
-    let gz = buf
+    let tar = HashingWriter::new(gz);
+    // The buffer sits outside the hash so file contents are read and hashed 1 MiB at a time
+    // (`io::copy` reads straight into a `BufWriter`'s buffer).
+    let buf = io::BufWriter::with_capacity(1 << 20, Counting::new(tar, reporter, task));
+    let buf = write_tar(tree, mtime, buf)?;
+    let counting = buf
         .into_inner()
         .map_err(|e| Error::internal(format!("compressing the layer: {}", e.error())))?;
-    let blob = gz
-        .finish()
-        .map_err(|e| Error::internal(format!("compressing the layer: {e}")))?;
+    let (diff_id, _, gz) = counting.into_inner().finish();
+    let blob = gz.finish().map_err(fail)?;
     let (digest, size, out) = blob.finish();
     Ok((
         LayerInfo {

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod bundle;
+pub mod cache;
 pub mod cli;
 pub mod copy;
 pub mod definition;
@@ -16,6 +17,7 @@ pub mod layer;
 pub mod oci;
 pub mod pgzip;
 pub mod plan;
+pub mod progress;
 pub mod pull;
 pub mod registry;
 pub mod rootfs;

@@ -27,8 +27,22 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 #[derive(Debug, Clone, Default)]
 pub struct Fetch {
     pub registry: RegistryOptions,
-    /// `None`: no cache (every pull goes to a temporary layout).
+    /// `None`: no cache (every pull goes to a temporary layout, no layer is cached).
     pub cache_dir: Option<PathBuf>,
+    /// Blobs transferred concurrently (0: `copy::DEFAULT_JOBS`).
+    pub jobs: usize,
+    /// Where pulls, layer writes and pushes report progress.
+    pub reporter: crate::progress::Shared,
+}
+
+impl Fetch {
+    /// How `copy` should move blobs for this build.
+    pub fn transfer(&self) -> copy::Transfer {
+        copy::Transfer {
+            jobs: self.jobs,
+            reporter: self.reporter.clone(),
+        }
+    }
 }
 
 /// A pulled image: a layout and the tag of the platform image in it.
@@ -82,11 +96,12 @@ pub fn pull(what: &str, reference: &str, platform: &Platform, fetch: &Fetch) -> 
         dir: layout.root().to_path_buf(),
         tag: Some(tag.clone()),
     };
-    copy::copy(
+    copy::copy_with(
         &Location::Registry(label.clone()),
         &dst,
         std::slice::from_ref(platform),
         &fetch.registry,
+        &fetch.transfer(),
     )
     .map_err(|e| match e {
         Error::Input { message, hint } => Error::Input {
