@@ -247,11 +247,7 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
                 .at("creating a temporary directory in", std::env::temp_dir())?;
             let layout = Layout::open_or_create(scratch.path().join("layout"))?;
             let (index, platforms) = w.write_images(&layout, trees, None)?;
-            tar.persist(file).map_err(|e| Error::Io {
-                op: "writing",
-                path: file.to_path_buf(),
-                source: e.error,
-            })?;
+            image::persist(tar, file)?;
             Ok(built(index, platforms))
         }
         Location::Oci { dir, tag } => {

@@ -99,18 +99,17 @@ impl LayerCache {
             return Ok(());
         }
         let dest = layout.blob_path(&info.digest);
-        link_or_copy(&self.blob_path(&info.digest), &dest)
+        copy_blob(&self.blob_path(&info.digest), &dest, 0o644)
     }
 
     /// Record the layer `info` whose blob is in `layout` under `key`.
     pub fn store(&self, key: &Key, info: &LayerInfo, layout: &Layout) -> Result<()> {
         let blob = self.blob_path(&info.digest);
         if fs::metadata(&blob).map(|m| m.len()).ok() != Some(info.size) {
-            link_or_copy(&layout.blob_path(&info.digest), &blob)?;
+            // Read-only in the cache; outputs get their own copy, so nothing done to an output
+            // can reach the cache.
+            copy_blob(&layout.blob_path(&info.digest), &blob, 0o444)?;
         }
-        // Cached blobs are shared by hard link with outputs: keep them read-only so nothing
-        // writing into an output blob can corrupt the cache.
-        let _ = fs::set_permissions(&blob, fs::Permissions::from_mode(0o444));
         let bytes = serde_json::to_vec(info).map_err(|e| Error::internal(e.to_string()))?;
         write_atomic(&self.key_path(key), &bytes)
     }
@@ -243,7 +242,9 @@ fn walk(m: &mut Material, dir: &Path, rel: &str) -> Result<()> {
 }
 
 /// Hard-link `from` to `to` through a temporary name (copy when linking is not possible).
-fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+/// Copy a blob through a temporary file (the kernel may share extents: `copy_file_range`), give
+/// it `mode`, then rename it into place.
+fn copy_blob(from: &Path, to: &Path, mode: u32) -> Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).at("creating", dir)?;
     let tmp = dir.join(format!(
@@ -252,9 +253,8 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
         to.file_name().unwrap_or_default().to_string_lossy()
     ));
     let _ = fs::remove_file(&tmp);
-    if fs::hard_link(from, &tmp).is_err() {
-        fs::copy(from, &tmp).at("copying a cached layer to", &tmp)?;
-    }
+    fs::copy(from, &tmp).at("copying a layer to", &tmp)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).at("setting the mode of", &tmp)?;
     fs::rename(&tmp, to).at("storing", to)
 }
 

@@ -195,6 +195,16 @@ pub fn write_file_atomic(dest: &std::path::Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(parent)
         .at("creating a temporary file in", parent)?;
     tmp.write_all(bytes).at("writing", dest)?;
+    persist(tmp, dest)
+}
+
+/// Give a finished temporary file the mode an ordinary output has (0644: a temporary file is
+/// created 0600) and rename it to `dest`.
+pub fn persist(tmp: tempfile::NamedTempFile, dest: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .at("setting the mode of", dest)?;
     tmp.persist(dest).map_err(|e| Error::Io {
         op: "writing",
         path: dest.to_path_buf(),

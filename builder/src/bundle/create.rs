@@ -225,11 +225,7 @@ fn pack(layout: &Layout, index: &[u8], bundle: &[u8], output: &Path) -> Result<u
         .into_inner()
         .map_err(|e| Error::internal(format!("flushing `{}`: {}", output.display(), e.error())))?;
     tmp.as_file().sync_all().at("syncing", output)?;
-    tmp.persist(output).map_err(|e| Error::Io {
-        op: "writing",
-        path: output.to_path_buf(),
-        source: e.error,
-    })?;
+    crate::image::persist(tmp, output)?;
     Ok(blobs.len())
 }
 

@@ -95,12 +95,7 @@ pub fn write(src: &Layout, dest: &Path) -> Result<()> {
             Error::internal(format!("flushing `{}`: {}", dest.display(), e.error()))
         })?;
     tmp.as_file().sync_all().at("syncing", dest)?;
-    tmp.persist(dest).map_err(|e| Error::Io {
-        op: "writing",
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    crate::image::persist(tmp, dest)
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, bool)>) -> Result<()> {

@@ -39,6 +39,8 @@ impl Layout {
     }
 
     /// Open a layout, creating an empty one when the directory does not exist or is empty.
+    /// The new layout is assembled beside `root` and renamed into place, so a concurrent
+    /// creator (two platforms pulling into one cache) never sees half of one.
     pub fn open_or_create(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         if root.join(LAYOUT_FILE).exists() {
@@ -50,11 +52,41 @@ impl Layout {
                 root.display()
             )));
         }
-        fs::create_dir_all(root.join("blobs/sha256")).at("creating", &root)?;
-        let layout = Layout { root };
-        layout.write_atomic(LAYOUT_FILE, LAYOUT_CONTENT)?;
-        layout.write_index(&Index::new(Some(super::MT_OCI_INDEX)))?;
-        Ok(layout)
+        let parent = match root.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).at("creating", &parent)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".talext-layout-")
+            .tempdir_in(&parent)
+            .at("creating a temporary directory in", &parent)?;
+        fs::create_dir_all(tmp.path().join("blobs/sha256")).at("creating", tmp.path())?;
+        let fresh = Layout {
+            root: tmp.path().to_path_buf(),
+        };
+        fresh.write_atomic(LAYOUT_FILE, LAYOUT_CONTENT)?;
+        fresh.write_index(&Index::new(Some(super::MT_OCI_INDEX)))?;
+        // Renaming onto a missing or empty directory succeeds; if another creator got there
+        // first the target is not empty and theirs is used.
+        let staged = tmp.keep();
+        fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .at("setting the mode of", &staged)?;
+        match fs::rename(&staged, &root) {
+            Ok(()) => Ok(Layout { root }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staged);
+                if root.join(LAYOUT_FILE).exists() {
+                    Self::open(root)
+                } else {
+                    Err(Error::Io {
+                        op: "creating the layout",
+                        path: root,
+                        source: e,
+                    })
+                }
+            }
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -215,6 +247,9 @@ impl Layout {
         let mut tmp =
             NamedTempFile::new_in(&self.root).at("creating a temporary file in", &self.root)?;
         tmp.write_all(bytes).at("writing", &dest)?;
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .at("setting the mode of", &dest)?;
         tmp.as_file().sync_all().at("syncing", &dest)?;
         tmp.persist(&dest).map_err(|e| Error::Io {
             op: "replacing",
@@ -249,6 +284,10 @@ impl BlobWriter {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).at("creating", parent)?;
         }
+        // Blobs are content, readable by whoever reads the layout (a temporary file is 0600).
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .at("setting the mode of", &dest)?;
         tmp.persist(&dest).map_err(|e| Error::Io {
             op: "storing blob",
             path: dest.clone(),
@@ -283,6 +322,18 @@ mod tests {
         let l = Layout::open_or_create(dir.path().join("l")).unwrap();
         let d = l.put_bytes(b"{}").unwrap();
         assert_eq!(l.read_document(&d).unwrap(), b"{}");
+        // Readable by other tools, not the 0600 of a temporary file.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(l.blob_path(&d)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // Two creators racing for one directory both end up with the same layout.
+        let shared = dir.path().join("shared");
+        let (a, b) = std::thread::scope(|s| {
+            let x = s.spawn(|| Layout::open_or_create(&shared).map(|l| l.root().to_path_buf()));
+            let y = s.spawn(|| Layout::open_or_create(&shared).map(|l| l.root().to_path_buf()));
+            (x.join().unwrap().unwrap(), y.join().unwrap().unwrap())
+        });
+        assert_eq!(a, b);
         let mut idx = l.index().unwrap();
         let mut desc = Descriptor::new(super::super::MT_OCI_MANIFEST, d.clone(), 2);
         desc.annotations.insert(ANN_REF_NAME.into(), "v1".into());

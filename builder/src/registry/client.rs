@@ -313,6 +313,10 @@ impl RegistryClient {
                     retry: Retry::Yes,
                 });
             }
+            // Blobs land in layouts other tools read: not the 0600 of a temporary file.
+            let perms =
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+            tmp.as_file().set_permissions(perms).map_err(io(dest))?;
             tmp.persist(dest).map_err(|e| io(dest)(e.error))?;
             Ok(())
         })?;

@@ -502,12 +502,5 @@ pub fn read_input(path: &Path) -> Result<String> {
 
 /// Write a file through a temporary sibling and a rename, so readers never see half of it.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).at("creating a temporary file in", &dir)?;
-    tmp.write_all(bytes).at("writing", tmp.path())?;
-    tmp.persist(path).map_err(|e| e.error).at("writing", path)?;
-    Ok(())
+    crate::image::write_file_atomic(path, bytes)
 }
