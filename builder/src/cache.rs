@@ -29,7 +29,6 @@
 //! systems).
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -259,15 +258,7 @@ fn copy_blob(from: &Path, to: &Path, mode: u32) -> Result<()> {
 }
 
 fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).at("creating", dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .at("creating a temporary file in", dir)?;
-    tmp.write_all(bytes).at("writing", dest)?;
-    tmp.persist(dest).map_err(|e| e.error).at("writing", dest)?;
-    Ok(())
+    crate::image::write_file_atomic(dest, bytes)
 }
 
 #[cfg(test)]

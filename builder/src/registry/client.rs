@@ -477,9 +477,7 @@ fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> String {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let mut h = Hasher::for_digest("sha256:");
-    h.update(bytes);
-    h.finish()
+    crate::oci::Digest::of(bytes).to_string()
 }
 
 /// Whether `s` looks like `algorithm:hex` (a digest rather than a tag).

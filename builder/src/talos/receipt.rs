@@ -75,11 +75,8 @@ pub fn strip_tag(reference: &str) -> &str {
 
 /// `sha256:` followed by 64 lower-case hex digits.
 pub fn is_sha256_digest(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    d.parse::<crate::oci::Digest>()
+        .is_ok_and(|d| d.algorithm() == "sha256")
 }
 
 /// A reference pinned by digest: `…@sha256:<64 hex>`.
