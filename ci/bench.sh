@@ -319,8 +319,8 @@ NOTES = """- **Layer size against pigz -6.** talext compresses with zlib-rs, whi
   independently of contention. The registry's own CPU is not counted on either side.
 - **Cached rebuild.** A hit is decided from the build inputs (definition, service file, `files`,
   the epoch, the tool version and deflate parameters, and per source a manifest digest, pinned
-  digest or stat identity), before any source is loaded; the blob is hard-linked from
-  `$XDG_CACHE_HOME/talext/layers` into the output, so neither flattening nor compression runs.
+  digest or stat identity), before any source is loaded; the blob is copied from
+  `$XDG_CACHE_HOME/talext/layers` into the output (`copy_file_range`), so neither flattening nor compression runs.
 - **Memory.** Layers are streamed: the tar is hashed and compressed as it is written, 1 MiB
   blocks in flight per compression thread, and blobs are pushed from disk. Peak RSS does not
   grow with the payload (compare the stand-in and the 512 MiB builds).
