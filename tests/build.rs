@@ -22,7 +22,7 @@ mod support;
 /// Change it only together with a deliberate change to the image format, and say so in the
 /// CHANGELOG.
 const GOLDEN_DIGEST: &str =
-    "sha256:b97847df721e3e20ab94b55110351296e0058c44d4b1b22e389f3a330f0de74d";
+    "sha256:1c5f3eef5a16512bbc9bdfd592c1327ac0a296738522d306464fa91bbd6494c8";
 
 #[test]
 fn build_is_reproducible_and_follows_source_date_epoch() {

@@ -98,7 +98,7 @@ fn unpack(src: &str, arch: &str, dest: &Path) -> BTreeMap<String, Vec<u8>> {
         .unwrap();
     let gz = std::fs::File::open(dest.join(hex)).unwrap();
     let mut files = BTreeMap::new();
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(gz));
     for e in ar.entries().unwrap() {
         let mut e = e.unwrap();
         let path = e

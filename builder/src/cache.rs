@@ -122,7 +122,7 @@ impl LayerCache {
             env!("CARGO_PKG_VERSION")
         ));
         m.line(&format!(
-            "gzip zlib-rs level {GZIP_LEVEL} block {}",
+            "gzip libdeflate level {GZIP_LEVEL} block {}",
             crate::pgzip::BLOCK
         ));
         m.line(&format!("epoch {}", plan.source_date_epoch));

@@ -12,7 +12,7 @@ use crate::progress::{Counting, Reporter, Silent, TaskId};
 use crate::rootfs::{open_content, NodeKind, Tree};
 use crate::tarw::TarWriter;
 
-/// zlib-rs at level 6: the level `gzip` and `pigz` default to. Changing the level, the backend or
+/// libdeflate at level 6, the level `gzip` and `pigz` default to. Changing the level, the backend or
 /// `pgzip::BLOCK` changes every digest, so they are fixed here.
 pub const GZIP_LEVEL: u32 = 6;
 
@@ -132,7 +132,11 @@ mod tests {
         let tar = write_tar(&t, 0, Vec::new()).unwrap();
         assert_eq!(a.diff_id, Digest::of(&tar));
         let mut dec = Vec::new();
-        io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes_a[..]), &mut dec).unwrap();
+        io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&bytes_a[..]),
+            &mut dec,
+        )
+        .unwrap();
         assert_eq!(dec, tar);
         let (c, _) = write_gzip_layer(&t, 1, 1, Vec::new()).unwrap();
         assert_ne!(a.diff_id, c.diff_id, "mtime is part of the layer");

@@ -198,7 +198,7 @@ pub fn read_tar(bytes: &[u8]) -> Vec<TarEntry> {
     let plain: Vec<u8> = match compression_of(bytes) {
         "gzip" => {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(bytes)
+            flate2::read::MultiGzDecoder::new(bytes)
                 .read_to_end(&mut out)
                 .unwrap_or_else(|e| panic!("gunzip: {e}"));
             out
