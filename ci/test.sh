@@ -20,4 +20,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # times on multi-megabyte payloads, which takes minutes unoptimised and seconds optimised, while
 # talext itself keeps debug assertions and overflow checks.
 echo "--- cargo test" >&2
-cargo test --workspace --locked --config 'profile.dev.package."*".opt-level = 2'
+cargo test --workspace --locked --no-fail-fast --config 'profile.dev.package."*".opt-level = 2'
