@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use base64::Engine as _;
+
 use talext_kit::payload;
 use talext_kit::registry::Registry;
 use talext_kit::tools::{self, Outcome};
@@ -205,7 +207,7 @@ fn tls_registry_with_password_from_stdin_or_config_json() {
     // The same from a Docker `config.json`.
     let docker = tmp.path().join("docker");
     fs::create_dir_all(&docker).unwrap();
-    let auth = base64_encode(format!("ci:{password}").as_bytes());
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("ci:{password}"));
     fs::write(
         docker.join("config.json"),
         format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr),
@@ -226,21 +228,4 @@ fn tls_registry_with_password_from_stdin_or_config_json() {
         .run();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), printed);
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
 }
