@@ -3,7 +3,7 @@
 //! the next build with the same pin reads it from disk. The pin is checked: a reference with both
 //! a tag and a digest that the registry does not have fails with both digests named.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::copy;
 use crate::error::{Error, IoContext, Result};
@@ -138,9 +138,4 @@ fn check_pin(what: &str, r: &Reference, options: &RegistryOptions) -> Result<()>
         ),
         "check the pin: `skopeo inspect --format '{{.Digest}}' docker://REF` shows the digest a tag points at",
     ))
-}
-
-/// Make sure the cache directory is usable (for a clear error before any work).
-pub fn ensure_cache(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).at("creating the cache directory", dir)
 }

@@ -138,6 +138,13 @@ impl Tree {
         self.entries.insert(path.to_string(), node);
     }
 
+    /// Entries strictly below `dir` (a clean path), in order. Scans the key range `dir/` to
+    /// `dir0` ('0' follows '/' in ASCII), so look-alike siblings such as `dir-x` or `dir.bak`,
+    /// which sort between `dir` and `dir/`, are never taken for its contents.
+    pub fn below<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a String, &'a Node)> + 'a {
+        self.entries.range(format!("{dir}/")..format!("{dir}0"))
+    }
+
     /// Entries at or below `dir` (a clean path; `""` means everything), in order.
     pub fn under<'a>(
         &'a self,
@@ -146,22 +153,28 @@ impl Tree {
         if dir.is_empty() {
             return Box::new(self.entries.iter());
         }
-        // Children of `dir` are exactly the keys in [`dir/`, `dir0`): '0' follows '/' in ASCII.
-        let own = self.entries.get_key_value(dir);
-        let below = self.entries.range(format!("{dir}/")..format!("{dir}0"));
-        Box::new(own.into_iter().chain(below))
+        Box::new(
+            self.entries
+                .get_key_value(dir)
+                .into_iter()
+                .chain(self.below(dir)),
+        )
     }
 
     /// Names directly inside `dir` (`""` for the root).
-    pub fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
-        self.under(dir).filter_map(move |(k, n)| {
-            let rest = if dir.is_empty() {
-                k.as_str()
-            } else {
-                k.strip_prefix(dir)?.strip_prefix('/')?
-            };
-            (!rest.is_empty() && !rest.contains('/')).then_some((rest, n))
-        })
+    pub fn children<'a>(
+        &'a self,
+        dir: &'a str,
+    ) -> Box<dyn Iterator<Item = (&'a str, &'a Node)> + 'a> {
+        let direct = |rest: &'a str, n: &'a Node| (!rest.contains('/')).then_some((rest, n));
+        if dir.is_empty() {
+            return Box::new(self.entries.iter().filter_map(move |(k, n)| direct(k, n)));
+        }
+        let skip = dir.len() + 1;
+        Box::new(
+            self.below(dir)
+                .filter_map(move |(k, n)| direct(&k[skip..], n)),
+        )
     }
 
     /// Open a regular file's content. Hard links are followed to their target.
@@ -315,11 +328,6 @@ fn parent_components(path: &str) -> impl Iterator<Item = &str> {
     parts.into_iter()
 }
 
-/// `a` is `dir` or lies below it.
-pub fn is_at_or_below(a: &str, dir: &str) -> bool {
-    a == dir || (a.starts_with(dir) && a.as_bytes().get(dir.len()) == Some(&b'/'))
-}
-
 /// Join two clean paths (either may be empty).
 pub fn join(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {
@@ -358,10 +366,12 @@ mod tests {
         t.insert("a/b/c", Node::inline(&b"x"[..], 0o644));
         t.insert("a-b", Node::inline(&b"y"[..], 0o644));
         t.insert("a/d", Node::dir(0o755));
+        t.insert("a.bak/x", Node::inline(&b"z"[..], 0o644));
         let kids: Vec<_> = t.children("a").map(|(n, _)| n).collect();
         assert_eq!(kids, vec!["b", "d"]);
+        assert_eq!(t.below("a").count(), 3);
         let top: Vec<_> = t.children("").map(|(n, _)| n).collect();
-        assert_eq!(top, vec!["a", "a-b"]);
+        assert_eq!(top, vec!["a", "a-b", "a.bak"]);
         assert_eq!(t.under("a").count(), 4);
     }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use super::{Descriptor, Digest, HashingWriter, Index, ANN_REF_NAME};
+use super::{Descriptor, Digest, HashingWriter, Index};
 use crate::error::{Error, IoContext, Result};
 
 const LAYOUT_FILE: &str = "oci-layout";
@@ -307,11 +307,6 @@ impl Write for BlobWriter {
     }
 }
 
-/// Descriptor lookup by tag in a parsed index (shared by layouts and archives).
-pub fn tag_of(d: &Descriptor) -> Option<&str> {
-    d.annotations.get(ANN_REF_NAME).map(String::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +331,8 @@ mod tests {
         assert_eq!(a, b);
         let mut idx = l.index().unwrap();
         let mut desc = Descriptor::new(super::super::MT_OCI_MANIFEST, d.clone(), 2);
-        desc.annotations.insert(ANN_REF_NAME.into(), "v1".into());
+        desc.annotations
+            .insert(crate::oci::ANN_REF_NAME.into(), "v1".into());
         idx.manifests.push(desc);
         l.write_index(&idx).unwrap();
         assert_eq!(l.resolve(Some("v1")).unwrap().digest, d);

@@ -2,7 +2,7 @@
 //! entry types Talos's untar mishandles, the special paths the imager treats apart (firmware,
 //! kernel modules, CRI config), and the notes a loader left on the tree.
 
-use super::{below as entries_below, children, on_node, Finding};
+use super::{on_node, Finding};
 use crate::rootfs::{base_name, parent, NodeKind, Tree};
 
 /// `pkg/machinery/extensions/extensions.go` at Talos v1.14 (and the extensions validator at
@@ -41,7 +41,7 @@ pub(super) fn allowed(abs: &str) -> bool {
 }
 
 pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
-    for (path, node) in entries_below(tree, "rootfs") {
+    for (path, node) in tree.below("rootfs") {
         let abs = on_node(path);
         match &node.kind {
             // validate.go never checks directories, so empty ones anywhere pass.
@@ -103,7 +103,7 @@ pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
     // The imager copies `usr/lib/modules/<kver>/` for the target's one kernel release; without
     // such a directory the build fails (contract §3.4).
     for m in MODULES {
-        if tree.get(m).is_some_and(|n| n.is_dir()) && !children(tree, m).any(|(_, n)| n.is_dir()) {
+        if tree.get(m).is_some_and(|n| n.is_dir()) && !tree.children(m).any(|(_, n)| n.is_dir()) {
             out.push(Finding::new(
                 "modules-no-kernel-release",
                 *m,

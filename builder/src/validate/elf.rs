@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{below, on_node, Finding, Options};
+use super::{on_node, Finding, Options};
 use crate::rootfs::{NodeKind, Tree};
 
 const FIRMWARE: &[&str] = &["rootfs/usr/lib/firmware/", "rootfs/lib/firmware/"];
@@ -63,7 +63,7 @@ pub(super) fn check(tree: &Tree, opts: &Options, out: &mut Vec<Finding>) {
     };
 
     let mut binaries: Vec<(&str, u16)> = Vec::new();
-    for (path, node) in below(tree, "rootfs") {
+    for (path, node) in tree.below("rootfs") {
         if !matches!(node.kind, NodeKind::File { .. })
             || FIRMWARE.iter().any(|f| path.starts_with(f))
         {

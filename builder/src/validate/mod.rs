@@ -18,7 +18,7 @@ mod service;
 
 use serde::Serialize;
 
-use crate::rootfs::{Node, Tree};
+use crate::rootfs::Tree;
 
 /// How bad a finding is: errors fail `talext validate` (exit 1), warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -298,23 +298,6 @@ pub fn validate_tree(tree: &Tree, opts: &Options) -> Vec<Finding> {
     out
 }
 
-/// Entries strictly below `dir` (a clean path). Scans the range `dir/`..`dir0`, so siblings such
-/// as `dir-x` or `dir.bak`, which sort between `dir` and `dir/`, are never mistaken for an end.
-fn below<'a>(tree: &'a Tree, dir: &str) -> impl Iterator<Item = (&'a String, &'a Node)> + 'a {
-    let start = format!("{dir}/");
-    let end = format!("{dir}0"); // '0' is the byte after '/'
-    tree.entries.range(start..end)
-}
-
-/// Names and nodes directly inside `dir`.
-fn children<'a>(tree: &'a Tree, dir: &str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
-    let skip = dir.len() + 1;
-    below(tree, dir).filter_map(move |(k, n)| {
-        let name = &k[skip..];
-        (!name.contains('/')).then_some((name, n))
-    })
-}
-
 /// Display form of a tree path under `rootfs/`: `/usr/local/bin/x`.
 fn on_node(path: &str) -> String {
     format!("/{}", path.strip_prefix("rootfs/").unwrap_or(path))
@@ -483,28 +466,6 @@ mod tests {
         assert_eq!(j["ok"], false);
         assert_eq!(j["subjects"][0]["findings"][0]["severity"], "error");
         assert_eq!(j["subjects"][0]["findings"][1]["rule"], "cri-conf-ignored");
-    }
-
-    #[test]
-    fn below_and_children_skip_look_alike_siblings() {
-        let mut t = Tree::new();
-        t.insert("rootfs/usr/local/bin/a", Node::inline(&b"x"[..], 0o755));
-        t.insert("rootfs.bak/x", Node::inline(&b"x"[..], 0o644));
-        t.insert("rootfs-x", Node::inline(&b"x"[..], 0o644));
-        let all: Vec<&str> = below(&t, "rootfs").map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            all,
-            vec![
-                "rootfs/usr",
-                "rootfs/usr/local",
-                "rootfs/usr/local/bin",
-                "rootfs/usr/local/bin/a"
-            ]
-        );
-        let kids: Vec<&str> = children(&t, "rootfs/usr/local/bin")
-            .map(|(n, _)| n)
-            .collect();
-        assert_eq!(kids, vec!["a"]);
     }
 
     #[test]

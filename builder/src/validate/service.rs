@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_yaml::Value;
 
 use super::lenient::{first_document, Decoder};
-use super::{children, on_node, Finding};
+use super::{on_node, Finding};
 use crate::rootfs::{join, Node, NodeKind, Tree};
 
 const SPECS: &str = "rootfs/usr/local/etc/containers";
@@ -43,7 +43,7 @@ struct Dependency {
 pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
     // machined reads the directory in file name order; the first file to claim a name wins.
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
-    for (file, node) in children(tree, SPECS) {
+    for (file, node) in tree.children(SPECS) {
         let path = join(SPECS, file);
         if file.ends_with(".yml") {
             out.push(Finding::new(
