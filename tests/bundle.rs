@@ -355,7 +355,7 @@ fn a_killed_push_completes_when_run_again() {
     let proxy = FaultProxy::start(&b.addr);
     proxy.add(Rule::new(Fault::Delay(Duration::from_millis(150))));
     let target = format!("{}/mirror", proxy.addr);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_talext"))
+    let mut child = talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))
         .args(["bundle", "push"])
         .arg(&bundle)
         .arg(&target)

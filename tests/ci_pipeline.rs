@@ -45,6 +45,7 @@ fn pipeline(step: &str, vars: &[(&str, &str)]) -> Outcome {
             cmd.env_remove(key);
         }
     }
+    talext_kit::tools::isolate(&mut cmd);
     cmd.env("TALEXT", BIN)
         .env("NO_COLOR", "1")
         .env("DOCKER_CONFIG", "/nonexistent")
@@ -151,7 +152,7 @@ fn the_pipeline_builds_validates_checks_reproducibility_and_pushes() {
     assert_eq!(receipt["digest"], digest);
     assert_eq!(receipt["platforms"], build_receipt["platforms"]);
     let catalog = work.path().join("catalog");
-    let built = Command::new(BIN)
+    let built = talext_kit::tools::command(BIN)
         .args(["catalog", "build", "--receipt"])
         .arg(out_dir.join("receipt.json"))
         .arg("--output")

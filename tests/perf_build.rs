@@ -85,7 +85,7 @@ fn fixture(root: &Path) -> PathBuf {
 }
 
 fn talext(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_talext"))
+    talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))
         .args(args)
         .env("RUST_LOG", "talext=info")
         .env_remove("TALEXT_CACHE_DIR")
@@ -172,7 +172,7 @@ fn cached_rebuild_is_byte_identical_and_changes_miss() {
     assert_eq!(reference, blobs(&out("cold")));
     assert_eq!(reference, blobs(&out("warm")));
     // The cache follows the XDG convention when no directory is given.
-    let o = Command::new(env!("CARGO_BIN_EXE_talext"))
+    let o = talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))
         .args(["build", def.to_str().unwrap(), "--output", &oci("xdg-out")])
         .env("XDG_CACHE_HOME", tmp.path().join("xdg"))
         .env_remove("TALEXT_CACHE_DIR")

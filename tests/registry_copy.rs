@@ -9,7 +9,7 @@ use talext_kit::faultproxy::{Fault, FaultProxy, Rule};
 use talext_kit::registry::{run, test_index, write_oci_layout, Registry, TestImage};
 
 fn talext(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_talext"))
+    let mut child = talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))
         .args(args)
         .env_remove("TALEXT_REGISTRY_USERNAME")
         .env_remove("TALEXT_REGISTRY_PASSWORD")

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn talext(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_talext"));
+    let mut c = talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"));
     c.args(args)
         .env_remove("TS_AUTHKEY")
         .env("RUST_LOG", "info");

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn talext(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_talext"))
+    talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))
         .args(args)
         .output()
         .expect("run talext")

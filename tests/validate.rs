@@ -84,7 +84,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn talext(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_talext"))
+    talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))
         .args(args)
         .env_remove("TALEXT_TALOS_VERSION")
         .env_remove("TALEXT_ARCH")

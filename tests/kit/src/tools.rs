@@ -30,14 +30,50 @@ pub struct Outcome {
 }
 
 /// The talext binary at `bin` (pass `env!("CARGO_BIN_EXE_talext")`), with an environment that
-/// cannot leak into the result: no inherited `SOURCE_DATE_EPOCH`, no colour, no `RUST_LOG`.
+/// cannot leak into the result: no inherited `SOURCE_DATE_EPOCH`, no colour, no `RUST_LOG`, and a
+/// private `HOME`, cache and config for this test process, so no run reads or writes the
+/// developer's own `~/.cache/talext` or registry credentials. A test that wants its own cache
+/// passes `--cache-dir` or sets `TALEXT_CACHE_DIR` / `XDG_CACHE_HOME` again.
 pub fn talext(bin: impl AsRef<Path>) -> Cmd {
     let mut cmd = Cmd::new(bin.as_ref().as_os_str());
-    cmd.cmd
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
+    isolate(&mut cmd.cmd);
     cmd
+}
+
+/// A `std::process::Command` for the talext binary at `bin`, isolated like [`talext`], for
+/// tests that drive stdin themselves.
+pub fn command(bin: impl AsRef<Path>) -> Command {
+    let mut cmd = Command::new(bin.as_ref());
+    isolate(&mut cmd);
+    cmd
+}
+
+/// The environment every talext run under test gets (see [`talext`]).
+pub fn isolate(cmd: &mut Command) -> &mut Command {
+    let home = private_home();
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("RUST_LOG")
+        .env_remove("TALEXT_CACHE_DIR")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("NO_COLOR", "1")
+}
+
+/// One empty home directory per test process, in the system temporary directory under a
+/// recognisable name (a static is never dropped, so it outlives the process).
+pub fn private_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("talext-test-home-")
+            .tempdir()
+            .expect("creating a private HOME for the tests")
+    })
+    .path()
 }
 
 /// `skopeo --insecure-policy`: the tests copy between local layouts only, so no signature
