@@ -156,7 +156,7 @@ fn tls_registry_with_password_from_stdin_or_config_json() {
     let cache = tmp.path().join("cache");
 
     let with_stdin = |pw: &str, extra: &[&str]| {
-        let mut child = Command::new(TALEXT)
+        let mut child = talext_kit::tools::command(TALEXT)
             .args([
                 "build",
                 &definition(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn talext(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut c = talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"));

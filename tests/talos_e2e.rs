@@ -3,7 +3,7 @@
 //! registry, an OCI layout and a plain tar output.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn talext(args: &[&str]) -> Output {
     talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))

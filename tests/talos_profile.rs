@@ -2,7 +2,7 @@
 //! outputs become `ociPath` / `tarballPath`, and sources the imager cannot read are refused.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn talext(args: &[&str]) -> Output {
     talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))

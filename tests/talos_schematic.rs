@@ -2,7 +2,7 @@
 //! its ID through the binary, and the committed schematic example keeps its ID.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn talext(args: &[&str]) -> Output {
     talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"))
