@@ -3,21 +3,21 @@
 //! sink is written to a temporary path first, so a failed build leaves no output behind.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{Key, LayerCache};
 use crate::copy;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::image;
 use crate::layer::LayerInfo;
 use crate::oci::layout::Layout;
-use crate::oci::{archive, Descriptor, Digest, Platform};
+use crate::oci::{Descriptor, Digest, Platform};
 use crate::plan::{self, LoadedSource, Plan, Request};
 use crate::progress::Reporter;
 use crate::registry::Reference;
 use crate::rootfs::Tree;
+use crate::store::{scratch, Output};
 use crate::talos::receipt::{PlatformDigest, Receipt};
 use crate::transport::Location;
 use crate::validate;
@@ -160,6 +160,7 @@ pub enum Prepared {
     Cached {
         platform: Platform,
         layer: LayerInfo,
+        key: Key,
     },
     Tree {
         tree: Box<PlatformTree>,
@@ -183,7 +184,11 @@ pub fn prepare_cached(req: &Request, cache: Option<&LayerCache>) -> Result<(Plan
             if let Some(layer) = c.lookup(k) {
                 tracing::info!(%platform, key = k.as_str(), "layer found in the cache");
                 reporter.note(&format!("{platform}: cached layer {}", layer.digest));
-                return Ok(Prepared::Cached { platform, layer });
+                return Ok(Prepared::Cached {
+                    platform,
+                    layer,
+                    key: k.clone(),
+                });
             }
         }
         let tree = prepare_platform(req, &plan, platform)?;
@@ -223,6 +228,8 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
         epoch: plan.source_date_epoch,
         cache: cache.as_ref(),
         reporter: &*req.fetch.reporter,
+        req,
+        plan: &plan,
     };
     let built = |digest: Digest, platforms: Vec<Descriptor>| Built {
         name: plan.name.clone(),
@@ -241,34 +248,19 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
                 return Err(Error::internal("a `tar:` output needs its tree"));
             };
             let tar = write_tar_temp(&tree.tree, w.epoch, file)?;
-            let scratch = tempfile::Builder::new()
-                .prefix("talext-tar-")
-                .tempdir()
-                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let scratch = scratch::dir("tar")?;
             let layout = Layout::open_or_create(scratch.path().join("layout"))?;
-            let (index, platforms) = w.write_images(&layout, trees, None)?;
+            let (index, platforms) = w.write_images(&layout, trees)?;
             image::persist(tar, file)?;
-            Ok(built(index, platforms))
+            Ok(built(index.digest, platforms))
         }
-        Location::Oci { dir, tag } => {
-            let (index, platforms) = write_layout_output(&w, trees, dir, tag.as_deref())?;
-            Ok(built(index, platforms))
-        }
-        Location::OciArchive { file, tag } => {
-            let work = tempfile::Builder::new()
-                .prefix("talext-archive-")
-                .tempdir()
-                .at("creating a temporary directory for", file)?;
-            let held;
-            let layout = if file.exists() {
-                held = archive::open(file)?;
-                held.layout.clone()
-            } else {
-                Layout::open_or_create(work.path().join("layout"))?
+        Location::Oci { .. } | Location::OciArchive { .. } => {
+            let Some((out, tag)) = Output::open(output)? else {
+                return Err(Error::internal("an image output that is not a layout"));
             };
-            let (index, platforms) = w.write_images(&layout, trees, tag.as_deref())?;
-            archive::write(&layout, file)?;
-            Ok(built(index, platforms))
+            let (index, platforms) = w.write_images(out.layout(), trees)?;
+            out.commit(&index, tag.as_deref())?;
+            Ok(built(index.digest, platforms))
         }
         Location::Dir(d) => Err(Error::input_hint(
             format!("`{d}` is not an output; outputs are `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `tar:FILE`"),
@@ -278,22 +270,20 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
             // Build into a temporary layout, then push it: blobs first, children before the
             // index, the tag last (`crate::copy`).
             let reference = Reference::parse(r)?;
-            let work = tempfile::Builder::new()
-                .prefix("talext-push-")
-                .tempdir()
-                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let work = scratch::dir("push")?;
             let layout = Layout::open_or_create(work.path().join("layout"))?;
-            let (index, platforms) = w.write_images(&layout, trees, Some("build"))?;
+            let (index, platforms) = w.write_images(&layout, trees)?;
+            image::tag_in_layout(&layout, &index, Some("build"))?;
             let src = Location::Oci { dir: layout.root().to_path_buf(), tag: Some("build".into()) };
             let copied =
                 copy::copy_with(&src, output, &[], &req.fetch.registry, &req.fetch.transfer())?;
-            if copied.digest != index.as_str() {
+            if copied.digest != index.digest.as_str() {
                 return Err(Error::internal(format!(
-                    "the registry holds `{}` where `{index}` was pushed",
-                    copied.digest
+                    "the registry holds `{}` where `{}` was pushed",
+                    copied.digest, index.digest
                 )));
             }
-            let mut b = built(index, platforms);
+            let mut b = built(index.digest, platforms);
             let mut shown = reference.name();
             if let Some(t) = &reference.tag {
                 shown = format!("{shown}:{t}");
@@ -309,18 +299,43 @@ struct Writer<'a> {
     epoch: u64,
     cache: Option<&'a LayerCache>,
     reporter: &'a dyn Reporter,
+    req: &'a Request,
+    plan: &'a Plan,
 }
 
 impl Writer<'_> {
-    /// One platform's image: the cached layer linked in, or the tree written (and cached).
+    /// One platform's image: the cached layer copied in (verified as it is copied), or the
+    /// tree written (and cached). A cached layer that fails verification is evicted and the
+    /// platform built from its sources instead.
     fn write_one(&self, layout: &Layout, p: Prepared) -> Result<Descriptor> {
         let (platform, layer) = match p {
-            Prepared::Cached { platform, layer } => {
-                if let Some(c) = self.cache {
-                    c.materialise(&layer, layout)?;
-                }
-                (platform, layer)
-            }
+            Prepared::Cached {
+                platform,
+                layer,
+                key,
+            } => match self.cache {
+                Some(c) => match c.materialise(&key, &layer, layout) {
+                    Ok(()) => (platform, layer),
+                    Err(e) if e.exit_kind() == crate::error::ExitKind::User => {
+                        let msg = format!(
+                            "{platform}: the cached layer `{}` failed verification and was evicted; rebuilding: {e}",
+                            layer.digest
+                        );
+                        tracing::warn!("{msg}");
+                        self.reporter.note(&format!("warning: {msg}"));
+                        let tree = prepare_platform(self.req, self.plan, platform)?;
+                        return self.write_one(
+                            layout,
+                            Prepared::Tree {
+                                tree: Box::new(tree),
+                                key: Some(key),
+                            },
+                        );
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => return Err(Error::internal("a cached layer without a cache")),
+            },
             Prepared::Tree { tree, key } => {
                 tracing::info!(platform = %tree.platform, "writing layer");
                 let label = tree.platform.to_string();
@@ -343,56 +358,16 @@ impl Writer<'_> {
         &self,
         layout: &Layout,
         prepared: Vec<Prepared>,
-        tag: Option<&str>,
-    ) -> Result<(Digest, Vec<Descriptor>)> {
+    ) -> Result<(Descriptor, Vec<Descriptor>)> {
         let manifests = each_concurrently(prepared, |p| self.write_one(layout, p))?;
         let index = image::write_index(layout, &manifests)?;
-        image::tag_in_layout(layout, &index, tag)?;
-        Ok((index.digest, manifests))
+        Ok((index, manifests))
     }
-}
-
-/// Into an existing layout, blobs go straight in (they are content-addressed) and `index.json`
-/// is replaced atomically at the end; a new layout is written beside the destination and renamed.
-fn write_layout_output(
-    w: &Writer,
-    trees: Vec<Prepared>,
-    dir: &Path,
-    tag: Option<&str>,
-) -> Result<(Digest, Vec<Descriptor>)> {
-    if dir.join("oci-layout").exists() {
-        let layout = Layout::open(dir)?;
-        return w.write_images(&layout, trees, tag);
-    }
-    if dir.exists() && fs::read_dir(dir).at("reading", dir)?.next().is_some() {
-        return Err(Error::input(format!(
-            "`{}` exists, is not empty and is not an OCI image layout",
-            dir.display()
-        )));
-    }
-    let parent = parent_of(dir);
-    fs::create_dir_all(&parent).at("creating", &parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".talext-")
-        .tempdir_in(&parent)
-        .at("creating a temporary directory in", &parent)?;
-    let layout = Layout::open_or_create(tmp.path().join("layout"))?;
-    let out = w.write_images(&layout, trees, tag)?;
-    if dir.exists() {
-        fs::remove_dir(dir).at("replacing", dir)?;
-    }
-    fs::rename(layout.root(), dir).at("moving the layout to", dir)?;
-    Ok(out)
 }
 
 /// Write the plain filesystem tar to a temporary file beside `file`; the caller renames it.
 fn write_tar_temp(tree: &Tree, epoch: u64, file: &Path) -> Result<tempfile::NamedTempFile> {
-    let parent = parent_of(file);
-    fs::create_dir_all(&parent).at("creating", &parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".talext-")
-        .tempfile_in(&parent)
-        .at("creating a temporary file in", &parent)?;
+    let tmp = scratch::file_in(&parent_of(file), "tar")?;
     let w = crate::layer::write_tar(tree, epoch, BufWriter::with_capacity(1 << 20, tmp))?;
     w.into_inner()
         .map_err(|e| Error::internal(format!("writing `{}`: {}", file.display(), e.error())))

@@ -23,10 +23,17 @@
 //! files from the definition, the payload from the sources, the SBOM from the definition, the
 //! source records (name, location, digest) and the platform.
 //!
+//! The tool itself is part of the key: `TALEXT_BUILD_ID`, a hash the build script computes over
+//! every source file and the lock file, so any change to the code (one that alters layer bytes
+//! or not) starts a fresh set of entries instead of serving a stale layer from a persistent CI
+//! cache.
+//!
 //! An entry is `blobs/sha256/<hex>` (read-only) and `keys/<key>.json` (`LayerInfo`). Both are
 //! written to a temporary name and renamed, the blob first, so a reader never sees a key
-//! without its blob. A hit hard-links the blob into the output layout (copying across file
-//! systems).
+//! without its blob. A hit copies the blob into the output layout and re-hashes every byte as
+//! it copies; a blob that does not match its digest is evicted and the layer rebuilt. A hit
+//! touches its key, so `talext cache prune --max-size` evicts the least recently used first.
+//! Writers and readers hold a shared lock on the cache directory, `prune` an exclusive one.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -37,13 +44,18 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::layer::{LayerInfo, GZIP_LEVEL};
 use crate::oci::layout::Layout;
-use crate::oci::{Digest, Platform};
+use crate::oci::{Descriptor, Digest, Platform};
 use crate::plan::Plan;
 use crate::registry::Reference;
+use crate::store::layout::read_capped;
+use crate::store::lock::Lock;
+use crate::store::scratch;
 use crate::transport::Location;
 
-/// Bumped when the key material or the layer format changes in a way the version does not show.
-const FORMAT: u32 = 1;
+/// Bumped when the key material changes shape.
+const FORMAT: u32 = 2;
+/// The identity of this build of talext (see the module docs).
+pub const BUILD_ID: &str = env!("TALEXT_BUILD_ID");
 
 /// A layer cache rooted at `<cache>/layers`.
 #[derive(Debug, Clone)]
@@ -86,25 +98,56 @@ impl LayerCache {
 
     /// The layer recorded under `key`, if its blob is still there with the recorded size.
     pub fn lookup(&self, key: &Key) -> Option<LayerInfo> {
-        let bytes = fs::read(self.key_path(key)).ok()?;
+        let path = self.key_path(key);
+        let bytes = read_capped(&path, 1 << 20).ok()?;
         let info: LayerInfo = serde_json::from_slice(&bytes).ok()?;
-        let meta = fs::metadata(self.blob_path(&info.digest)).ok()?;
-        (meta.is_file() && meta.len() == info.size).then_some(info)
+        let meta = fs::symlink_metadata(self.blob_path(&info.digest)).ok()?;
+        let hit = meta.is_file() && meta.len() == info.size;
+        if hit {
+            // Recently used: `prune --max-size` keeps it longest.
+            let _ = fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        }
+        hit.then_some(info)
     }
 
-    /// Put the cached blob of `info` into `layout` (a hard link, or a copy across file systems).
-    pub fn materialise(&self, info: &LayerInfo, layout: &Layout) -> Result<()> {
+    /// Copy the cached blob of `info` into `layout`, verifying its digest as it is copied. A
+    /// blob that fails is evicted with its key, and the error (exit 1 kind) returned, so the
+    /// caller builds the layer instead.
+    pub fn materialise(&self, key: &Key, info: &LayerInfo, layout: &Layout) -> Result<()> {
         if layout.blob_size(&info.digest) == Some(info.size) {
             return Ok(());
         }
-        let dest = layout.blob_path(&info.digest);
-        copy_blob(&self.blob_path(&info.digest), &dest, 0o644)
+        let _shared = self.shared_lock()?;
+        let desc = Descriptor::new(
+            crate::oci::MT_OCI_LAYER_GZIP,
+            info.digest.clone(),
+            info.size,
+        );
+        let result = (|| {
+            let cached = Layout::at(&self.root);
+            let (mut from, path) = cached.open_blob_file(&desc)?;
+            let mut w = layout.blob_writer()?;
+            std::io::copy(&mut from, &mut w).at("copying", &path)?;
+            w.commit(Some(&info.digest)).map(|_| ())
+        })();
+        if let Err(e) = &result {
+            if e.exit_kind() == crate::error::ExitKind::User {
+                let _ = fs::remove_file(self.key_path(key));
+                let _ = fs::remove_file(self.blob_path(&info.digest));
+            }
+        }
+        result
     }
 
     /// Record the layer `info` whose blob is in `layout` under `key`.
     pub fn store(&self, key: &Key, info: &LayerInfo, layout: &Layout) -> Result<()> {
+        fs::create_dir_all(&self.root).at("creating", &self.root)?;
+        let _shared = self.shared_lock()?;
         let blob = self.blob_path(&info.digest);
-        if fs::metadata(&blob).map(|m| m.len()).ok() != Some(info.size) {
+        if fs::symlink_metadata(&blob).map(|m| m.len()).ok() != Some(info.size) {
             // Read-only in the cache; outputs get their own copy, so nothing done to an output
             // can reach the cache.
             copy_blob(&layout.blob_path(&info.digest), &blob, 0o444)?;
@@ -113,12 +156,17 @@ impl LayerCache {
         write_atomic(&self.key_path(key), &bytes)
     }
 
+    fn shared_lock(&self) -> Result<Lock> {
+        fs::create_dir_all(&self.root).at("creating", &self.root)?;
+        Lock::shared(&self.root)
+    }
+
     /// The key of `platform`'s layer, or `None` when an input cannot be identified cheaply and
     /// reliably (an unpinned registry reference).
     pub fn key(&self, plan: &Plan, platform: &Platform) -> Result<Option<Key>> {
         let mut m = Material::default();
         m.line(&format!(
-            "talext-layer {FORMAT} {}",
+            "talext-layer {FORMAT} {} {BUILD_ID}",
             env!("CARGO_PKG_VERSION")
         ));
         m.line(&format!(
@@ -240,21 +288,20 @@ fn walk(m: &mut Material, dir: &Path, rel: &str) -> Result<()> {
     Ok(())
 }
 
-/// Hard-link `from` to `to` through a temporary name (copy when linking is not possible).
 /// Copy a blob through a temporary file (the kernel may share extents: `copy_file_range`), give
 /// it `mode`, then rename it into place.
 fn copy_blob(from: &Path, to: &Path, mode: u32) -> Result<()> {
     let dir = to.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).at("creating", dir)?;
-    let tmp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        to.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let _ = fs::remove_file(&tmp);
-    fs::copy(from, &tmp).at("copying a layer to", &tmp)?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).at("setting the mode of", &tmp)?;
-    fs::rename(&tmp, to).at("storing", to)
+    let tmp = scratch::file_in(dir, "blob")?;
+    fs::copy(from, tmp.path()).at("copying a layer to", tmp.path())?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .at("setting the mode of", tmp.path())?;
+    tmp.persist(to).map_err(|e| Error::Io {
+        op: "storing",
+        path: to.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
 }
 
 fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {

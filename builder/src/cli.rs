@@ -58,6 +58,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::bundle::cli::BundleCommand,
     },
+    /// The cache of pulled sources and built layers: list, verify, prune.
+    Cache(crate::cache_admin::CacheArgs),
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +162,9 @@ impl DefinitionArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet);
+    crate::store::scratch::clean_up_on_signals();
+    // Scratch trees of runs that were killed (their process is gone) are reclaimed here.
+    crate::store::scratch::reclaim(&std::env::temp_dir());
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -269,6 +274,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             crate::bundle::cli::run(command, cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cache(args) => Ok(if crate::cache_admin::run(args)? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
         Command::Plan(args) => {
             let plan = crate::plan::plan(&args.request())?;
             print!("{}", build::plan_yaml(&plan)?);

@@ -14,9 +14,10 @@ use std::sync::Mutex;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::archive::{self, Unpacked};
 use crate::oci::layout::Layout;
-use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform, ANN_REF_NAME};
+use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
 use crate::progress::{Kind, Shared};
 use crate::registry::{BlobSource, PushOutcome, Reference, RegistryClient, RegistryOptions};
+use crate::store::{scratch, Output};
 use crate::transport::Location;
 
 /// What `copy` did.
@@ -53,11 +54,8 @@ enum Src {
 
 #[allow(clippy::large_enum_variant)]
 enum Dst {
-    Layout {
-        layout: Layout,
-        tag: Option<String>,
-        archive: Option<(PathBuf, tempfile::TempDir)>,
-    },
+    /// An `oci:` layout or `oci-archive:`, published only at [`Dst::finish`].
+    Layout { out: Output, tag: Option<String> },
     Registry {
         client: RegistryClient,
         reference: Reference,
@@ -104,10 +102,7 @@ pub fn copy_with(
     options: &RegistryOptions,
     transfer: &Transfer,
 ) -> Result<Copied> {
-    let scratch = tempfile::Builder::new()
-        .prefix("talext-copy-")
-        .tempdir()
-        .at("creating a temporary directory in", std::env::temp_dir())?;
+    let scratch = scratch::dir("copy")?;
     let label = format!("{src}");
     let src = open_source(src, options)?;
     let dst = open_destination(dst, options)?;
@@ -131,8 +126,7 @@ pub fn copy_with(
     for doc in &walk.manifests {
         dst.put_manifest(doc)?;
     }
-    dst.put_root(&root)?;
-    dst.finish()?;
+    dst.put_root(&src, &root)?;
     Ok(Copied {
         digest: root.digest,
         media_type: root.media_type,
@@ -168,23 +162,10 @@ fn open_source(loc: &Location, options: &RegistryOptions) -> Result<Src> {
 
 fn open_destination(loc: &Location, options: &RegistryOptions) -> Result<Dst> {
     match loc {
-        Location::Oci { dir, tag } => Ok(Dst::Layout {
-            layout: Layout::open_or_create(dir)?,
-            tag: tag.clone(),
-            archive: None,
-        }),
-        Location::OciArchive { file, tag } => {
-            let dir = tempfile::Builder::new()
-                .prefix("talext-archive-")
-                .tempdir()
-                .at("creating a temporary directory for", file)?;
-            let layout = Layout::open_or_create(dir.path().join("layout"))?;
-            Ok(Dst::Layout {
-                layout,
-                tag: tag.clone(),
-                archive: Some((file.clone(), dir)),
-            })
-        }
+        Location::Oci { .. } | Location::OciArchive { .. } => match Output::open(loc)? {
+            Some((out, tag)) => Ok(Dst::Layout { out, tag }),
+            None => Err(unsupported(loc)),
+        },
         Location::Registry(r) => {
             let reference = Reference::parse(r)?;
             let client = RegistryClient::new(options, &reference.registry)?;
@@ -250,10 +231,7 @@ impl Src {
     /// A file holding the verified blob: the layout's own file, or a download into `scratch`.
     fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<PathBuf> {
         match self {
-            Src::Layout { layout, .. } => {
-                layout.open_blob(&desc.digest)?;
-                Ok(layout.blob_path(&desc.digest))
-            }
+            Src::Layout { layout, .. } => Ok(layout.open_blob_file(desc)?.1),
             Src::Registry { client, reference } => {
                 let path = scratch.join(desc.digest.hex());
                 client.fetch_blob(
@@ -271,7 +249,7 @@ impl Src {
 impl Dst {
     fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         match self {
-            Dst::Layout { layout, .. } => Ok(layout.blob_size(&desc.digest) == Some(desc.size)),
+            Dst::Layout { out, .. } => Ok(out.layout().blob_size(&desc.digest) == Some(desc.size)),
             Dst::Registry { client, reference } => Ok(client
                 .blob_exists(&reference.repository, desc.digest.as_str())?
                 .is_some()),
@@ -282,8 +260,8 @@ impl Dst {
     fn put_blob(&self, desc: &Descriptor, src: &Src, scratch: &Path) -> Result<bool> {
         match (self, src) {
             // Registry to layout: download straight into the layout (verified, then renamed).
-            (Dst::Layout { layout, .. }, Src::Registry { client, reference }) => {
-                let path = layout.blob_path(&desc.digest);
+            (Dst::Layout { out, .. }, Src::Registry { client, reference }) => {
+                let path = out.layout().blob_path(&desc.digest);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).at("creating", dir)?;
                 }
@@ -294,10 +272,12 @@ impl Dst {
                     &path,
                 )?;
             }
-            (Dst::Layout { layout, .. }, Src::Layout { layout: from, .. }) => {
-                let mut w = layout.blob_writer()?;
-                let mut f = from.open_blob(&desc.digest)?;
-                std::io::copy(&mut f, &mut w).at("copying", from.blob_path(&desc.digest))?;
+            (Dst::Layout { out, .. }, Src::Layout { layout: from, .. }) => {
+                let mut w = out.layout().blob_writer()?;
+                let mut f = from.open_blob(desc)?;
+                std::io::copy(&mut f, &mut w).map_err(|e| {
+                    Error::input(format!("copying from `{}`: {e}", from.root().display()))
+                })?;
                 w.commit(Some(&desc.digest))?;
             }
             (Dst::Registry { client, reference }, src) => {
@@ -335,8 +315,8 @@ impl Dst {
     /// Store a child manifest (by digest).
     fn put_manifest(&self, doc: &Doc) -> Result<()> {
         match self {
-            Dst::Layout { layout, .. } => {
-                let stored = layout.put_bytes(&doc.bytes)?;
+            Dst::Layout { out, .. } => {
+                let stored = out.layout().put_bytes(&doc.bytes)?;
                 debug_assert_eq!(stored.as_str(), doc.digest);
             }
             Dst::Registry { client, reference } => {
@@ -351,25 +331,18 @@ impl Dst {
         Ok(())
     }
 
-    /// Store the top manifest or index and name it: the tag in a registry, or an `index.json`
-    /// entry (with `org.opencontainers.image.ref.name` when a tag is given) in a layout.
-    fn put_root(&self, doc: &Doc) -> Result<()> {
+    /// Store the top manifest or index and name it: the tag in a registry, or, in a layout or
+    /// archive, the entries `build` writes (`crate::store::name_image`: the image under the tag,
+    /// each platform manifest with its platform), published atomically.
+    fn put_root(self, src: &Src, doc: &Doc) -> Result<()> {
         match self {
-            Dst::Layout { layout, tag, .. } => {
-                let digest = layout.put_bytes(&doc.bytes)?;
-                let mut index: Index = layout.index()?;
-                let mut desc =
-                    Descriptor::new(&doc.media_type, digest.clone(), doc.bytes.len() as u64);
-                if let Some(tag) = tag {
-                    desc.annotations
-                        .insert(ANN_REF_NAME.to_string(), tag.clone());
+            Dst::Layout { out, tag } => {
+                let digest = out.layout().put_bytes(&doc.bytes)?;
+                let mut desc = Descriptor::new(&doc.media_type, digest, doc.bytes.len() as u64);
+                if oci::is_manifest_type(&doc.media_type) {
+                    desc.platform = Some(image_platform(src, doc)?);
                 }
-                index.manifests.retain(|d| match tag {
-                    Some(t) => d.ref_name() != Some(t.as_str()),
-                    None => !(d.digest == digest && d.ref_name().is_none()),
-                });
-                index.manifests.push(desc);
-                layout.write_index(&index)
+                out.commit(&desc, tag.as_deref())
             }
             Dst::Registry { client, reference } => {
                 let target = reference.tag_or_digest();
@@ -384,18 +357,25 @@ impl Dst {
             }
         }
     }
+}
 
-    fn finish(&self) -> Result<()> {
-        if let Dst::Layout {
-            layout,
-            archive: Some((file, _dir)),
-            ..
-        } = self
-        {
-            archive::write(layout, file)?;
-        }
-        Ok(())
-    }
+/// The platform an image manifest's config declares.
+fn image_platform(src: &Src, doc: &Doc) -> Result<Platform> {
+    let manifest: Manifest = serde_json::from_slice(&doc.bytes)
+        .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", doc.digest)))?;
+    let config: oci::types::ConfigSummary =
+        serde_json::from_slice(&config_bytes(src, &manifest.config)?).map_err(|e| {
+            Error::input(format!(
+                "config `{}` is not valid: {e}",
+                manifest.config.digest
+            ))
+        })?;
+    Ok(Platform {
+        architecture: config.architecture,
+        os: config.os,
+        os_version: None,
+        variant: config.variant,
+    })
 }
 
 /// What a copy moves: the blobs (each once) and the child manifests, children before the
@@ -410,12 +390,23 @@ impl Walk {
     /// Everything `doc` names, depth first: blobs of an image, or each child of an index (its
     /// contents, then the child manifest itself).
     fn children_of(&mut self, src: &Src, doc: &Doc) -> Result<()> {
+        self.children_at(src, doc, 0)
+    }
+
+    fn children_at(&mut self, src: &Src, doc: &Doc, depth: usize) -> Result<()> {
         if oci::is_index_type(&doc.media_type) {
+            if depth >= oci::MAX_INDEX_DEPTH {
+                return Err(Error::input(format!(
+                    "index `{}` nests indexes more than {} deep; refused",
+                    doc.digest,
+                    oci::MAX_INDEX_DEPTH
+                )));
+            }
             let index: Index = serde_json::from_slice(&doc.bytes)
                 .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", doc.digest)))?;
             for child in &index.manifests {
                 let child_doc = src.manifest(child)?;
-                self.children_of(src, &child_doc)?;
+                self.children_at(src, &child_doc, depth + 1)?;
                 self.manifests.push(child_doc);
             }
             return Ok(());
@@ -584,8 +575,7 @@ fn config_bytes(src: &Src, desc: &Descriptor) -> Result<Vec<u8>> {
     match src {
         Src::Layout { layout, .. } => layout.read_document(&desc.digest),
         Src::Registry { client, reference } => {
-            let dir = tempfile::tempdir()
-                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let dir = scratch::dir("config")?;
             let path = dir.path().join("config");
             client.fetch_blob(
                 &reference.repository,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::layer::{self, LayerInfo};
 use crate::oci::layout::Layout;
-use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
+use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 use crate::progress::{Kind, Reporter, Silent};
 use crate::rootfs::Tree;
 
@@ -123,36 +123,9 @@ pub fn write_index(layout: &Layout, manifests: &[Descriptor]) -> Result<Descript
     ))
 }
 
-/// Record a built index in the layout's `index.json`: the index under `tag`, and each platform
-/// manifest directly with its platform and no tag, first, because the imager's `ociPath` input
-/// takes the first entry whose platform matches and does not descend into an index (contract
-/// §2.1). Entries of other images are kept; an older entry with the same tag is replaced.
+/// Record a built index in the layout's `index.json` under `tag` (`crate::store::name_image`).
 pub fn tag_in_layout(layout: &Layout, index: &Descriptor, tag: Option<&str>) -> Result<()> {
-    let mut list = layout.index()?;
-    let children: Vec<Descriptor> = {
-        let bytes = layout.read_document(&index.digest)?;
-        let idx: Index =
-            serde_json::from_slice(&bytes).map_err(|e| Error::internal(e.to_string()))?;
-        idx.manifests
-    };
-    let child_digests: Vec<&Digest> = children.iter().map(|d| &d.digest).collect();
-    list.manifests.retain(|d| match (tag, d.ref_name()) {
-        (Some(t), Some(name)) => name != t,
-        (_, None) => !child_digests.contains(&&d.digest) && d.digest != index.digest,
-        _ => true,
-    });
-    let mut entry = index.clone();
-    if let Some(t) = tag {
-        entry
-            .annotations
-            .insert(oci::ANN_REF_NAME.to_string(), t.to_string());
-    }
-    let mut new = vec![entry];
-    new.extend(children);
-    new.extend(list.manifests);
-    list.manifests = new;
-    list.media_type = Some(oci::MT_OCI_INDEX.to_string());
-    layout.write_index(&list)
+    layout.update_index(|idx| crate::store::name_image(layout, idx, index, tag))
 }
 
 /// Compact JSON of an ordered type.
@@ -189,11 +162,7 @@ pub fn write_file_atomic(dest: &std::path::Path, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
-    std::fs::create_dir_all(parent).at("creating", parent)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".talext-")
-        .tempfile_in(parent)
-        .at("creating a temporary file in", parent)?;
+    let mut tmp = crate::store::scratch::file_in(parent, "file")?;
     tmp.write_all(bytes).at("writing", dest)?;
     persist(tmp, dest)
 }

@@ -45,10 +45,7 @@ impl PlatformImage {
 pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
     match loc {
         Location::Registry(r) => {
-            let tmp = tempfile::Builder::new()
-                .prefix("talext-pull-")
-                .tempdir()
-                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let tmp = crate::store::scratch::dir("pull")?;
             let dir = tmp.path().join("layout");
             let dst = Location::Oci {
                 dir: dir.clone(),
@@ -329,10 +326,7 @@ pub fn describe_tree(
 
 /// Inspect every platform of an opened image.
 pub fn inspect(opened: &Opened) -> Result<Inspection> {
-    let staging = tempfile::Builder::new()
-        .prefix("talext-inspect-")
-        .tempdir()
-        .at("creating a temporary directory for", &opened.label)?;
+    let staging = crate::store::scratch::dir("inspect")?;
     let mut platforms = Vec::new();
     for (i, img) in opened.images.iter().enumerate() {
         let tree = flatten(opened, img, &staging.path().join(i.to_string()))?;

@@ -7,6 +7,7 @@
 pub mod build;
 pub mod bundle;
 pub mod cache;
+pub mod cache_admin;
 pub mod cli;
 pub mod copy;
 pub mod definition;
@@ -23,6 +24,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod sbom;
 pub mod source;
+pub mod store;
 pub mod talos;
 pub mod tarw;
 pub mod transport;

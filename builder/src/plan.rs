@@ -142,10 +142,7 @@ pub fn load_source(
             .resolve(tag)
             .map_err(|e| Error::input(format!("{what}: {e}")))?;
         let resolved = source::image::resolve(layout, &desc, platform, &what)?;
-        let staging = tempfile::Builder::new()
-            .prefix("talext-source-")
-            .tempdir()
-            .at("creating a staging directory for", &label)?;
+        let staging = crate::store::scratch::dir("source")?;
         let mut tree = source::image::flatten(layout, &resolved.manifest, staging.path(), &what)?;
         tree.resolve_hard_links()?;
         Ok(LoadedSource {

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use crate::copy;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::oci::layout::Layout;
 use crate::oci::Platform;
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
@@ -69,10 +69,7 @@ pub fn pull(what: &str, reference: &str, platform: &Platform, fetch: &Fetch) -> 
                     "{what}: `{reference}` is not pinned by digest; the build is not reproducible"
                 );
             }
-            let t = tempfile::Builder::new()
-                .prefix("talext-pull-")
-                .tempdir()
-                .at("creating a temporary directory in", std::env::temp_dir())?;
+            let t = crate::store::scratch::dir("pull")?;
             (Layout::open_or_create(t.path().join("layout"))?, Some(t))
         }
     };
@@ -81,14 +78,27 @@ pub fn pull(what: &str, reference: &str, platform: &Platform, fetch: &Fetch) -> 
         None => format!("pull-{arch}"),
     };
     let label = r.to_string();
-    if tmp.is_none() && layout.resolve(Some(&tag)).is_ok() {
-        tracing::info!("{what}: using the cached `{label}`");
-        return Ok(Pulled {
-            layout,
-            tag,
-            label,
-            _tmp: tmp,
-        });
+    if tmp.is_none() {
+        if let Ok(desc) = layout.resolve(Some(&tag)) {
+            match verify_cached(&layout, &desc) {
+                Ok(()) => {
+                    tracing::info!("{what}: using the cached `{label}`");
+                    return Ok(Pulled {
+                        layout,
+                        tag,
+                        label,
+                        _tmp: tmp,
+                    });
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "{what}: the cached `{label}` failed verification and was evicted; pulling it again: {e}"
+                    );
+                    tracing::warn!("{msg}");
+                    fetch.reporter.note(&format!("warning: {msg}"));
+                }
+            }
+        }
     }
     check_pin(what, &r, &fetch.registry)?;
     tracing::info!("{what}: pulling `{label}` for {platform}");
@@ -116,6 +126,49 @@ pub fn pull(what: &str, reference: &str, platform: &Platform, fetch: &Fetch) -> 
         label,
         _tmp: tmp,
     })
+}
+
+/// Re-hash every blob of a cached image (its manifests, config and layers: a few hundred
+/// megabytes at most, read again from the page cache by the flattening that follows). A blob
+/// that is missing, truncated or changed is removed, so the pull that follows fetches it again.
+fn verify_cached(layout: &Layout, desc: &crate::oci::Descriptor) -> Result<()> {
+    let mut stack = vec![(desc.clone(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        if depth > crate::oci::MAX_INDEX_DEPTH {
+            return Err(Error::input(format!(
+                "`{}` nests indexes too deeply",
+                d.digest
+            )));
+        }
+        let is_doc =
+            crate::oci::is_index_type(&d.media_type) || crate::oci::is_manifest_type(&d.media_type);
+        let checked = if is_doc {
+            layout.read_document(&d.digest).map(Some)
+        } else {
+            layout.open_blob(&d).and_then(|mut r| {
+                std::io::copy(&mut r, &mut std::io::sink())
+                    .map(|_| None)
+                    .map_err(|e| Error::input(e.to_string()))
+            })
+        };
+        let bytes = match checked {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_file(layout.blob_path(&d.digest));
+                return Err(e);
+            }
+        };
+        if let Some(bytes) = bytes {
+            if let Ok(i) = serde_json::from_slice::<crate::oci::Index>(&bytes) {
+                stack.extend(i.manifests.into_iter().map(|c| (c, depth + 1)));
+            }
+            if let Ok(m) = serde_json::from_slice::<crate::oci::Manifest>(&bytes) {
+                stack.push((m.config, depth + 1));
+                stack.extend(m.layers.into_iter().map(|c| (c, depth + 1)));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A reference with a tag and a digest: when the registry does not have the pinned digest, say

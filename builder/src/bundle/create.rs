@@ -50,10 +50,7 @@ pub fn create(
     };
     fs::create_dir_all(parent).at("creating", parent)?;
     // Staged beside the output, not in `/tmp`: a bundle is as large as its images.
-    let staging = tempfile::Builder::new()
-        .prefix(".talext-bundle-")
-        .tempdir_in(parent)
-        .at("creating a temporary directory in", parent)?;
+    let staging = crate::store::scratch::dir_in(parent, "bundle")?;
     let dir = staging.path().join("layout");
     let mut images = Vec::new();
     for reference in &refs {
@@ -183,10 +180,7 @@ fn pack(layout: &Layout, index: &[u8], bundle: &[u8], output: &Path) -> Result<u
 
     let parent = output.parent().filter(|p| !p.as_os_str().is_empty());
     let parent = parent.unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".talext-")
-        .tempfile_in(parent)
-        .at("creating a temporary file in", parent)?;
+    let tmp = crate::store::scratch::file_in(parent, "bundle")?;
     let mut w = TarWriter::new(BufWriter::with_capacity(1 << 20, tmp), 0);
     let small: [(&str, &[u8]); 4] = [
         (LAYOUT_FILE, LAYOUT_CONTENT),

@@ -141,10 +141,7 @@ pub fn push(
 ) -> Result<Vec<Pushed>> {
     let target = target_of(target)?;
     // Unpacked under `TMPDIR`: the bundle itself may sit on read-only media.
-    let scratch = tempfile::Builder::new()
-        .prefix("talext-bundle-")
-        .tempdir()
-        .map_err(|e| Error::internal(format!("cannot create a temporary directory: {e}")))?;
+    let scratch = crate::store::scratch::dir("bundle")?;
     let dir = scratch.path().join("layout");
     progress(&format!("verifying `{}`", file.display()));
     let verified = extract(file, &dir)?;

@@ -53,7 +53,11 @@ struct Seen {
 #[derive(Default)]
 struct Scan {
     files: BTreeMap<String, Seen>,
+    /// Our metadata files, in memory (each under [`META_MAX`]).
     kept: HashMap<String, Vec<u8>>,
+    /// JSON-looking blobs up to [`KEEP_MAX`], on disk: the extracted copy, or a spill file.
+    spilled: HashMap<String, std::path::PathBuf>,
+    spill: Option<tempfile::TempDir>,
     problems: Vec<String>,
 }
 
@@ -125,21 +129,34 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
                 .push(format!("`{path}` is implausibly large ({size} bytes)"));
             continue;
         }
-        let out: Box<dyn Write> = match dest {
-            Some(d) => {
-                let p = d.join(&path);
+        let small = !is_meta && size <= KEEP_MAX;
+        let written = match dest {
+            Some(d) => Some(d.join(&path)),
+            // Small blobs may be manifests the walk reads later: spilled to disk, not memory.
+            None if small => {
+                if scan.spill.is_none() {
+                    scan.spill = Some(crate::store::scratch::dir("verify")?);
+                }
+                let dir = scan.spill.as_ref().map(|t| t.path().to_path_buf());
+                dir.map(|d| d.join(scan.files.len().to_string()))
+            }
+            None => None,
+        };
+        let out: Box<dyn Write> = match &written {
+            Some(p) => {
                 if let Some(parent) = p.parent() {
                     fs::create_dir_all(parent).at("creating", parent)?;
                 }
                 Box::new(BufWriter::with_capacity(
                     1 << 20,
-                    File::create(&p).at("creating", &p)?,
+                    File::create(p).at("creating", p)?,
                 ))
             }
             None => Box::new(io::sink()),
         };
         let mut hashed = HashingWriter::new(out);
-        let keep = is_meta || size <= KEEP_MAX;
+        let keep = is_meta;
+        let mut first = None;
         let mut kept = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         let mut damaged = None;
@@ -156,6 +173,7 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
             hashed
                 .write_all(&buf[..n])
                 .at("writing", dest.unwrap_or(file))?;
+            first = first.or(buf.first().copied());
             if keep {
                 kept.extend_from_slice(&buf[..n]);
             }
@@ -172,8 +190,14 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
             ));
             break;
         }
-        if keep && (is_meta || kept.first() == Some(&b'{')) {
+        if keep {
             scan.kept.insert(path.clone(), kept);
+        } else if let Some(p) = written {
+            if small && first == Some(b'{') {
+                scan.spilled.insert(path.clone(), p);
+            } else if dest.is_none() {
+                let _ = fs::remove_file(&p);
+            }
         }
         scan.files.insert(path, Seen { sha256, size });
     }
@@ -221,6 +245,7 @@ impl Scan {
         }
         let bundle = self.bundle_file(&mut problems);
         if let Some(bundle) = &bundle {
+            Self::check_references(&bundle.images, &mut problems);
             let mut visited = BTreeSet::new();
             for image in &bundle.images {
                 self.walk(
@@ -356,7 +381,10 @@ impl Scan {
     }
 
     /// Check that `digest` is present with `size` bytes and, for a manifest or index, that
-    /// everything it names is too.
+    /// everything it names is too. The walk is iterative and stops at
+    /// [`oci::MAX_INDEX_DEPTH`] nested indexes, as every command's does. A document's kind is
+    /// judged from its bytes when they are JSON, as `push` (through `copy`) judges it, so a
+    /// descriptor whose media type hides a manifest still has that manifest's blobs checked.
     #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
@@ -368,60 +396,115 @@ impl Scan {
         visited: &mut BTreeSet<Digest>,
         problems: &mut Vec<String>,
     ) {
-        if !visited.insert(digest.clone()) {
-            return;
-        }
-        match blobs.get(digest) {
-            None => {
-                problems.push(format!(
-                    "blob `{digest}` of `{owner}` is missing from the bundle"
-                ));
-                return;
+        let mut stack = vec![(digest.clone(), size, media_type.to_string(), 0usize)];
+        while let Some((digest, size, media_type, depth)) = stack.pop() {
+            if !visited.insert(digest.clone()) {
+                continue;
             }
-            Some(&actual) if actual != size => {
-                problems.push(format!(
-                    "blob `{digest}` of `{owner}` has {actual} bytes, its descriptor says {size}"
-                ));
-                return;
+            match blobs.get(&digest) {
+                None => {
+                    problems.push(format!(
+                        "blob `{digest}` of `{owner}` is missing from the bundle"
+                    ));
+                    continue;
+                }
+                Some(&actual) if actual != size => {
+                    problems.push(format!(
+                        "blob `{digest}` of `{owner}` has {actual} bytes, its descriptor says {size}"
+                    ));
+                    continue;
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
-        }
-        let is_index = oci::is_index_type(media_type);
-        if !is_index && !oci::is_manifest_type(media_type) {
-            return;
-        }
-        let Some(bytes) = self.kept.get(&format!("blobs/sha256/{}", digest.hex())) else {
-            problems.push(format!("manifest `{digest}` of `{owner}` is not JSON"));
-            return;
-        };
-        let mut walk = |d: &crate::oci::Descriptor| {
-            if d.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            let bytes = self.kept(&digest);
+            let sniffed = bytes.as_deref().and_then(oci::sniff_media_type);
+            let declared_doc =
+                oci::is_index_type(&media_type) || oci::is_manifest_type(&media_type);
+            let kind = match (&sniffed, declared_doc) {
+                (Some(mt), _) if oci::is_index_type(mt) || oci::is_manifest_type(mt) => {
+                    if declared_doc && *mt != media_type {
+                        problems.push(format!(
+                            "`{digest}` of `{owner}` is declared `{media_type}` but is a `{mt}`"
+                        ));
+                    }
+                    mt.clone()
+                }
+                (_, true) => media_type.clone(),
+                _ => continue,
+            };
+            let Some(bytes) = bytes else {
+                problems.push(format!("manifest `{digest}` of `{owner}` is not JSON"));
+                continue;
+            };
+            if oci::is_index_type(&kind) && depth >= oci::MAX_INDEX_DEPTH {
+                problems.push(format!(
+                    "index `{digest}` of `{owner}` nests indexes more than {} deep",
+                    oci::MAX_INDEX_DEPTH
+                ));
+                continue;
+            }
+            let mut push = |d: &crate::oci::Descriptor| {
                 // Non-distributable content stays where its `urls` point (image-spec "urls").
-                return;
+                if d.urls.as_ref().is_none_or(|u| u.is_empty()) {
+                    stack.push((d.digest.clone(), d.size, d.media_type.clone(), depth + 1));
+                }
+            };
+            if oci::is_index_type(&kind) {
+                match serde_json::from_slice::<Index>(&bytes) {
+                    Ok(index) => index.manifests.iter().for_each(&mut push),
+                    Err(e) => {
+                        problems.push(format!("index `{digest}` of `{owner}` is not valid: {e}"))
+                    }
+                }
+            } else {
+                match serde_json::from_slice::<Manifest>(&bytes) {
+                    Ok(m) => std::iter::once(&m.config)
+                        .chain(&m.layers)
+                        .for_each(&mut push),
+                    Err(e) => problems.push(format!(
+                        "manifest `{digest}` of `{owner}` is not valid: {e}"
+                    )),
+                }
             }
-            self.walk(
-                &d.digest,
-                d.size,
-                &d.media_type,
-                owner,
-                blobs,
-                visited,
-                problems,
-            );
+        }
+    }
+
+    /// The bytes of a JSON-looking blob seen in the scan (spilled to disk, not kept in memory).
+    fn kept(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let key = format!("blobs/sha256/{}", digest.hex());
+        let path = self.spilled.get(&key)?;
+        crate::store::layout::read_capped(path, KEEP_MAX).ok()
+    }
+
+    /// What `push` would refuse about an image's reference, found before "intact" is said:
+    /// a reference that does not parse (or is not in its normal form), a pin to another digest,
+    /// or one that cannot be re-homed under a registry.
+    fn check_references(images: &[BundleImage], problems: &mut Vec<String>) {
+        let neutral = super::push::Target {
+            registry: "registry.invalid".into(),
+            prefix: String::new(),
         };
-        if is_index {
-            match serde_json::from_slice::<Index>(bytes) {
-                Ok(index) => index.manifests.iter().for_each(&mut walk),
-                Err(e) => problems.push(format!("index `{digest}` of `{owner}` is not valid: {e}")),
+        for image in images {
+            let shown = image.reference.escape_debug().to_string();
+            let parsed = match crate::registry::Reference::parse(&image.reference) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("image reference `{shown}` is not valid: {e}"));
+                    continue;
+                }
+            };
+            if parsed
+                .digest
+                .as_deref()
+                .is_some_and(|d| d != image.digest.as_str())
+            {
+                problems.push(format!(
+                    "image `{shown}` is pinned to another digest than the `{}` it holds",
+                    image.digest
+                ));
             }
-        } else {
-            match serde_json::from_slice::<Manifest>(bytes) {
-                Ok(m) => std::iter::once(&m.config)
-                    .chain(&m.layers)
-                    .for_each(&mut walk),
-                Err(e) => problems.push(format!(
-                    "manifest `{digest}` of `{owner}` is not valid: {e}"
-                )),
+            if let Err(e) = neutral.map(image) {
+                problems.push(e.to_string());
             }
         }
     }

@@ -1,11 +1,11 @@
-//! OCI image model and the stores images move between: an image layout directory, an
-//! `oci-archive` tarball of one, (and registries, in `crate::registry`). Manifests and indexes we
-//! did not write are always carried as their raw bytes, so a digest survives every hop.
+//! The OCI image model: digests, descriptors, manifests, indexes and media types. Manifests and
+//! indexes we did not write are always carried as their raw bytes, so a digest survives every
+//! hop. The places images live are in `crate::store`.
 
-pub mod archive;
 pub mod digest;
-pub mod layout;
 pub mod types;
+
+pub use crate::store::{archive, layout};
 
 pub use digest::{Digest, HashingWriter};
 pub use types::{Descriptor, Index, Manifest, Platform};
@@ -22,6 +22,11 @@ pub const MT_DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifes
 pub const MT_DOCKER_SCHEMA1_SIGNED: &str =
     "application/vnd.docker.distribution.manifest.v1+prettyjws";
 pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// How deep indexes may nest (an index of indexes of …) before a walk refuses the image: deep
+/// enough for every real image (attestation and signature indexes add one level), shallow
+/// enough that a crafted chain costs nothing. Every command walks with this one limit.
+pub const MAX_INDEX_DEPTH: usize = 4;
 
 /// Annotation naming an `index.json` entry (OCI image layout).
 pub const ANN_REF_NAME: &str = "org.opencontainers.image.ref.name";

@@ -148,7 +148,7 @@ pub fn flatten(layout: &Layout, manifest: &Manifest, staging: &Path, what: &str)
         counter: 0,
     };
     for (i, layer) in manifest.layers.iter().enumerate().rev() {
-        let blob = layout.open_blob(&layer.digest)?;
+        let blob = layout.open_blob(layer)?;
         f.layer(blob, i, &layer.digest, what)?;
     }
     Ok(f.tree)
@@ -210,7 +210,13 @@ impl Flattener {
         Ok((p, n))
     }
 
-    fn layer(&mut self, blob: File, index: usize, digest: &Digest, what: &str) -> Result<()> {
+    fn layer(
+        &mut self,
+        blob: impl Read + Send + 'static,
+        index: usize,
+        digest: &Digest,
+        what: &str,
+    ) -> Result<()> {
         let bad = |e: io::Error| {
             Error::input(format!(
                 "{what}: layer {index} (`{digest}`) is not a readable tar: {e}"

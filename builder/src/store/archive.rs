@@ -1,15 +1,21 @@
 //! `oci-archive:FILE`: an OCI image layout carried as one plain tar (what skopeo and podman call
-//! an oci-archive). Reading unpacks it into a temporary layout; writing packs a layout with the
-//! deterministic tar writer into a temporary file next to the destination, then renames it.
+//! an oci-archive). Reading unpacks it into a temporary layout (every later read of it is
+//! verified like any layout's); writing packs a layout with the deterministic tar writer into a
+//! temporary file next to the destination, then renames it. Writers of one archive are
+//! serialised by a lock on its directory and merge into what is already there, so concurrent
+//! builds and copies into one archive keep each other's tags.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
 use super::layout::Layout;
+use super::lock::Lock;
+use super::scratch;
 use crate::error::{Error, IoContext, Result};
+use crate::oci::Index;
 use crate::rootfs::clean_path;
 use crate::tarw::TarWriter;
 
@@ -22,11 +28,15 @@ pub struct Unpacked {
 /// Unpack `file` into a temporary layout. Only directories and regular files are accepted, and
 /// only paths that stay inside the layout.
 pub fn open(file: &Path) -> Result<Unpacked> {
-    let f = File::open(file).at("opening", file)?;
-    let dir = tempfile::Builder::new()
-        .prefix("talext-archive-")
-        .tempdir()
-        .at("creating a temporary directory for", file)?;
+    let f = super::layout::open_regular(file).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::Io {
+            op: "opening",
+            path: file.to_path_buf(),
+            source: e,
+        },
+        _ => Error::input(format!("`{}` {e}; refused", file.display())),
+    })?;
+    let dir = scratch::dir("archive")?;
     let bad = |msg: String| {
         Error::input(format!(
             "`{}` is not a valid oci-archive: {msg}",
@@ -42,10 +52,14 @@ pub fn open(file: &Path) -> Result<Unpacked> {
             .to_string_lossy()
             .into_owned();
         let Some(rel) = clean_path(&raw) else {
-            if raw.trim_start_matches("./").is_empty() {
+            // `.`, `./` and `/` name the layout's root directory itself.
+            if raw.split('/').all(|p| p.is_empty() || p == ".") {
                 continue;
             }
-            return Err(bad(format!("entry `{raw}` escapes the archive")));
+            return Err(bad(format!(
+                "entry `{}` escapes the archive",
+                raw.escape_debug()
+            )));
         };
         let dest = dir.path().join(&rel);
         match entry.header().entry_type() {
@@ -54,11 +68,19 @@ pub fn open(file: &Path) -> Result<Unpacked> {
                 if let Some(p) = dest.parent() {
                     fs::create_dir_all(p).at("creating", p)?;
                 }
+                if dest.symlink_metadata().is_ok() {
+                    return Err(bad(format!("entry `{}` appears twice", raw.escape_debug())));
+                }
                 let mut out = BufWriter::new(File::create(&dest).at("creating", &dest)?);
                 io::copy(&mut entry, &mut out).map_err(|e| bad(format!("reading `{raw}`: {e}")))?;
                 out.flush().at("writing", &dest)?;
             }
-            other => return Err(bad(format!("entry `{raw}` has unsupported type {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "entry `{}` has unsupported type {other:?}",
+                    raw.escape_debug()
+                )))
+            }
         }
     }
     let layout = Layout::open(dir.path()).map_err(|e| bad(e.to_string()))?;
@@ -67,15 +89,8 @@ pub fn open(file: &Path) -> Result<Unpacked> {
 
 /// Pack the layout at `src` into `dest` (written to a temporary file, then renamed).
 pub fn write(src: &Layout, dest: &Path) -> Result<()> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    fs::create_dir_all(parent).at("creating", parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".talext-")
-        .tempfile_in(parent)
-        .at("creating a temporary file in", parent)?;
+    let parent = parent_of(dest);
+    let tmp = scratch::file_in(&parent, "archive")?;
     let mut paths = Vec::new();
     collect(src.root(), src.root(), &mut paths)?;
     paths.sort();
@@ -96,6 +111,64 @@ pub fn write(src: &Layout, dest: &Path) -> Result<()> {
         })?;
     tmp.as_file().sync_all().at("syncing", dest)?;
     crate::image::persist(tmp, dest)
+}
+
+fn parent_of(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// An archive being written: blobs go into a private layout ([`ArchiveTarget::layout`]), and
+/// [`ArchiveTarget::commit`], under the lock on the archive's directory, merges them into the
+/// archive's current content (re-read at that moment), applies the `index.json` change and
+/// replaces the archive. A write that fails before commit leaves the archive as it was.
+pub struct ArchiveTarget {
+    file: PathBuf,
+    work: TempDir,
+    layout: Layout,
+}
+
+impl ArchiveTarget {
+    pub fn open(file: &Path) -> Result<ArchiveTarget> {
+        if file.exists() {
+            // Refuse a damaged archive now, before any work is done.
+            drop(open(file)?);
+        }
+        let work = scratch::dir("archive")?;
+        let layout = Layout::open_or_create(work.path().join("layout"))?;
+        Ok(ArchiveTarget {
+            file: file.to_path_buf(),
+            work,
+            layout,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn commit<T>(self, update: impl Fn(&Layout, &mut Index) -> Result<T>) -> Result<T> {
+        let parent = parent_of(&self.file);
+        fs::create_dir_all(&parent).at("creating", &parent)?;
+        let _lock = Lock::exclusive(&parent)?;
+        let out = if self.file.exists() {
+            let current = open(&self.file)?;
+            super::layout::move_blobs(&self.layout, &current.layout)?;
+            let out = current
+                .layout
+                .update_index(|idx| update(&current.layout, idx))?;
+            write(&current.layout, &self.file)?;
+            out
+        } else {
+            let out = self.layout.update_index(|idx| update(&self.layout, idx))?;
+            write(&self.layout, &self.file)?;
+            out
+        };
+        drop(self.work);
+        Ok(out)
+    }
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, bool)>) -> Result<()> {

@@ -1,37 +1,116 @@
 //! An OCI image layout directory (image-spec `image-layout.md`): `oci-layout`, `index.json` and
-//! content-addressed `blobs/<alg>/<hex>`. Blobs are written to a temporary file inside the
-//! layout and renamed into place once their digest is known, so a reader never sees a partial
-//! blob; `index.json` is replaced atomically the same way.
+//! content-addressed `blobs/<alg>/<hex>`, as a store other processes may share.
+//!
+//! - Blobs are written to a temporary file inside the layout and renamed into place once their
+//!   digest is known, so a reader never sees a partial blob.
+//! - `index.json` is changed only by [`Layout::update_index`]: read, modify and replace under an
+//!   exclusive lock on the layout directory (`crate::store::lock`), so concurrent writers (two
+//!   platforms pulling into the source cache, CI jobs building into one layout) never lose each
+//!   other's entries.
+//! - Every read is verified and bounded: blobs, `index.json` and `oci-layout` are opened without
+//!   following symlinks and only as regular files, documents are size-capped, and a blob read
+//!   through [`Layout::open_blob`] hashes as it streams and fails at the first byte past its
+//!   descriptor's size or at EOF when the digest differs.
+//! - A new layout is assembled beside its destination and renamed into place by
+//!   [`Target::commit`], so a failed write leaves no layout behind.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use tempfile::NamedTempFile;
+use sha2::{Digest as _, Sha256};
+use tempfile::{NamedTempFile, TempDir};
 
-use super::{Descriptor, Digest, HashingWriter, Index};
+use super::lock::Lock;
+use super::scratch;
 use crate::error::{Error, IoContext, Result};
+use crate::oci::{Descriptor, Digest, HashingWriter, Index};
 
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// Manifests, indexes and configs are small; refuse to read anything bigger into memory.
 pub const MAX_DOCUMENT: u64 = 16 << 20;
+/// `index.json` of a layout: generous (a cache of thousands of images), but bounded.
+pub const MAX_INDEX: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: PathBuf,
 }
 
+/// Open `path` for reading only if it is a regular file (not a symlink, FIFO or device).
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        // Never follow a symlink out of the store, never block on a FIFO.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(io::ErrorKind::InvalidData, "is a symbolic link")
+            } else {
+                e
+            }
+        })?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "is not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
+/// Read a small regular file, refusing one larger than `cap`.
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    let f = open_regular(path).map_err(|e| refuse(path, e))?;
+    let mut buf = Vec::new();
+    f.take(cap + 1).read_to_end(&mut buf).at("reading", path)?;
+    if buf.len() as u64 > cap {
+        return Err(Error::input(format!(
+            "`{}` is larger than {cap} bytes; refused",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
+/// A refused or missing file in a store: not found and "not a regular file" are the input's
+/// fault (exit 1); other I/O failures are the environment's.
+fn refuse(path: &Path, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::InvalidData => Error::input(format!("`{}` {e}; refused", path.display())),
+        _ => Error::Io {
+            op: "opening",
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
 impl Layout {
-    /// Open an existing layout: `oci-layout` and `index.json` must be present.
+    /// Open an existing layout: `oci-layout` and `index.json` must be present, regular files.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let marker = root.join(LAYOUT_FILE);
-        if !marker.is_file() {
+        if !marker.symlink_metadata().is_ok_and(|m| m.is_file()) {
             return Err(Error::input_hint(
                 format!("`{}` is not an OCI image layout (no `{LAYOUT_FILE}` file)", root.display()),
                 "give a directory written by `talext build --output oci:DIR`, `skopeo copy … oci:DIR` or `crane pull --format=oci`",
             ));
+        }
+        for dir in ["blobs", "blobs/sha256"] {
+            let p = root.join(dir);
+            if let Ok(m) = p.symlink_metadata() {
+                if !m.is_dir() {
+                    return Err(Error::input(format!(
+                        "`{}` is not a directory (a symbolic link out of the layout?); refused",
+                        p.display()
+                    )));
+                }
+            }
         }
         let layout = Layout { root };
         layout.index()?;
@@ -46,36 +125,14 @@ impl Layout {
         if root.join(LAYOUT_FILE).exists() {
             return Self::open(root);
         }
-        if root.exists() && fs::read_dir(&root).at("reading", &root)?.next().is_some() {
-            return Err(Error::input(format!(
-                "`{}` exists, is not empty and is not an OCI image layout",
-                root.display()
-            )));
-        }
-        let parent = match root.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent).at("creating", &parent)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".talext-layout-")
-            .tempdir_in(&parent)
-            .at("creating a temporary directory in", &parent)?;
-        fs::create_dir_all(tmp.path().join("blobs/sha256")).at("creating", tmp.path())?;
-        let fresh = Layout {
-            root: tmp.path().to_path_buf(),
-        };
-        fresh.write_atomic(LAYOUT_FILE, LAYOUT_CONTENT)?;
-        fresh.write_index(&Index::new(Some(super::MT_OCI_INDEX)))?;
-        // Renaming onto a missing or empty directory succeeds; if another creator got there
-        // first the target is not empty and theirs is used.
-        let staged = tmp.keep();
-        fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .at("setting the mode of", &staged)?;
-        match fs::rename(&staged, &root) {
+        check_empty(&root)?;
+        let (staged, tmp) = Self::stage(&root)?;
+        let staged_root = staged.root.clone();
+        let _ = tmp.keep();
+        match fs::rename(&staged_root, &root) {
             Ok(()) => Ok(Layout { root }),
             Err(e) => {
-                let _ = fs::remove_dir_all(&staged);
+                let _ = fs::remove_dir_all(&staged_root);
                 if root.join(LAYOUT_FILE).exists() {
                     Self::open(root)
                 } else {
@@ -86,6 +143,31 @@ impl Layout {
                     })
                 }
             }
+        }
+    }
+
+    /// An empty layout in a scratch directory beside `root`, to be renamed onto it.
+    fn stage(root: &Path) -> Result<(Layout, TempDir)> {
+        let parent = parent_of(root);
+        let tmp = scratch::dir_in(&parent, "layout")?;
+        fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .at("setting the mode of", tmp.path())?;
+        fs::create_dir_all(tmp.path().join("blobs/sha256")).at("creating", tmp.path())?;
+        let fresh = Layout {
+            root: tmp.path().to_path_buf(),
+        };
+        fresh.write_atomic(LAYOUT_FILE, LAYOUT_CONTENT)?;
+        fresh.write_index(&Index::new(Some(crate::oci::MT_OCI_INDEX)))?;
+        Ok((fresh, tmp))
+    }
+
+    /// A content-addressed blob directory that need not be a whole layout (the layer cache).
+    pub(crate) fn at(root: &Path) -> Self {
+        Layout {
+            root: root.to_path_buf(),
         }
     }
 
@@ -100,9 +182,9 @@ impl Layout {
             .join(digest.hex())
     }
 
-    /// The size of a blob if the layout has it.
+    /// The size of a blob if the layout has it as a regular file.
     pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
-        fs::metadata(self.blob_path(digest))
+        fs::symlink_metadata(self.blob_path(digest))
             .ok()
             .filter(|m| m.is_file())
             .map(|m| m.len())
@@ -123,43 +205,64 @@ impl Layout {
     /// A writer for a new blob; [`BlobWriter::commit`] renames it into place under its digest.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let dir = self.root.join("blobs/sha256");
-        fs::create_dir_all(&dir).at("creating", &dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)
-            .at("creating a temporary blob in", &dir)?;
+        let tmp = scratch::file_in(&dir, "blob")?;
         Ok(BlobWriter {
             inner: HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp)),
             layout: self.clone(),
         })
     }
 
-    /// Open a blob for streaming.
-    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+    /// Open a blob as a regular file, checking its size against the descriptor's, for a reader
+    /// that streams it whole elsewhere and verifies the digest itself (a registry push, a
+    /// [`BlobWriter`] committing with `expected`).
+    pub fn open_blob_file(&self, desc: &Descriptor) -> Result<(File, PathBuf)> {
+        let p = self.blob_path(&desc.digest);
+        let f = open_regular(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::input(format!(
+                    "blob `{}` is missing from the layout `{}`",
+                    desc.digest,
+                    self.root.display()
+                ))
+            } else {
+                refuse(&p, e)
+            }
+        })?;
+        let len = f.metadata().at("reading", &p)?.len();
+        if len != desc.size {
+            return Err(Error::input(format!(
+                "blob `{}` in `{}` has {len} bytes where its descriptor says {}",
+                desc.digest,
+                self.root.display(),
+                desc.size
+            )));
+        }
+        Ok((f, p))
+    }
+
+    /// Open a blob for streaming: the reader verifies size and digest as it goes.
+    pub fn open_blob(&self, desc: &Descriptor) -> Result<BlobReader> {
+        let (f, path) = self.open_blob_file(desc)?;
+        Ok(BlobReader::new(f, desc, path))
+    }
+
+    /// Read a small blob (manifest, index, config) and check its digest.
+    pub fn read_document(&self, digest: &Digest) -> Result<Vec<u8>> {
         let p = self.blob_path(digest);
-        File::open(&p).map_err(|e| {
+        let f = open_regular(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::input(format!(
                     "blob `{digest}` is missing from the layout `{}`",
                     self.root.display()
                 ))
             } else {
-                Error::Io {
-                    op: "opening",
-                    path: p,
-                    source: e,
-                }
+                refuse(&p, e)
             }
-        })
-    }
-
-    /// Read a small blob (manifest, index, config) and check its digest.
-    pub fn read_document(&self, digest: &Digest) -> Result<Vec<u8>> {
+        })?;
         let mut buf = Vec::new();
-        self.open_blob(digest)?
-            .take(MAX_DOCUMENT + 1)
+        f.take(MAX_DOCUMENT + 1)
             .read_to_end(&mut buf)
-            .at("reading", self.blob_path(digest))?;
+            .at("reading", &p)?;
         if buf.len() as u64 > MAX_DOCUMENT {
             return Err(Error::input(format!(
                 "blob `{digest}` in `{}` is too large to be a manifest or config",
@@ -178,12 +281,23 @@ impl Layout {
 
     pub fn index(&self) -> Result<Index> {
         let p = self.root.join("index.json");
-        let bytes = fs::read(&p).at("reading", &p)?;
+        let bytes = read_capped(&p, MAX_INDEX)?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::input(format!("`{}` is not a valid OCI index: {e}", p.display())))
     }
 
-    pub fn write_index(&self, index: &Index) -> Result<()> {
+    /// Read, change and replace `index.json` under the layout's lock: the only way entries are
+    /// added or removed, so concurrent writers keep each other's.
+    pub fn update_index<T>(&self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+        let _lock = Lock::exclusive(&self.root)?;
+        let mut index = self.index()?;
+        let out = f(&mut index)?;
+        self.write_index(&index)?;
+        Ok(out)
+    }
+
+    /// Replace `index.json` outright; only for a layout nobody else can see yet.
+    fn write_index(&self, index: &Index) -> Result<()> {
         let bytes = serde_json::to_vec(index).map_err(|e| Error::internal(e.to_string()))?;
         self.write_atomic("index.json", &bytes)
     }
@@ -244,8 +358,7 @@ impl Layout {
 
     fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let dest = self.root.join(name);
-        let mut tmp =
-            NamedTempFile::new_in(&self.root).at("creating a temporary file in", &self.root)?;
+        let mut tmp = scratch::file_in(&self.root, "index")?;
         tmp.write_all(bytes).at("writing", &dest)?;
         tmp.as_file()
             .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
@@ -257,6 +370,191 @@ impl Layout {
             source: e.error,
         })?;
         Ok(())
+    }
+}
+
+/// Move every blob of `from` that `into` lacks (a rename each, or a copy across file systems).
+pub fn move_blobs(from: &Layout, into: &Layout) -> Result<()> {
+    {
+        let dir = from.root.join("blobs/sha256");
+        let dest = into.root.join("blobs/sha256");
+        fs::create_dir_all(&dest).at("creating", &dest)?;
+        for entry in fs::read_dir(&dir).at("reading", &dir)? {
+            let entry = entry.at("reading", &dir)?;
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let to = dest.join(&name);
+            if to.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            if fs::rename(entry.path(), &to).is_err() {
+                let tmp = scratch::file_in(&dest, "blob")?;
+                fs::copy(entry.path(), tmp.path()).at("copying a blob to", &to)?;
+                tmp.as_file()
+                    .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                    .at("setting the mode of", &to)?;
+                tmp.persist(&to).map_err(|e| Error::Io {
+                    op: "storing blob",
+                    path: to.clone(),
+                    source: e.error,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parent_of(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn check_empty(root: &Path) -> Result<()> {
+    if root.exists() && fs::read_dir(root).at("reading", root)?.next().is_some() {
+        return Err(Error::input(format!(
+            "`{}` exists, is not empty and is not an OCI image layout",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A layout being written as an output: blobs go into [`Target::layout`], and
+/// [`Target::commit`] names them in `index.json`. An existing layout is written in place (blobs
+/// are content-addressed, so extra ones harm nothing, and its `index.json` changes only at
+/// commit, under its lock); a new one is staged beside the destination and appears only at
+/// commit, so a write that fails leaves no destination behind.
+pub struct Target {
+    dest: PathBuf,
+    layout: Layout,
+    staged: Option<TempDir>,
+}
+
+impl Target {
+    pub fn open(dest: &Path) -> Result<Target> {
+        if dest.join(LAYOUT_FILE).exists() {
+            return Ok(Target {
+                dest: dest.to_path_buf(),
+                layout: Layout::open(dest)?,
+                staged: None,
+            });
+        }
+        check_empty(dest)?;
+        let (layout, tmp) = Layout::stage(dest)?;
+        Ok(Target {
+            dest: dest.to_path_buf(),
+            layout,
+            staged: Some(tmp),
+        })
+    }
+
+    /// Where blobs and documents are written.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Apply `update` to `index.json` and publish: in place for an existing layout; for a new
+    /// one by renaming the staged layout onto the destination, or, when another writer created
+    /// the destination meanwhile, by moving the blobs into theirs and updating its index.
+    pub fn commit<T>(
+        self,
+        update: impl Fn(&Layout, &mut Index) -> Result<T>,
+    ) -> Result<(Layout, T)> {
+        let Some(tmp) = self.staged else {
+            let out = self.layout.update_index(|idx| update(&self.layout, idx))?;
+            return Ok((self.layout, out));
+        };
+        let out = self.layout.update_index(|idx| update(&self.layout, idx))?;
+        let staged_root = tmp.path().to_path_buf();
+        match fs::rename(&staged_root, &self.dest) {
+            Ok(()) => {
+                let _ = tmp.keep();
+                Ok((Layout::open(&self.dest)?, out))
+            }
+            Err(e) if self.dest.join(LAYOUT_FILE).exists() => {
+                tracing::debug!(
+                    "`{}` appeared meanwhile ({e}); merging",
+                    self.dest.display()
+                );
+                let theirs = Layout::open(&self.dest)?;
+                move_blobs(&self.layout, &theirs)?;
+                let out = theirs.update_index(|idx| update(&theirs, idx))?;
+                Ok((theirs, out))
+            }
+            Err(e) => Err(Error::Io {
+                op: "moving the layout to",
+                path: self.dest.clone(),
+                source: e,
+            }),
+        }
+    }
+}
+
+/// A blob being read from a layout: counts and hashes every byte, fails at the first byte past
+/// the declared size, and at EOF when the size or digest is not the declared one.
+pub struct BlobReader {
+    file: File,
+    hash: Sha256,
+    want: Digest,
+    size: u64,
+    seen: u64,
+    path: PathBuf,
+}
+
+impl BlobReader {
+    fn new(file: File, desc: &Descriptor, path: PathBuf) -> Self {
+        BlobReader {
+            file,
+            hash: Sha256::new(),
+            want: desc.digest.clone(),
+            size: desc.size,
+            seen: 0,
+            path,
+        }
+    }
+
+    fn bad(&self, what: String) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob `{}` (`{}`) {what}", self.want, self.path.display()),
+        )
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte beyond the declared size is enough to know it is too long.
+        let room = (self.size - self.seen.min(self.size)) as usize + 1;
+        let len = buf.len().min(room);
+        let n = self.file.read(&mut buf[..len])?;
+        if n == 0 && !buf.is_empty() {
+            if self.seen != self.size {
+                return Err(self.bad(format!(
+                    "ended after {} bytes, its descriptor says {}",
+                    self.seen, self.size
+                )));
+            }
+            let actual = hex::encode(self.hash.clone().finalize());
+            if self.want.algorithm() == "sha256" && actual != self.want.hex() {
+                return Err(self.bad(format!(
+                    "is corrupt: its content hashes to `sha256:{actual}`"
+                )));
+            }
+            return Ok(0);
+        }
+        self.seen += n as u64;
+        if self.seen > self.size {
+            return Err(self.bad(format!(
+                "is longer than its descriptor's {} bytes",
+                self.size
+            )));
+        }
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
 }
 
