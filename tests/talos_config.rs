@@ -483,3 +483,30 @@ fn rendered_node_files_are_private_under_any_umask() {
     }
     assert!(!String::from_utf8_lossy(&out.stderr).contains("kTestOnly"));
 }
+
+#[test]
+fn schematics_with_meta_values_are_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    for umask in ["022", "077"] {
+        // META values are free-form and may carry a credential: owner-only.
+        let meta = tmp.path().join(format!("meta-{umask}.yaml"));
+        let out = talext_umask(
+            umask,
+            &[
+                "schematic",
+                "create",
+                "--meta",
+                "0xa=not-public",
+                "-o",
+                meta.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(mode_of(&meta), 0o600, "umask {umask}");
+    }
+}
