@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn talext(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut c = talext_kit::tools::command(env!("CARGO_BIN_EXE_talext"));
@@ -374,7 +374,7 @@ fn every_manifest_file_is_covered_by_a_test() {
 
 /// Run talext under `umask` through `sh`, so the mode the binary asks for is what is checked.
 fn talext_umask(umask: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut c = Command::new("sh");
+    let mut c = std::process::Command::new("sh");
     talext_kit::tools::isolate(&mut c);
     c.arg("-c")
         .arg(format!("umask {umask}; exec \"$@\""))
