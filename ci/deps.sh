@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install what talext's build and tests use, when it is missing (Debian 12, as root): the
 # reference registry, skopeo, umoci, the OCI image-spec schemas, busybox-static for amd64 and
-# arm64 (stand-in payloads), pigz, zstd, htpasswd, openssl; with `bench`, also the peers the
-# benchmark runs (buildah, hyperfine, GNU time). Idempotent: a machine that has everything is
-# left alone.
+# arm64 (stand-in payloads), pigz, zstd, htpasswd, openssl, taskset; with `bench`, also the
+# peers the benchmark runs (buildah, hyperfine, GNU time). Idempotent: a machine that has
+# everything is left alone.
 #   bash ci/deps.sh [bench]
 set -euo pipefail
 
@@ -23,6 +23,8 @@ need openssl openssl
 need curl curl
 need cc gcc
 need git git
+# taskset pins the reproducibility rebuild to one CPU.
+need taskset util-linux
 if [ "${1:-}" = bench ]; then
     need buildah buildah
     need hyperfine hyperfine

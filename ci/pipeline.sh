@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The steps of the CI templates in this directory (github-actions.yml, gitlab-ci.yml): build a
 # Talos system extension for linux/amd64 and linux/arm64 without a Docker daemon, validate it,
-# check that a second and third build give the same digest, and push the validated image by
+# rebuild it twice without the cache in different environments and check that the layouts are
+# byte-identical (and have `build`'s digest), and push the validated image by
 # digest, keeping a `ref@digest` receipt. The project's own test suite runs this script against
 # a local registry (tests/ci_pipeline.rs), so the templates cannot drift from a working tool.
 #
@@ -99,21 +100,134 @@ cmd_validate() {
     [ "$status" -eq 0 ] || exit "$status"
 }
 
+# An absolute form of the path $1 (relative paths are taken from the current directory).
+absolute() {
+    case $1 in
+    /*) printf '%s\n' "$1" ;;
+    *) printf '%s\n' "$PWD/$1" ;;
+    esac
+}
+
+# SOURCE with every local location made absolute, so a build from another directory reads the
+# same inputs: `NAME=oci:DIR[:TAG]`, `NAME=oci-archive:FILE[:TAG]`, `NAME=DIR`; registry
+# references are kept as they are.
+absolute_sources() {
+    local item name location out=() IFS=';'
+    for item in $1; do
+        name=${item%%=*}
+        location=${item#*=}
+        case $location in
+        oci:/* | oci-archive:/* | /* | docker://*) ;;
+        oci:* | oci-archive:*) location="${location%%:*}:$PWD/${location#*:}" ;;
+        *)
+            if [ -e "$location" ] || [[ $location == *'{arch}'* ]]; then
+                location="$PWD/$location"
+            fi
+            ;;
+        esac
+        out+=("$name=$location")
+    done
+    printf '%s\n' "${out[*]}"
+}
+
+# The first CPU this process may run on (taskset -c 0 fails where CPU 0 is not ours).
+first_cpu() {
+    sed -n 's/^Cpus_allowed_list:[[:space:]]*\([0-9]*\).*/\1/p' /proc/self/status 2>/dev/null
+}
+
+# Compare two OCI layouts byte for byte (`index.json`, `oci-layout` and every blob), naming
+# every file that is in one and not the other or whose bytes differ.
+compare_layouts() {
+    local a=$1 b=$2 status=0 file
+    while IFS= read -r file; do
+        if [ ! -e "$b/$file" ]; then
+            echo "pipeline: \`${file}\` is only in the first rebuild$(describe "$a" "$file")" >&2
+            status=1
+        elif ! cmp -s "$a/$file" "$b/$file"; then
+            echo "pipeline: \`${file}\` differs between the two rebuilds" >&2
+            status=1
+        fi
+    done < <(cd "$a" && find . -type f | LC_ALL=C sort | sed 's|^\./||')
+    while IFS= read -r file; do
+        if [ ! -e "$a/$file" ]; then
+            echo "pipeline: \`${file}\` is only in the second rebuild$(describe "$b" "$file")" >&2
+            status=1
+        fi
+    done < <(cd "$b" && find . -type f | LC_ALL=C sort | sed 's|^\./||')
+    return $status
+}
+
+# What the blob file $2 of layout $1 is, for the message: the media type a descriptor in one of
+# the layout's JSON blobs gives it (a layer or a config), else the one it declares itself (a
+# manifest or an index), and its size.
+describe() {
+    local layout=$1 file=$2 media="" doc
+    local field='"mediaType"[[:space:]]*:[[:space:]]*"[^"]*"'
+    local value='s/^"mediaType"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/'
+    local descriptor="$field[^{}]*\"sha256:${file##*/}\""
+    for doc in "$layout"/blobs/sha256/*; do
+        [ "$(wc -c <"$doc")" -lt 1048576 ] || continue
+        media=$(LC_ALL=C grep -ao "$descriptor" "$doc" | head -n 1 | sed "$value" || true)
+        [ -z "$media" ] || break
+    done
+    if [ -z "$media" ]; then
+        media=$(head -c 4096 "$layout/$file" | LC_ALL=C grep -ao "$field" | head -n 1 |
+            sed "$value" || true)
+    fi
+    printf ' (%s%s bytes)' "${media:+$media, }" "$(wc -c <"$layout/$file" | tr -d ' ')"
+}
+
 cmd_reproducible() {
-    step "reproducible: build twice more and compare digests"
+    step "reproducible: rebuild twice without the cache in different environments and compare bytes"
     mkdir -p "$OUT"
+    local out talext definition sources
+    out=$(absolute "$OUT")
+    definition=$(absolute "$DEFINITION")
+    sources=""
+    [ -z "${SOURCE:-}" ] || sources=$(absolute_sources "$SOURCE")
+    talext=$TALEXT
+    [[ $talext != */* ]] || talext=$(absolute "$talext")
+    scratch=$(mktemp -d "${TMPDIR:-/tmp}/talext-repro.XXXXXX")
+    trap 'rm -rf "${scratch:-}"' EXIT
+    mkdir -p "$scratch/tmp-1" "$scratch/tmp-2" "$scratch/cwd-2"
+    # Nothing may leak from the environment into the bytes: the second build runs from another
+    # directory with another TMPDIR, umask, locale and time zone, on one CPU, pulling one blob at
+    # a time; neither reads or writes the layer cache, so each really builds.
+    local pin=()
+    local cpu
+    cpu=$(first_cpu)
+    if [ -n "$cpu" ] && command -v taskset >/dev/null 2>&1 &&
+        taskset -c "$cpu" true 2>/dev/null; then
+        pin=(taskset -c "$cpu")
+    else
+        echo "reproducible: taskset is not available, the second build uses every CPU" >&2
+    fi
+    local common=(env -u TALEXT_REGISTRY_USERNAME -u TALEXT_REGISTRY_PASSWORD)
+    local build=(build "$definition" --platform "$PLATFORMS" --no-cache)
+    [ -z "$sources" ] || build+=(--source "$sources")
     local first second
-    first=$(build_into "$OUT/repro-1")
-    second=$(build_into "$OUT/repro-2")
+    rm -rf "$out/repro-1" "$out/repro-2"
+    first=$(umask 022 && "${common[@]}" TMPDIR="$scratch/tmp-1" LC_ALL=C TZ=UTC \
+        "$talext" "${build[@]}" --output "oci:$out/repro-1:$LAYOUT_TAG")
+    second=$(umask 077 && cd "$scratch/cwd-2" && "${common[@]}" TMPDIR="$scratch/tmp-2" \
+        LC_ALL=C.UTF-8 LANG=C.UTF-8 TZ=Pacific/Kiritimati ${pin[@]+"${pin[@]}"} \
+        "$talext" "${build[@]}" --jobs 1 --output "oci:$out/repro-2:$LAYOUT_TAG")
+    rm -rf "$scratch"
+    local status=0
     if [ "$first" != "$second" ]; then
         echo "pipeline: two builds differ: $first and $second" >&2
+        status=1
+    fi
+    compare_layouts "$out/repro-1" "$out/repro-2" || status=1
+    if [ "$status" -ne 0 ]; then
+        echo "pipeline: the rebuilds are kept in \`$OUT/repro-1\` and \`$OUT/repro-2\`" >&2
         exit 1
     fi
     if [ -s "$OUT/image.digest" ] && [ "$(cat "$OUT/image.digest")" != "$first" ]; then
         echo "pipeline: the build in \`$OUT/image\` is $(cat "$OUT/image.digest"), a rebuild is $first" >&2
         exit 1
     fi
-    rm -rf "$OUT/repro-1" "$OUT/repro-2"
+    rm -rf "$out/repro-1" "$out/repro-2"
     echo "reproducible: $first" >&2
 }
 

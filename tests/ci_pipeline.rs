@@ -107,6 +107,11 @@ fn the_pipeline_builds_validates_checks_reproducibility_and_pushes() {
         );
     }
     assert!(all.stderr.contains(&format!("reproducible: {digest}")));
+    assert!(
+        all.stderr.contains("without the cache") && all.stderr.contains("compare bytes"),
+        "{}",
+        all.stderr
+    );
     assert!(!out_dir.join("repro-1").exists());
 
     // Both platforms were built, validated and pushed; the registry serves the built index.
@@ -217,6 +222,100 @@ fn the_pipeline_builds_validates_checks_reproducibility_and_pushes() {
         "{}",
         refused.stderr
     );
+}
+
+/// The reproducibility gate can fail: a `TALEXT` that changes one byte of the payload before
+/// the second rebuild makes `reproducible` exit 1 and name the blobs that differ.
+#[test]
+fn the_reproducibility_gate_fails_when_a_byte_changes() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let standin = tailscale_standin(&work.path().join("payload"));
+    let os_release = talext_kit::payload::arch_tree(&standin, "arm64").join("etc/os-release");
+    let source = format!("tailscale={}", standin.display());
+    let out_dir = work.path().join("out");
+    // Every call is counted; the second appends a byte to the arm64 payload first, as a build
+    // reading something of its environment would differ.
+    let wrapper = work.path().join("talext-flaky");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nn=$(cat '{count}' 2>/dev/null || echo 0)\nn=$((n + 1))\n\
+             echo \"$n\" >'{count}'\n\
+             if [ \"$n\" -eq 2 ]; then printf x >>'{file}'; fi\nexec '{bin}' \"$@\"\n",
+            count = work.path().join("calls").display(),
+            file = os_release.display(),
+            bin = BIN,
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let failed = pipeline(
+        "reproducible",
+        &[
+            ("TALEXT", wrapper.to_str().unwrap()),
+            ("SOURCE", source.as_str()),
+            ("OUT", out_dir.to_str().unwrap()),
+            ("PLATFORMS", "linux/arm64"),
+        ],
+    );
+    assert_eq!(read(&work.path().join("calls")).trim(), "2");
+    assert_eq!(
+        failed.code,
+        Some(1),
+        "--- stdout ---\n{}\n--- stderr ---\n{}",
+        failed.stdout,
+        failed.stderr
+    );
+    let err = &failed.stderr;
+    assert!(err.contains("two builds differ"), "{err}");
+    assert!(
+        err.contains("`index.json` differs between the two rebuilds"),
+        "{err}"
+    );
+    // Every blob of either rebuild that the other lacks is named, the changed layer included,
+    // and the rebuilds are kept for a look.
+    let blobs = |dir: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (first, second) = (
+        blobs(&out_dir.join("repro-1")),
+        blobs(&out_dir.join("repro-2")),
+    );
+    let only_first: Vec<_> = first.difference(&second).collect();
+    let only_second: Vec<_> = second.difference(&first).collect();
+    // The layer, the config (its diff_id), the manifest and the index changed.
+    assert_eq!(only_first.len(), 4, "{only_first:?}\n{err}");
+    assert_eq!(only_second.len(), 4, "{only_second:?}\n{err}");
+    for hex in &only_first {
+        assert!(
+            err.contains(&format!(
+                "`blobs/sha256/{hex}` is only in the first rebuild"
+            )),
+            "{hex}: {err}"
+        );
+    }
+    for hex in &only_second {
+        assert!(
+            err.contains(&format!(
+                "`blobs/sha256/{hex}` is only in the second rebuild"
+            )),
+            "{hex}: {err}"
+        );
+    }
+    // Each is described by what it is.
+    for media in ["index", "manifest", "config", "layer"] {
+        assert!(
+            err.contains(&format!("(application/vnd.oci.image.{media}.v1")),
+            "{media}: {err}"
+        );
+    }
+    assert!(err.contains("are kept in"), "{err}");
+    assert!(!err.contains("reproducible: sha256:"), "{err}");
 }
 
 #[test]

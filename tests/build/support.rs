@@ -38,6 +38,29 @@ pub fn build(source: &Path, output: &str) -> Cmd {
         .args(["--output", output])
 }
 
+/// [`build`] again without the layer cache, in another environment (see
+/// [`tools::talext_elsewhere`]: other cwd, TMPDIR, umask, locale, time zone, one CPU), with
+/// `scratch` for its working directories.
+pub fn build_elsewhere(source: &Path, output: &str, scratch: &Path) -> Cmd {
+    tools::talext_elsewhere(BIN, scratch)
+        .arg("build")
+        .arg(tailscale_def())
+        .arg("--source")
+        .arg(format!("tailscale={}", source.display()))
+        .args(["--output", output, "--no-cache"])
+}
+
+/// The bytes of every file under `dir` (blobs, `index.json`, `oci-layout`) by relative path.
+pub fn bytes_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    files_of(dir)
+        .into_iter()
+        .filter_map(|(path, node)| match node {
+            Node::File { data, .. } => Some((path, data)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The digest a successful build printed; stdout must hold that and nothing else.
 pub fn printed_digest(out: &Outcome) -> String {
     let digest = out.stdout.strip_suffix('\n').unwrap_or(&out.stdout);

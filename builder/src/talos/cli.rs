@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use super::catalog::{self, Catalog};
 use super::catalog_image;
 use super::lint::{self, Options};
+use super::private::write_private;
 use super::profile::{self, ExtensionSource, ProfileRequest};
 use super::receipt::Receipt;
 use super::render::{self, Secret};
@@ -31,7 +32,8 @@ pub enum ConfigCommand {
 pub struct RenderArgs {
     /// The render spec (YAML; manifests/spec/example.yaml is a commented example).
     pub spec: PathBuf,
-    /// Write `<DIR>/<node>.yaml` for every node instead of printing one node on stdout.
+    /// Write `<DIR>/<node>.yaml` for every node instead of printing one node on stdout; the
+    /// files are created 0600 (they hold the auth secret) and a replaced file keeps a stricter mode.
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Only this node (required on stdout when the spec lists several).
@@ -112,12 +114,12 @@ fn run_render(a: RenderArgs) -> Result<()> {
                     std::fs::create_dir_all(&sub).at("creating", &sub)?;
                     for p in &parts {
                         let path = sub.join(format!("{}.yaml", p.name));
-                        write_atomic(&path, render::single(p).as_bytes())?;
+                        write_private(&path, render::single(p).as_bytes())?;
                         writeln!(stdout, "{}", path.display()).at("writing", "stdout")?;
                     }
                 } else {
                     let path = dir.join(format!("{}.yaml", node.name));
-                    write_atomic(&path, render::combined(s, node, &parts).as_bytes())?;
+                    write_private(&path, render::combined(s, node, &parts).as_bytes())?;
                     writeln!(stdout, "{}", path.display()).at("writing", "stdout")?;
                 }
                 tracing::info!(node = %node.name, redacted = a.redact, "rendered");
@@ -436,11 +438,11 @@ pub struct SchematicCreateArgs {
 }
 
 pub fn run_schematic(cmd: SchematicCommand) -> Result<()> {
-    let (schematic, json, canonical, output) = match cmd {
+    let (schematic, json, canonical, output, private) = match cmd {
         SchematicCommand::Id(a) => {
             let text = read_input(&a.file)?;
             let s = Schematic::parse(&text, &a.file.display().to_string())?;
-            (s, a.json, a.canonical, None)
+            (s, a.json, a.canonical, None, false)
         }
         SchematicCommand::Create(a) => {
             let meta = a
@@ -450,13 +452,18 @@ pub fn run_schematic(cmd: SchematicCommand) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let s = Schematic::with_extensions(&a.extensions, &a.kernel_args, &meta);
             s.validate()?;
-            (s, a.json, false, a.output)
+            // META values are free-form and reach the node before its configuration does, so
+            // a schematic carrying them is written like any other file that may hold a secret.
+            let private = !a.meta.is_empty();
+            (s, a.json, false, a.output, private)
         }
     };
     let yaml = schematic.canonical_yaml()?;
     let id = super::schematic::id_of(&yaml);
-    if let Some(path) = output {
-        write_atomic(&path, yaml.as_bytes())?;
+    match output {
+        Some(path) if private => write_private(&path, yaml.as_bytes())?,
+        Some(path) => write_atomic(&path, yaml.as_bytes())?,
+        None => {}
     }
     let mut out = std::io::stdout().lock();
     let res = if json {

@@ -10,6 +10,7 @@ mod goscalar;
 pub mod goyaml;
 pub mod lint;
 pub mod net;
+pub mod private;
 pub mod profile;
 pub mod receipt;
 pub mod render;

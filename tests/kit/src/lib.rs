@@ -1,9 +1,10 @@
 //! Test harness shared by talext's integration tests: stand-in payloads built from real Debian
-//! binaries, the reference registry started on 127.0.0.1, and wrappers around the independent
+//! binaries, the reference registry started on 127.0.0.1 (also behind a token service), and wrappers around the independent
 //! readers (skopeo, umoci, the OCI image-spec JSON schemas).
 
 pub mod faultproxy;
 pub mod payload;
 pub mod registry;
 pub mod schema;
+pub mod token;
 pub mod tools;

@@ -73,6 +73,77 @@ impl Registry {
         )
     }
 
+    /// A plain-HTTP registry that trusts only bearer tokens from `token` (distribution's
+    /// `auth: token` with `realm`, `service`, `issuer` and `rootcertbundle`), as Docker Hub,
+    /// ghcr.io and GitLab do.
+    pub fn token_auth(token: &crate::token::TokenServer) -> Registry {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n\
+             auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n\
+             \x20   rootcertbundle: {bundle}\n",
+            root = dir.path().join("storage").display(),
+            realm = token.realm,
+            service = token.service,
+            issuer = token.issuer,
+            bundle = token.root_cert.display(),
+        );
+        Registry::start_with_auth(dir, port, &config)
+    }
+
+    /// Start a plain-HTTP registry whose `/v2/` asks for authentication (401 means ready).
+    fn start_with_auth(dir: tempfile::TempDir, port: u16, config: &str) -> Registry {
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let mut child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.path().join("registry.log"));
+                panic!(
+                    "docker-registry exited with {status}: {}",
+                    log.unwrap_or_default()
+                );
+            }
+            if let Ok(mut s) = TcpStream::connect(&addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let mut answer = String::new();
+                if s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut answer).is_ok()
+                    && answer.starts_with("HTTP/1.1 401")
+                {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(dir.path().join("registry.log"));
+                panic!("docker-registry did not start: {}", log.unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            addr,
+            ca: None,
+            user: None,
+            child,
+            dir,
+        }
+    }
+
     fn start(
         dir: tempfile::TempDir,
         port: u16,

@@ -76,6 +76,48 @@ pub fn private_home() -> &'static Path {
     .path()
 }
 
+/// The talext binary at `bin`, isolated like [`talext`], in an environment unlike the test's
+/// own, for the second half of a build-twice test: run from the empty directory `scratch/cwd`
+/// with `TMPDIR` at `scratch/tmp`, `umask 077`, another locale and time zone, and pinned to one
+/// CPU with `taskset` when it can be (`util-linux`). Arguments must not be relative paths.
+pub fn talext_elsewhere(bin: impl AsRef<Path>, scratch: &Path) -> Cmd {
+    let (cwd, tmp) = (scratch.join("cwd"), scratch.join("tmp"));
+    for dir in [&cwd, &tmp] {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|e| panic!("creating `{}`: {e}", dir.display()));
+    }
+    let mut cmd = Cmd::new("sh".as_ref());
+    isolate(&mut cmd.cmd);
+    let mut cmd = cmd
+        .arg("-c")
+        .arg("umask 077; exec \"$@\"")
+        .arg("sh")
+        .env("TMPDIR", &tmp)
+        .env("LC_ALL", "C.UTF-8")
+        .env("LANG", "C.UTF-8")
+        .env("TZ", "Pacific/Kiritimati")
+        .current_dir(&cwd);
+    if let Some(cpu) = one_cpu() {
+        cmd = cmd.args(["taskset", "-c", &cpu]);
+    }
+    cmd.arg(bin.as_ref())
+}
+
+/// A CPU this process may run on, when `taskset` can pin a program to it.
+fn one_cpu() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    let cpu: String = list.chars().take_while(char::is_ascii_digit).collect();
+    let works = Command::new("taskset")
+        .args(["-c", &cpu, "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    (!cpu.is_empty() && works).then_some(cpu)
+}
+
 /// `skopeo --insecure-policy`: the tests copy between local layouts only, so no signature
 /// policy applies, and a fresh machine may lack `/etc/containers/policy.json`.
 pub fn skopeo() -> Cmd {
