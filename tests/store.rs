@@ -105,7 +105,7 @@ fn concurrent_builds_and_copies_keep_every_entry() {
     let (procs, rounds) = (8, 25);
     std::thread::scope(|s| {
         for p in 0..procs {
-            let (source, cache, shared, origin) = (&source, &cache, &shared, &origin);
+            let (source, cache, shared, origin, digest) = (&source, &cache, &shared, &origin, &digest);
             s.spawn(move || {
                 for r in 0..rounds {
                     let tag = format!("p{p}-r{r}");
@@ -120,7 +120,7 @@ fn concurrent_builds_and_copies_keep_every_entry() {
                             .run()
                     };
                     assert_eq!(o.code, Some(0), "{tag}: {}\n{}", o.line, o.stderr);
-                    assert_eq!(o.stdout.trim(), digest, "{tag}");
+                    assert_eq!(o.stdout.trim(), digest.as_str(), "{tag}");
                 }
             });
         }
@@ -418,14 +418,25 @@ fn a_failed_copy_leaves_no_destination_and_copies_are_imager_ready() {
         .map(|e| e.path())
         .collect();
     assert!(litter.is_empty(), "{litter:?}");
-    // An existing destination keeps its old `index.json`.
-    let before = fs::read(copied.join("index.json")).unwrap();
+    // An existing destination (here an empty layout umoci made) keeps its old `index.json`.
+    let existing = tmp.path().join("existing");
+    tools::umoci()
+        .args(["init", "--layout"])
+        .arg(&existing)
+        .ok();
+    let before = fs::read(existing.join("index.json")).unwrap();
     tools::talext(BIN)
         .arg("copy")
         .arg(format!("oci:{}:v1", origin.display()))
-        .arg(format!("oci:{}:v2", copied.display()))
+        .arg(format!("oci:{}:v2", existing.display()))
         .fails_with(1);
-    assert_eq!(fs::read(copied.join("index.json")).unwrap(), before);
+    assert_eq!(fs::read(existing.join("index.json")).unwrap(), before);
+    // A destination that already holds the blob does not need the corrupt copy: it succeeds.
+    ok(tools::talext(BIN)
+        .arg("copy")
+        .arg(format!("oci:{}:v1", origin.display()))
+        .arg(format!("oci:{}:v2", copied.display()))
+        .run());
 }
 
 #[test]
