@@ -105,7 +105,8 @@ fn concurrent_builds_and_copies_keep_every_entry() {
     let (procs, rounds) = (8, 25);
     std::thread::scope(|s| {
         for p in 0..procs {
-            let (source, cache, shared, origin, digest) = (&source, &cache, &shared, &origin, &digest);
+            let (source, cache, shared, origin, digest) =
+                (&source, &cache, &shared, &origin, &digest);
             s.spawn(move || {
                 for r in 0..rounds {
                     let tag = format!("p{p}-r{r}");
@@ -281,7 +282,7 @@ fn cache_verify_evicts_and_prune_reclaims() {
     .json();
     assert_eq!(ls["layers"].as_array().unwrap().len(), 1, "{ls}");
     // A scratch tree of a killed run (its pid gone) is reclaimed by prune; a live one is kept.
-    let dead = cache.join(".talext-build-4999999-abc");
+    let dead = cache.join(".talext-build-4999999-abcdef");
     fs::create_dir_all(dead.join("x")).unwrap();
     fs::write(dead.join("x/f"), vec![0u8; 4096]).unwrap();
     let p = ok(tools::talext(BIN)
@@ -531,7 +532,7 @@ fn interrupted_runs_leave_nothing_the_next_run_keeps() {
     assert!(status.code() == Some(143) || status.success(), "{status:?}");
     assert!(left.is_empty(), "{left:?}");
     // A tree left by a process that no longer exists is reclaimed by the next run.
-    let stale = scratch.join("talext-source-4999999-xyz");
+    let stale = scratch.join("talext-source-4999999-xyzxyz");
     fs::create_dir_all(stale.join("deep")).unwrap();
     ok(tools::talext(BIN)
         .args(["plan"])
@@ -548,4 +549,80 @@ fn unsafe_kill(pid: u32, sig: i32) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "mounting a tmpfs at `{}` (the tests run as root, as CI does)",
+            dir.display()
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_an_environment_failure_that_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = payload::tailscale_standin(&tmp.path().join("src"));
+    let source = format!("tailscale={}", src.display());
+    let origin = tmp.path().join("origin");
+    ok(build(
+        &source,
+        &format!("oci:{}:v1", origin.display()),
+        &tmp.path().join("cache"),
+    ));
+    let disk = SmallDisk::mount(&tmp.path().join("small"), "256k");
+    for (what, o) in [
+        (
+            "build",
+            tools::talext(BIN)
+                .arg("build")
+                .arg(def())
+                .args(["--source", &source, "--no-cache", "--output"])
+                .arg(format!("oci:{}", disk.0.join("built").display()))
+                .run(),
+        ),
+        (
+            "copy",
+            tools::talext(BIN)
+                .arg("copy")
+                .arg(format!("oci:{}:v1", origin.display()))
+                .arg(format!("oci:{}", disk.0.join("copied").display()))
+                .run(),
+        ),
+        (
+            "copy to an archive",
+            tools::talext(BIN)
+                .arg("copy")
+                .arg(format!("oci:{}:v1", origin.display()))
+                .arg(format!("oci-archive:{}", disk.0.join("a.tar").display()))
+                .env("TMPDIR", &disk.0)
+                .run(),
+        ),
+    ] {
+        assert_eq!(o.code, Some(2), "{what}: {}\n{}", o.line, o.stderr);
+        let left: Vec<_> = fs::read_dir(&disk.0)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{what} left {left:?}");
+    }
 }

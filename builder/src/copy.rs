@@ -275,8 +275,16 @@ impl Dst {
             (Dst::Layout { out, .. }, Src::Layout { layout: from, .. }) => {
                 let mut w = out.layout().blob_writer()?;
                 let mut f = from.open_blob(desc)?;
-                std::io::copy(&mut f, &mut w).map_err(|e| {
-                    Error::input(format!("copying from `{}`: {e}", from.root().display()))
+                std::io::copy(&mut f, &mut w).map_err(|e| match e.kind() {
+                    // The source's bytes are not what its descriptor says.
+                    std::io::ErrorKind::InvalidData => {
+                        Error::input(format!("copying from `{}`: {e}", from.root().display()))
+                    }
+                    _ => Error::Io {
+                        op: "copying a blob into",
+                        path: out.layout().root().to_path_buf(),
+                        source: e,
+                    },
                 })?;
                 w.commit(Some(&desc.digest))?;
             }

@@ -153,6 +153,7 @@ impl ArchiveTarget {
         let parent = parent_of(&self.file);
         fs::create_dir_all(&parent).at("creating", &parent)?;
         let _lock = Lock::exclusive(&parent)?;
+        scratch::reclaim(&parent);
         let out = if self.file.exists() {
             let current = open(&self.file)?;
             super::layout::move_blobs(&self.layout, &current.layout)?;

@@ -149,6 +149,8 @@ impl Layout {
     /// An empty layout in a scratch directory beside `root`, to be renamed onto it.
     fn stage(root: &Path) -> Result<(Layout, TempDir)> {
         let parent = parent_of(root);
+        // Staged layouts of killed runs beside this destination go now.
+        scratch::reclaim(&parent);
         let tmp = scratch::dir_in(&parent, "layout")?;
         fs::set_permissions(
             tmp.path(),
@@ -628,7 +630,7 @@ mod tests {
         });
         assert_eq!(a, b);
         let mut idx = l.index().unwrap();
-        let mut desc = Descriptor::new(super::super::MT_OCI_MANIFEST, d.clone(), 2);
+        let mut desc = Descriptor::new(crate::oci::MT_OCI_MANIFEST, d.clone(), 2);
         desc.annotations
             .insert(crate::oci::ANN_REF_NAME.into(), "v1".into());
         idx.manifests.push(desc);

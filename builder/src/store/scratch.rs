@@ -23,8 +23,16 @@ fn register(path: &Path) {
     live.push(path.to_path_buf());
 }
 
+/// Every kind of scratch entry talext makes; [`reclaim`] removes only names of these kinds.
+const KINDS: &[&str] = &[
+    "archive", "blob", "build", "bundle", "config", "copy", "file", "index", "inspect", "layout",
+    "pull", "push", "source", "tar", "test", "validate", "verify", "catalog", "private",
+];
+/// The random part `tempfile` appends.
+const RANDOM_LEN: usize = 6;
+
 fn prefix(kind: &str, hidden: bool) -> String {
-    debug_assert!(!kind.contains('-'));
+    debug_assert!(KINDS.contains(&kind), "unknown scratch kind `{kind}`");
     format!(
         "{}talext-{kind}-{}-",
         if hidden { "." } else { "" },
@@ -103,15 +111,21 @@ pub fn clean_up_on_signals() {
     });
 }
 
-/// The pid in a scratch name (`talext-<kind>-<pid>-…` or `.talext-<kind>-<pid>-…`).
+/// The pid in a scratch name (`talext-<kind>-<pid>-<random>` or `.talext-…`), only for the
+/// exact shape talext writes, so no one else's file is ever taken for ours.
 fn owner(name: &str) -> Option<u32> {
     let rest = name
         .strip_prefix('.')
         .unwrap_or(name)
         .strip_prefix("talext-")?;
     let mut parts = rest.splitn(3, '-');
-    let (_kind, pid, _random) = (parts.next()?, parts.next()?, parts.next()?);
-    pid.parse().ok()
+    let (kind, pid, random) = (parts.next()?, parts.next()?, parts.next()?);
+    let ours = KINDS.contains(&kind)
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == RANDOM_LEN
+        && random.bytes().all(|b| b.is_ascii_alphanumeric());
+    ours.then(|| pid.parse().ok()).flatten()
 }
 
 fn alive(pid: u32) -> bool {
@@ -178,23 +192,26 @@ mod tests {
         let d = dir_in(&std::env::temp_dir(), "test").unwrap();
         let name = d.path().file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(owner(&name), Some(std::process::id()));
-        assert_eq!(owner("talext-copy-12-abc"), Some(12));
+        assert_eq!(owner("talext-copy-12-abcDE9"), Some(12));
+        assert_eq!(owner(".talext-layout-12-abcDE9"), Some(12));
         assert_eq!(owner("talext-copy"), None);
-        assert_eq!(owner("other-copy-12-x"), None);
+        assert_eq!(owner("talext-copy-12-abc"), None, "not tempfile's suffix");
+        assert_eq!(owner("talext-v1-2-3.tar"), None, "a user's file");
+        assert_eq!(owner("other-copy-12-xxxxxx"), None);
     }
 
     #[test]
     fn reclaims_only_dead_owners() {
         let root = tempfile::tempdir().unwrap();
         // pid_max is at most 2^22: this pid cannot be running.
-        let dead = root.path().join("talext-build-4999999-x");
+        let dead = root.path().join("talext-build-4999999-xxxxxx");
         fs::create_dir_all(dead.join("sub")).unwrap();
         fs::write(dead.join("sub/f"), b"12345").unwrap();
         let mine = root
             .path()
             .join(format!("talext-build-{}-y", std::process::id()));
         fs::create_dir(&mine).unwrap();
-        let theirs = root.path().join("unrelated-4999999-z");
+        let theirs = root.path().join("unrelated-4999999-zzzzzz");
         fs::create_dir(&theirs).unwrap();
         let removed = reclaim(root.path());
         assert_eq!(removed, vec![(dead.clone(), 5)]);
