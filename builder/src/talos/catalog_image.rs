@@ -5,27 +5,25 @@
 use crate::error::{Error, Result};
 use crate::image;
 use crate::oci::layout::Layout;
-use crate::oci::{self, Manifest, Platform};
-use crate::registry::client::BlobSource;
+use crate::oci::{self, Platform};
 use crate::registry::reference::Reference;
-use crate::registry::{RegistryClient, RegistryOptions};
+use crate::registry::RegistryOptions;
 use crate::rootfs::Tree;
+use crate::transport::Location;
 
 /// Write the catalog into `layout` as a linux/amd64 + linux/arm64 image (the factory pulls with
-/// its amd64 puller; an arm64 factory host resolves its own platform) and tag it. Returns the
-/// index descriptor's digest.
+/// its amd64 puller; an arm64 factory host resolves its own platform). Returns the index
+/// descriptor and the platform manifests; the caller names it (`crate::store::Output`).
 pub fn write(
     layout: &Layout,
     tree: &Tree,
     epoch: u64,
-    tag: Option<&str>,
 ) -> Result<(oci::Descriptor, Vec<oci::Descriptor>)> {
     let mut manifests = Vec::new();
     for arch in ["amd64", "arm64"] {
         manifests.push(image::write_image(layout, tree, &Platform::linux(arch), epoch)?.descriptor);
     }
     let index = image::write_index(layout, &manifests)?;
-    image::tag_in_layout(layout, &index, tag)?;
     Ok((index, manifests))
 }
 
@@ -39,32 +37,23 @@ pub fn push(tree: &Tree, epoch: u64, target: &str, options: &RegistryOptions) ->
         ));
     }
     let tag = r.tag.clone().unwrap_or_else(|| "latest".to_string());
-    let work = tempfile::Builder::new()
-        .prefix("talext-catalog-")
-        .tempdir()
-        .map_err(|e| Error::internal(format!("creating a temporary directory: {e}")))?;
+    let work = crate::store::scratch::dir("catalog")?;
     let layout = Layout::open_or_create(work.path().join("layout"))?;
-    let (index, manifests) = write(&layout, tree, epoch, None)?;
-    let client = RegistryClient::new(options, &r.registry)?;
-    // Blobs first, then each platform manifest by digest, then the index under the tag, so the
-    // tag never points at something missing.
-    for m in &manifests {
-        let bytes = layout.read_document(&m.digest)?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::internal(format!("reading the manifest we wrote: {e}")))?;
-        for blob in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
-            let path = layout.blob_path(&blob.digest);
-            client.push_blob(
-                &r.repository,
-                &blob.digest.to_string(),
-                blob.size,
-                BlobSource::Path(&path),
-                None,
-            )?;
-        }
-        client.put_manifest(&r.repository, &m.digest.to_string(), &bytes, &m.media_type)?;
+    let (index, _) = write(&layout, tree, epoch)?;
+    image::tag_in_layout(&layout, &index, Some("catalog"))?;
+    // The one transfer: blobs first, then each platform manifest by digest, then the index
+    // under the tag, so the tag never points at something missing.
+    let src = Location::Oci {
+        dir: layout.root().to_path_buf(),
+        tag: Some("catalog".into()),
+    };
+    let dst = Location::Registry(format!("{}/{}:{tag}", r.registry, r.repository));
+    let copied = crate::copy::copy(&src, &dst, &[], options)?;
+    if copied.digest != index.digest.as_str() {
+        return Err(Error::internal(format!(
+            "the registry holds `{}` where `{}` was pushed",
+            copied.digest, index.digest
+        )));
     }
-    let bytes = layout.read_document(&index.digest)?;
-    client.put_manifest(&r.repository, &tag, &bytes, oci::MT_OCI_INDEX)?;
     Ok(index.digest.to_string())
 }

@@ -17,7 +17,6 @@ use super::render::{self, Secret};
 use super::schematic::Schematic;
 use super::spec::{self, Role};
 use crate::error::{Error, IoContext, Result};
-use crate::oci::layout::Layout;
 use crate::transport::Location;
 
 #[derive(Debug, Subcommand)]
@@ -366,25 +365,13 @@ pub fn run_catalog(cmd: CatalogCommand) -> Result<()> {
     }
     let cwd = std::env::current_dir().at("reading", ".")?;
     let digest = match Location::parse(&a.output, &cwd)? {
-        Location::Oci { dir, tag } => {
-            let layout = Layout::open_or_create(&dir)?;
-            catalog_image::write(&layout, &tree, a.epoch, tag.as_deref())?
-                .0
-                .digest
-                .to_string()
-        }
-        Location::OciArchive { file, tag } => {
-            let work = tempfile::Builder::new()
-                .prefix("talext-catalog-")
-                .tempdir()
-                .at("creating a temporary directory for", &file)?;
-            let layout = Layout::open_or_create(work.path().join("layout"))?;
-            let digest = catalog_image::write(&layout, &tree, a.epoch, tag.as_deref())?
-                .0
-                .digest
-                .to_string();
-            crate::oci::archive::write(&layout, &file)?;
-            digest
+        loc @ (Location::Oci { .. } | Location::OciArchive { .. }) => {
+            let Some((out, tag)) = crate::store::Output::open(&loc)? else {
+                return Err(Error::internal("a catalog output that is not a layout"));
+            };
+            let (index, _) = catalog_image::write(out.layout(), &tree, a.epoch)?;
+            out.commit(&index, tag.as_deref())?;
+            index.digest.to_string()
         }
         Location::Registry(r) => catalog_image::push(&tree, a.epoch, &r, &a.registry.options()?)?,
         Location::Dir(_) | Location::Tar(_) => {
