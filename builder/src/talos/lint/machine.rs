@@ -2,7 +2,7 @@
 //! it: node-IP and etcd filters, forwarding sysctls, KubeSpan endpoint filters, the install image
 //! (tailscale.md §1.2, §3, §5).
 
-use super::esc::{esc_env, is_tailscale, Env};
+use super::env::{esc_env, is_tailscale, Env};
 use super::{Finding, Located, Options, Severity};
 use crate::talos::doc::Node;
 use crate::talos::net::tailnet_leaks;

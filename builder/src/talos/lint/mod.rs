@@ -7,6 +7,7 @@
 //! [`machine`] (the v1alpha1 config and rules that need both documents). By default each file is
 //! one node's configuration; [`Options::merged`] treats all files as one node.
 
+pub mod env;
 pub mod esc;
 pub mod machine;
 
