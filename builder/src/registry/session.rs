@@ -4,7 +4,6 @@
 //! expired during a long push), turning responses and transport errors into retryable or final
 //! failures with the registry's error code and message, and scrubbing secrets from them.
 
-use std::io::Read;
 use std::sync::MutexGuard;
 use std::time::{Instant, SystemTime};
 
@@ -13,7 +12,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE
 use reqwest::{StatusCode, Url};
 
 use super::auth::{self, basic_header, parse_challenge, Challenge, Credential, Token};
-use super::client::{Op, RegistryClient, Session, SMALL};
+use super::body::{is_timeout, seconds};
+use super::client::{Op, RegistryClient, Session};
 use super::error::{ErrorKind, RegistryError};
 use super::retry::{parse_retry_after, Failure, Retry};
 use super::transport::{self, credentials_allowed, plain_http_allowed, Scheme};
@@ -55,7 +55,7 @@ impl RegistryClient {
         }
         let probe = |scheme: Scheme| {
             let url = format!("{}://{}/v2/", scheme.as_str(), self.host);
-            self.http.get(url).timeout(SMALL).send()
+            self.http.get(url).timeout(self.small()).send()
         };
         let found = match probe(Scheme::Https) {
             Ok(resp) => (Scheme::Https, self.challenge_of(resp)?),
@@ -190,6 +190,7 @@ impl RegistryClient {
         service: Option<&str>,
         scopes: &[String],
     ) -> Result<Token, Failure> {
+        let started = Instant::now();
         let mut url = Url::parse(realm).map_err(|e| {
             Failure::fatal(ErrorKind::Protocol(format!(
                 "bad token realm `{realm}`: {e}"
@@ -240,15 +241,15 @@ impl RegistryClient {
                 }
             }
         };
-        let resp = request.timeout(SMALL).send().map_err(|e| self.network(e))?;
+        let resp = request
+            .timeout(self.small())
+            .send()
+            .map_err(|e| self.network(e))?;
         let received = Instant::now();
         if !resp.status().is_success() {
             return Err(self.failure(resp));
         }
-        let mut body = Vec::new();
-        resp.take(1 << 20)
-            .read_to_end(&mut body)
-            .map_err(|e| self.read_failure(&e))?;
+        let body = self.read_document(resp, 1 << 20, "token service's answer", started)?;
         auth::decode_token(&body, received).map_err(Failure::fatal)
     }
 
@@ -258,8 +259,7 @@ impl RegistryClient {
         let status = resp.status().as_u16();
         let retry_after = header(&resp, RETRY_AFTER.as_str())
             .and_then(|v| parse_retry_after(&v, SystemTime::now()));
-        let mut body = Vec::new();
-        let _ = resp.take(64 * 1024).read_to_end(&mut body);
+        let body = self.read_excerpt(resp, 64 * 1024);
         let (code, message) = envelope(&body);
         let (code, message) = (
             code.map(|c| self.scrub(&c)),
@@ -287,6 +287,15 @@ impl RegistryClient {
 
     /// A failure to reach the registry or to complete an exchange with it.
     pub(super) fn network(&self, err: reqwest::Error) -> Failure {
+        if err.is_timeout() {
+            return Failure {
+                kind: ErrorKind::Timeout(format!(
+                    "the registry did not answer within {}",
+                    seconds(self.read_wait())
+                )),
+                retry: Retry::Yes,
+            };
+        }
         let builder = err.is_builder();
         let text = self.scrub(&transport::chain(&err.without_url()));
         let certificate =
@@ -304,6 +313,15 @@ impl RegistryClient {
 
     /// A response body that broke off (reset, truncated) is worth another attempt.
     pub(super) fn read_failure(&self, err: &std::io::Error) -> Failure {
+        if is_timeout(err) {
+            return Failure {
+                kind: ErrorKind::Timeout(format!(
+                    "the registry sent nothing for {}",
+                    seconds(self.read_wait())
+                )),
+                retry: Retry::Yes,
+            };
+        }
         Failure {
             kind: ErrorKind::Network(self.scrub(&transport::chain(err))),
             retry: Retry::Yes,
