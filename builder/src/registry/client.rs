@@ -74,6 +74,9 @@ pub struct RegistryClient {
 #[derive(Default)]
 pub(super) struct Session {
     pub(super) endpoint: Option<(Scheme, Challenge)>,
+    /// The origin of the token realm the registry named on its `/v2/` ping.
+    pub(super) token_service: Option<url::Origin>,
+    /// Tokens by realm and scopes.
     pub(super) tokens: HashMap<String, Token>,
 }
 
