@@ -211,6 +211,39 @@ fn redirected_blobs_and_the_storage_realm_get_no_credentials() {
     assert_no_secret(&asked, "the storage realm");
     assert!(run.stderr.contains("TRACE"), "trace logging is off");
     assert_no_secret_in(&run.stderr, "stderr");
+
+    // A storage host that refuses even then: the copy fails (exit 2, the registry's setup is
+    // broken), naming the host, and still no credential went anywhere but the registry.
+    storage.clear();
+    storage.add(Rule::new(Fault::Challenge(format!(
+        r#"Bearer realm="http://{}/token",service="storage""#,
+        realm.addr
+    ))));
+    let run = talext(
+        &[
+            "copy",
+            &format!("docker://{}/hostile/app:v1", front.addr),
+            &format!("oci:{}:v1", reg.scratch().join("dest2").display()),
+        ],
+        true,
+        &[],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "`{}`, where `{}` redirected the request, refused it (401)",
+            storage.addr, front.addr
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_no_secret(&storage.hits(), "the storage host");
+    assert_no_secret(&realm.hits(), "the storage realm");
+    assert!(realm
+        .hits()
+        .iter()
+        .all(|h| h.header("authorization").is_none()));
+    assert_no_secret_in(&run.stderr, "stderr");
 }
 
 #[test]

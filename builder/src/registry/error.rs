@@ -168,9 +168,10 @@ impl fmt::Display for RegistryError {
         };
         write!(f, "`{}` at {place} failed", self.operation)?;
         if let Some(r) = self.retries {
+            let plural = if r.attempts == 1 { "" } else { "s" };
             write!(
                 f,
-                " after {} attempts in {:.1}s",
+                " after {} attempt{plural} in {:.1}s",
                 r.attempts,
                 r.elapsed.as_secs_f64()
             )?;

@@ -206,8 +206,8 @@ impl RegistryClient {
     fn stranger(&self, url: &Url) -> Failure {
         let host = authority(url).unwrap_or_default();
         Failure::fatal(ErrorKind::Protocol(format!(
-            "`{host}`, where `{}` redirected the request, refused it (401); the credentials for `{}` go only to `{}` and its token service",
-            self.registry, self.registry, self.host
+            "`{host}`, where `{}` redirected the request, refused it (401); credentials go only to `{}` and the token service it announces",
+            self.registry, self.registry
         )))
     }
 
