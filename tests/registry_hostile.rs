@@ -1,8 +1,9 @@
 //! `talext copy` against hostile registries, through the binary, with the reference registry
 //! (htpasswd) behind the fault proxy. Credentials never reach a host they were not configured
 //! for: not the storage host a blob `GET` is redirected to, nor the token realm that host
-//! names, nor a realm the registry did not announce on its `/v2/` ping (each proxy records
-//! every header and query string it receives, and stderr at `RUST_LOG=trace` is searched too).
+//! names, nor a realm the registry did not announce on its `/v2/` ping, while the token service
+//! it did announce gets it, on refreshes too (each proxy records every header and query string
+//! it receives, and stderr at `RUST_LOG=trace` is searched too).
 //! Every network read is bounded: a stalled body fails after the idle timeout, a dripping one
 //! at the deadline, an endless or over-long body at the descriptor's size, and nothing is left
 //! in the destination.
@@ -289,6 +290,82 @@ fn a_realm_the_registry_did_not_announce_gets_no_credentials() {
     assert_no_secret(&asked, "the foreign realm");
     assert_no_secret_in(&run.stderr, "stderr");
     assert_no_secret_in(&run.stdout, "stdout");
+}
+
+#[test]
+fn the_token_service_announced_on_the_ping_gets_the_credential_and_no_other_realm_does() {
+    const TOKEN: &str = "registry-token-1";
+    let reg = Registry::plain();
+    let img = TestImage::new("token auth\n", "amd64");
+    push(&reg.addr, false, "hostile/token", &img);
+    // The registry's own token service, announced on the ping, and a stranger's realm that
+    // (to let the copy go on) hands out the same token.
+    let service = FaultProxy::start(&reg.addr);
+    service.add(Rule::new(Fault::Token(TOKEN.into())));
+    let stranger = FaultProxy::start(&reg.addr);
+    stranger.add(Rule::new(Fault::Token(TOKEN.into())));
+    let front = FaultProxy::start(&reg.addr);
+    let challenge = |realm: &FaultProxy, service: &str| {
+        Fault::Challenge(format!(
+            r#"Bearer realm="http://{}/token",service="{service}""#,
+            realm.addr
+        ))
+    };
+    // Once, the layer GET names the stranger's realm; once, the config GET asks again for a
+    // token from the registry's own service (a refresh); otherwise every request without the
+    // token is challenged to fetch one from the registry's service.
+    front.add(
+        Rule::new(challenge(&stranger, "elsewhere"))
+            .method("GET")
+            .path(&img.layer.digest)
+            .times(1),
+    );
+    front.add(
+        Rule::new(challenge(&service, "registry"))
+            .method("GET")
+            .path(&img.config.digest)
+            .times(1),
+    );
+    front.add(
+        Rule::new(challenge(&service, "registry"))
+            .unless_header("authorization", &format!("Bearer {TOKEN}")),
+    );
+    let dest = reg.scratch().join("dest");
+    let run = talext(
+        &[
+            "copy",
+            &format!("docker://{}/hostile/token:v1", front.addr),
+            &format!("oci:{}:v1", dest.display()),
+        ],
+        true,
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), img.manifest.digest);
+
+    // The announced service got the credential, on the first request and on the refresh.
+    let basic = format!("Basic {}", secrets()[1]);
+    let asked = service.hits();
+    let with_credential = asked
+        .iter()
+        .filter(|h| h.header("authorization") == Some(basic.as_str()))
+        .count();
+    assert!(with_credential >= 2, "{asked:?}");
+    assert!(
+        asked.iter().all(|h| h.path.contains("service=registry")),
+        "{asked:?}"
+    );
+    // The stranger's realm was asked, anonymously.
+    let asked = stranger.hits();
+    assert!(!asked.is_empty(), "the stranger's realm was never asked");
+    for hit in &asked {
+        assert_eq!(hit.header("authorization"), None, "{hit:?}");
+        assert!(hit.path.contains("service=elsewhere"), "{hit:?}");
+    }
+    assert_no_secret(&asked, "the stranger's realm");
+    // The registry itself only ever saw tokens, never the password.
+    assert_no_secret(&front.hits(), "the registry");
+    assert_no_secret_in(&run.stderr, "stderr");
 }
 
 /// A plain registry with one image and the proxy in front; the proxy's rules go on `fault`.
