@@ -3,7 +3,8 @@
 //! (HTTPS, or plain HTTP where the policy allows), answers the registry's challenge, and fetches
 //! a fresh token once when a request is refused with 401 (an expired token in a long push).
 //! Manifests travel as raw bytes so their digests never change (OCI image-spec "Digests");
-//! blobs are streamed through a hash and never held whole in memory.
+//! blobs are streamed through a hash, never held whole in memory and never read past their
+//! size; no read waits longer than the idle timeout.
 
 use std::collections::HashMap;
 use std::path::Path;

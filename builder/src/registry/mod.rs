@@ -12,7 +12,8 @@
 //! - [`transport`]: TLS roots, `certs.d`, the plain-HTTP policy.
 //! - [`retry`]: backoff with jitter, `Retry-After`, budgets.
 //! - [`client`]: [`RegistryClient`] and its operations; `session` holds the request machinery
-//!   (endpoint, challenges, tokens, failures) and `upload` the blob pushes.
+//!   (endpoint, challenges, tokens and where credentials may go, failures), `body` the bounded,
+//!   hashed reads of answers, and `upload` the blob pushes.
 
 pub mod auth;
 mod body;
