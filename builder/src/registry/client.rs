@@ -3,19 +3,20 @@
 //! (HTTPS, or plain HTTP where the policy allows), answers the registry's challenge, and fetches
 //! a fresh token once when a request is refused with 401 (an expired token in a long push).
 //! Manifests travel as raw bytes so their digests never change (OCI image-spec "Digests");
-//! blobs are streamed through a hash and never held whole in memory.
+//! blobs are streamed through a hash, never held whole in memory and never read past their
+//! size; no read waits longer than the idle timeout.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::auth::{self, Challenge, Credential, Token};
+use super::body::Hasher;
 use super::error::{ErrorKind, RegistryError};
 use super::reference::api_host;
 use super::retry::{Failure, Retry, RetryPolicy};
@@ -25,8 +26,6 @@ use super::{RegistryOptions, UploadMode, MANIFEST_MEDIA_TYPES};
 use crate::error::Result;
 
 pub(super) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
-/// Timeout of requests without a blob body.
-pub(super) const SMALL: Duration = Duration::from_secs(60);
 /// Manifests larger than this are refused (distribution spec: registries SHOULD accept 4 MiB).
 const MAX_MANIFEST: u64 = 4 << 20;
 
@@ -68,12 +67,17 @@ pub struct RegistryClient {
     pub(super) insecure: bool,
     pub(super) retry: RetryPolicy,
     pub(super) upload: UploadMode,
+    pub(super) idle_timeout: Duration,
+    pub(super) timeout: Option<Duration>,
     pub(super) session: Mutex<Session>,
 }
 
 #[derive(Default)]
 pub(super) struct Session {
     pub(super) endpoint: Option<(Scheme, Challenge)>,
+    /// The origin of the token realm the registry named on its `/v2/` ping.
+    pub(super) token_service: Option<url::Origin>,
+    /// Tokens by realm and scopes.
     pub(super) tokens: HashMap<String, Token>,
 }
 
@@ -102,7 +106,10 @@ impl RegistryClient {
     pub fn new(options: &RegistryOptions, registry: &str) -> Result<Self> {
         let fail = |kind| RegistryError::new(registry, "", "set up the registry client", kind);
         let host = api_host(registry).to_string();
-        let http = transport::http_client(&options.tls, registry).map_err(fail)?;
+        let wait = options
+            .timeout
+            .map_or(options.idle_timeout, |t| t.min(options.idle_timeout));
+        let http = transport::http_client(&options.tls, registry, wait).map_err(fail)?;
         let credential = match &options.credential {
             Some(c) => c.clone(),
             None => match auth::from_files(&options.auth_files, registry).map_err(fail)? {
@@ -122,6 +129,8 @@ impl RegistryClient {
             insecure: options.tls.insecure,
             retry: options.retry,
             upload: options.upload,
+            idle_timeout: options.idle_timeout,
+            timeout: options.timeout,
             session: Mutex::new(Session::default()),
         })
     }
@@ -149,27 +158,20 @@ impl RegistryClient {
         .join(", ");
         let url = format!("{repo}/manifests/{reference}");
         let manifest = self.run(&op, || {
+            let started = Instant::now();
             let resp = self.send(&op, &|base| {
                 Ok(self
                     .http
                     .get(format!("{base}{url}"))
                     .header(ACCEPT, &accept)
-                    .timeout(SMALL))
+                    .timeout(self.small()))
             })?;
             if !resp.status().is_success() {
                 return Err(self.failure(resp));
             }
             let content_type = header(&resp, CONTENT_TYPE.as_str());
             let claimed = header(&resp, DOCKER_CONTENT_DIGEST);
-            let mut bytes = Vec::new();
-            resp.take(MAX_MANIFEST + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| self.read_failure(&e))?;
-            if bytes.len() as u64 > MAX_MANIFEST {
-                return Err(Failure::fatal(ErrorKind::Protocol(format!(
-                    "the manifest is larger than {MAX_MANIFEST} bytes"
-                ))));
-            }
+            let bytes = self.read_document(resp, MAX_MANIFEST, "manifest", started)?;
             let digest = sha256_digest(&bytes);
             let expected = if is_digest(reference) {
                 Some(reference.to_string())
@@ -217,7 +219,7 @@ impl RegistryClient {
                     .http
                     .head(format!("{base}{url}"))
                     .header(ACCEPT, &accept_header)
-                    .timeout(SMALL))
+                    .timeout(self.small()))
             })?;
             match resp.status() {
                 StatusCode::NOT_FOUND => Ok(Some(None)),
@@ -240,7 +242,7 @@ impl RegistryClient {
         let url = format!("{repo}/blobs/{digest}");
         Ok(self.run(&op, || {
             let resp = self.send(&op, &|base| {
-                Ok(self.http.head(format!("{base}{url}")).timeout(SMALL))
+                Ok(self.http.head(format!("{base}{url}")).timeout(self.small()))
             })?;
             match resp.status() {
                 StatusCode::NOT_FOUND => Ok(None),
@@ -254,8 +256,9 @@ impl RegistryClient {
         })?)
     }
 
-    /// Download a blob to `dest`: streamed into a temporary file beside it, checked against
-    /// `digest` (and `size` when given), then renamed into place.
+    /// Download a blob to `dest`: streamed through its hash into a temporary file beside it,
+    /// never past `size` bytes when given (a longer body fails at byte size+1), checked against
+    /// `digest`, then renamed into place. A body that stalls for the idle timeout fails.
     pub fn fetch_blob(
         &self,
         repo: &str,
@@ -275,7 +278,10 @@ impl RegistryClient {
         };
         let url = format!("{repo}/blobs/{digest}");
         self.run(&op, || {
-            let mut resp = self.send(&op, &|base| Ok(self.http.get(format!("{base}{url}"))))?;
+            let started = Instant::now();
+            // No request timeout: the client's idle timeout bounds every wait, and the
+            // deadline, if any, is checked as the body streams.
+            let resp = self.send(&op, &|base| Ok(self.http.get(format!("{base}{url}"))))?;
             if !resp.status().is_success() {
                 return Err(self.failure(resp));
             }
@@ -285,17 +291,15 @@ impl RegistryClient {
                 .tempfile_in(dir)
                 .map_err(io(dir))?;
             let mut hasher = Hasher::for_digest(digest);
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut total = 0u64;
-            loop {
-                let n = resp.read(&mut buf).map_err(|e| self.read_failure(&e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                tmp.write_all(&buf[..n]).map_err(io(tmp.path()))?;
-                total += n as u64;
-            }
+            let tmp_path = tmp.path().to_path_buf();
+            let total = self.copy_blob(
+                resp,
+                size,
+                started,
+                &mut hasher,
+                tmp.as_file_mut(),
+                &tmp_path,
+            )?;
             if let Some(size) = size.filter(|s| *s != total) {
                 return Err(Failure {
                     kind: ErrorKind::Protocol(format!("received {total} bytes, expected {size}")),
@@ -352,7 +356,7 @@ impl RegistryClient {
                     .put(format!("{base}{url}"))
                     .header(CONTENT_TYPE, media_type)
                     .body(bytes.to_vec())
-                    .timeout(SMALL))
+                    .timeout(self.small()))
             })?;
             if !resp.status().is_success() {
                 return Err(self.failure(resp));
@@ -536,37 +540,6 @@ fn check_names(op: &Op, registry: &str, repo: &str, reference: &str) -> Result<(
         return Err(bad(reference, "not a valid tag"));
     }
     Ok(())
-}
-
-/// Streaming hash for the algorithm a digest names.
-pub(super) enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Hasher {
-    pub fn for_digest(digest: &str) -> Self {
-        use sha2::Digest as _;
-        if digest.starts_with("sha512:") {
-            Hasher::Sha512(sha2::Sha512::new())
-        } else {
-            Hasher::Sha256(sha2::Sha256::new())
-        }
-    }
-    pub fn update(&mut self, data: &[u8]) {
-        use sha2::Digest as _;
-        match self {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
-        }
-    }
-    pub fn finish(self) -> String {
-        use sha2::Digest as _;
-        match self {
-            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
-            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -54,8 +54,10 @@ pub enum ErrorKind {
     Refused(String),
     /// Local configuration is unusable: a CA file, an auth file, a credential helper.
     Config(String),
-    /// The connection failed (refused, reset, TLS handshake, timeout).
+    /// The connection failed (refused, reset, TLS handshake).
     Network(String),
+    /// The registry stalled longer than the idle timeout, or a request outlived its deadline.
+    Timeout(String),
     /// Content did not hash to the digest that names it.
     DigestMismatch { expected: String, actual: String },
     /// The registry broke the distribution protocol.
@@ -84,7 +86,9 @@ impl RegistryError {
     }
 
     /// Exit 1 for what the user can fix (credentials, names, references, refused content);
-    /// exit 2 for the network, a failing registry, or a spent retry budget.
+    /// exit 2 for the network, a failing registry, or a spent retry budget. A registry that
+    /// misbehaves (content that does not match its digest, a body longer than its descriptor,
+    /// a stall) is a failing registry: exit 2.
     pub fn exit_kind(&self) -> ExitKind {
         if self.retries.is_some() {
             return ExitKind::Environment;
@@ -102,6 +106,7 @@ impl RegistryError {
             }
             ErrorKind::Status { .. }
             | ErrorKind::Network(_)
+            | ErrorKind::Timeout(_)
             | ErrorKind::DigestMismatch { .. }
             | ErrorKind::Protocol(_)
             | ErrorKind::Io { .. } => ExitKind::Environment,
@@ -117,6 +122,9 @@ impl RegistryError {
                 Some("trust the registry's CA with `--ca-file`, or put it in `/etc/containers/certs.d/<host>/`")
             }
             ErrorKind::Refused(_) => Some("pass `--insecure` to accept the risk"),
+            ErrorKind::Timeout(_) => {
+                Some("raise `--idle-timeout` (or `--timeout`) if the registry is only slow")
+            }
             _ if self.retries.is_some() => {
                 Some("raise `--retry-max` or `--retry-max-time` if the registry is only slow to recover")
             }
@@ -160,9 +168,10 @@ impl fmt::Display for RegistryError {
         };
         write!(f, "`{}` at {place} failed", self.operation)?;
         if let Some(r) = self.retries {
+            let plural = if r.attempts == 1 { "" } else { "s" };
             write!(
                 f,
-                " after {} attempts in {:.1}s",
+                " after {} attempt{plural} in {:.1}s",
                 r.attempts,
                 r.elapsed.as_secs_f64()
             )?;
@@ -200,7 +209,10 @@ impl fmt::Display for RegistryError {
                 }
                 registry_said(f, code, message)
             }
-            ErrorKind::Refused(m) | ErrorKind::Config(m) | ErrorKind::Protocol(m) => f.write_str(m),
+            ErrorKind::Refused(m)
+            | ErrorKind::Config(m)
+            | ErrorKind::Protocol(m)
+            | ErrorKind::Timeout(m) => f.write_str(m),
             ErrorKind::Network(m) => write!(f, "network: {m}"),
             ErrorKind::DigestMismatch { expected, actual } => {
                 write!(f, "content digest `{actual}` does not match `{expected}`")

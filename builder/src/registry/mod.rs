@@ -12,9 +12,11 @@
 //! - [`transport`]: TLS roots, `certs.d`, the plain-HTTP policy.
 //! - [`retry`]: backoff with jitter, `Retry-After`, budgets.
 //! - [`client`]: [`RegistryClient`] and its operations; `session` holds the request machinery
-//!   (endpoint, challenges, tokens, failures) and `upload` the blob pushes.
+//!   (endpoint, challenges, tokens and where credentials may go, failures), `body` the bounded,
+//!   hashed reads of answers, and `upload` the blob pushes.
 
 pub mod auth;
+mod body;
 pub mod client;
 pub mod error;
 pub mod reference;
@@ -63,7 +65,16 @@ pub struct RegistryOptions {
     pub tls: TlsSettings,
     pub retry: RetryPolicy,
     pub upload: UploadMode,
+    /// The longest wait for the next bytes of an answer (headers or body) before the attempt
+    /// fails; requests without a blob body must also complete within it.
+    pub idle_timeout: Duration,
+    /// A deadline for each request, from sending it to the last byte of its answer; `None`
+    /// lets a transfer take as long as it keeps making progress.
+    pub timeout: Option<Duration>,
 }
+
+/// How long an answer may stall before the attempt fails, unless configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for RegistryOptions {
     /// No credentials, no ambient files: what tests and library users start from.
@@ -74,6 +85,8 @@ impl Default for RegistryOptions {
             tls: TlsSettings::default(),
             retry: RetryPolicy::default(),
             upload: UploadMode::Monolithic,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            timeout: None,
         }
     }
 }
@@ -137,6 +150,13 @@ pub struct RegistryArgs {
     /// Chunk size in bytes for `--chunked`.
     #[arg(long, env = "TALEXT_REGISTRY_CHUNK_SIZE", default_value_t = 4 << 20, value_name = "BYTES")]
     pub chunk_size: usize,
+    /// Fail an attempt when the registry sends nothing for this long (e.g. `60`, `90s`, `2m`).
+    #[arg(long, env = "TALEXT_IDLE_TIMEOUT", default_value = "60", value_parser = parse_duration, value_name = "SECONDS")]
+    pub idle_timeout: Duration,
+    /// Fail an attempt whose request, answer included, takes longer than this (default: no
+    /// deadline while bytes keep coming).
+    #[arg(long, env = "TALEXT_TIMEOUT", value_parser = parse_duration, value_name = "SECONDS")]
+    pub timeout: Option<Duration>,
 }
 
 /// Environment variable holding the password for `--username`.
@@ -192,6 +212,14 @@ impl RegistryArgs {
             initial_delay: self.retry_delay,
             ..RetryPolicy::default()
         };
+        if self.idle_timeout.is_zero() {
+            return Err(Error::input("`--idle-timeout` must be more than 0"));
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::input("`--timeout` must be more than 0"));
+        }
+        options.idle_timeout = self.idle_timeout;
+        options.timeout = self.timeout;
         options.upload = if self.chunked {
             if self.chunk_size == 0 {
                 return Err(Error::input("`--chunk-size` must be at least 1"));

@@ -117,7 +117,7 @@ fn short(kind: &ErrorKind) -> String {
         },
         ErrorKind::Network(m) => format!("network: {m}"),
         ErrorKind::DigestMismatch { .. } => "content digest mismatch".to_string(),
-        ErrorKind::Protocol(m) => m.clone(),
+        ErrorKind::Protocol(m) | ErrorKind::Timeout(m) => m.clone(),
         other => format!("{other:?}"),
     }
 }

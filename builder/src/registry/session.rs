@@ -3,8 +3,14 @@
 //! the token service, fetched again once when a request is refused with 401, e.g. a token that
 //! expired during a long push), turning responses and transport errors into retryable or final
 //! failures with the registry's error code and message, and scrubbing secrets from them.
+//!
+//! A credential belongs to the registry host it was configured for. It is presented only to
+//! that host and to the token service that host names on its `/v2/` ping. A challenge from
+//! anywhere else (a storage host a blob `GET` was redirected to, or a later challenge naming a
+//! realm on another host) is answered at most with an anonymous token request, which the
+//! distribution token spec allows any client to make; tokens are cached per realm, so a token
+//! from one realm never goes to another.
 
-use std::io::Read;
 use std::sync::MutexGuard;
 use std::time::{Instant, SystemTime};
 
@@ -13,7 +19,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE
 use reqwest::{StatusCode, Url};
 
 use super::auth::{self, basic_header, parse_challenge, Challenge, Credential, Token};
-use super::client::{Op, RegistryClient, Session, SMALL};
+use super::body::{is_timeout, seconds};
+use super::client::{Op, RegistryClient, Session};
 use super::error::{ErrorKind, RegistryError};
 use super::retry::{parse_retry_after, Failure, Retry};
 use super::transport::{self, credentials_allowed, plain_http_allowed, Scheme};
@@ -55,7 +62,7 @@ impl RegistryClient {
         }
         let probe = |scheme: Scheme| {
             let url = format!("{}://{}/v2/", scheme.as_str(), self.host);
-            self.http.get(url).timeout(SMALL).send()
+            self.http.get(url).timeout(self.small()).send()
         };
         let found = match probe(Scheme::Https) {
             Ok(resp) => (Scheme::Https, self.challenge_of(resp)?),
@@ -78,11 +85,23 @@ impl RegistryClient {
         Ok(found)
     }
 
+    /// The challenge of the `/v2/` ping. A `Bearer` realm the registry host itself names there is
+    /// its token service, the one place besides the host that may see the credential.
     fn challenge_of(&self, resp: Response) -> Result<Challenge, Failure> {
         match resp.status().as_u16() {
-            401 => Ok(header(&resp, WWW_AUTHENTICATE.as_str())
-                .and_then(|h| parse_challenge(&h))
-                .unwrap_or(Challenge::None)),
+            401 => {
+                let challenge = header(&resp, WWW_AUTHENTICATE.as_str())
+                    .and_then(|h| parse_challenge(&h))
+                    .unwrap_or(Challenge::None);
+                if let Challenge::Bearer { realm, .. } = &challenge {
+                    if self.is_registry(resp.url()) {
+                        if let Ok(url) = Url::parse(realm) {
+                            self.session().token_service = Some(url.origin());
+                        }
+                    }
+                }
+                Ok(challenge)
+            }
             408 | 429 | 500..=599 => Err(self.failure(resp)),
             _ => Ok(Challenge::None),
         }
@@ -90,7 +109,8 @@ impl RegistryClient {
 
     /// Send one request built by `build` (given the `scheme://host/v2/` base), with the
     /// credentials the challenge asks for. A 401 is answered once with a fresh token or the
-    /// challenge that response carries; any other status is the caller's to judge.
+    /// challenge that response carries; any other status is the caller's to judge. A 401 from
+    /// another host the request was redirected to gets at most an anonymous token.
     pub(super) fn send(
         &self,
         op: &Op,
@@ -99,32 +119,50 @@ impl RegistryClient {
         let (scheme, mut challenge) = self.endpoint()?;
         let base = format!("{}://{}/v2/", scheme.as_str(), self.host);
         let mut fresh = false;
+        // Where a redirect led and the anonymous token that host's realm gave, once asked.
+        let mut elsewhere: Option<(Url, String)> = None;
         loop {
             let mut request = build(&base)?.build().map_err(|e| {
                 Failure::fatal(ErrorKind::Protocol(transport::chain(&e.without_url())))
             })?;
-            // Credentials go only to the registry host itself, not to storage it redirects to.
-            let same_host = request
-                .url()
-                .host_str()
-                .map(|h| match request.url().port() {
-                    Some(p) => format!("{h}:{p}"),
-                    None => h.to_string(),
-                });
-            if same_host.as_deref() == Some(self.host.as_str()) {
-                if let Some(value) = self.authorization(scheme, &challenge, &op.scopes, fresh)? {
-                    let value = value.parse().map_err(|_| {
-                        Failure::fatal(ErrorKind::Protocol("unusable token".into()))
-                    })?;
-                    request.headers_mut().insert(AUTHORIZATION, value);
-                }
+            let value = if let Some((url, value)) = &elsewhere {
+                *request.url_mut() = url.clone();
+                Some(value.clone())
+            } else if self.is_registry(request.url()) {
+                // Credentials go only to the registry host itself, not to storage it redirects
+                // to (reqwest drops `Authorization` on redirects to another host).
+                self.authorization(scheme, &challenge, &op.scopes, fresh)?
+            } else {
+                None
+            };
+            if let Some(value) = value {
+                let value = value
+                    .parse()
+                    .map_err(|_| Failure::fatal(ErrorKind::Protocol("unusable token".into())))?;
+                request.headers_mut().insert(AUTHORIZATION, value);
             }
             let resp = self.http.execute(request).map_err(|e| self.network(e))?;
-            if resp.status() != StatusCode::UNAUTHORIZED || fresh {
+            if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
             let offered =
                 header(&resp, WWW_AUTHENTICATE.as_str()).and_then(|h| parse_challenge(&h));
+            if !self.is_registry(resp.url()) {
+                match offered {
+                    Some(Challenge::Bearer { realm, service }) if elsewhere.is_none() => {
+                        let realm = parse_realm(&realm)?;
+                        let token =
+                            self.fetch_token(&realm, service.as_deref(), &op.scopes, false)?;
+                        let value = format!("Bearer {}", token.value.expose());
+                        elsewhere = Some((resp.url().clone(), value));
+                        continue;
+                    }
+                    _ => return Err(self.stranger(resp.url())),
+                }
+            }
+            if fresh {
+                return Ok(resp);
+            }
             let answerable = match &offered {
                 Some(Challenge::Bearer { .. }) => true,
                 Some(Challenge::Basic) => matches!(self.credential, Credential::Basic { .. }),
@@ -134,11 +172,43 @@ impl RegistryClient {
                 return Ok(resp);
             }
             challenge = offered.unwrap_or(Challenge::None);
-            let mut session = self.session();
-            session.endpoint = Some((scheme, challenge.clone()));
-            session.tokens.remove(&op.scopes.join(" "));
+            // Only a challenge that keeps to the registry and its token service is remembered
+            // for later requests; another realm serves this request alone, anonymously.
+            if self.keeps_home(&challenge) {
+                self.session().endpoint = Some((scheme, challenge.clone()));
+            }
             fresh = true;
         }
+    }
+
+    /// Whether `url` is on the registry host the credential is for.
+    pub(super) fn is_registry(&self, url: &Url) -> bool {
+        authority(url).as_deref() == Some(self.host.as_str())
+    }
+
+    /// Whether the credential may go to the token service at `realm`: the registry host itself,
+    /// or the token service the registry announced on its `/v2/` ping.
+    fn trusts_realm(&self, realm: &Url) -> bool {
+        self.is_registry(realm) || self.session().token_service.as_ref() == Some(&realm.origin())
+    }
+
+    /// Whether answering `challenge` presents the credential only where it belongs.
+    fn keeps_home(&self, challenge: &Challenge) -> bool {
+        match challenge {
+            Challenge::Bearer { realm, .. } => {
+                Url::parse(realm).is_ok_and(|realm| self.trusts_realm(&realm))
+            }
+            Challenge::None | Challenge::Basic => true,
+        }
+    }
+
+    /// A host the registry redirected a request to refused it and cannot be answered.
+    fn stranger(&self, url: &Url) -> Failure {
+        let host = authority(url).unwrap_or_default();
+        Failure::fatal(ErrorKind::Protocol(format!(
+            "`{host}`, where `{}` redirected the request, refused it (401); credentials go only to `{}` and the token service it announces",
+            self.registry, self.registry
+        )))
     }
 
     fn authorization(
@@ -156,14 +226,24 @@ impl RegistryClient {
             }
             (Challenge::Basic, _) => Ok(None),
             (Challenge::Bearer { realm, service }, _) => {
-                let key = scopes.join(" ");
+                let url = parse_realm(realm)?;
+                let trusted = self.trusts_realm(&url);
+                let key = format!("{realm} {}", scopes.join(" "));
                 if !fresh {
                     if let Some(token) = self.session().tokens.get(&key).filter(|t| t.is_fresh()) {
                         return Ok(Some(format!("Bearer {}", token.value.expose())));
                     }
                 }
-                self.check_plain(scheme, &self.host)?;
-                let token = self.fetch_token(realm, service.as_deref(), scopes)?;
+                if trusted {
+                    self.check_plain(scheme, &self.host)?;
+                } else {
+                    tracing::debug!(
+                        "asking `{}` for an anonymous token: it is not the token service `{}` announced",
+                        authority(&url).unwrap_or_default(),
+                        self.registry
+                    );
+                }
+                let token = self.fetch_token(&url, service.as_deref(), scopes, trusted)?;
                 let value = format!("Bearer {}", token.value.expose());
                 self.session().tokens.insert(key, token);
                 Ok(Some(value))
@@ -183,30 +263,30 @@ impl RegistryClient {
         ))))
     }
 
-    /// Ask the token service named by a `Bearer` challenge for a token covering `scopes`.
+    /// Ask the token service at `realm` for a token covering `scopes`, presenting the
+    /// credential only when `with_credential` (the realm is the registry's own); otherwise the
+    /// request is anonymous.
     fn fetch_token(
         &self,
-        realm: &str,
+        realm: &Url,
         service: Option<&str>,
         scopes: &[String],
+        with_credential: bool,
     ) -> Result<Token, Failure> {
-        let mut url = Url::parse(realm).map_err(|e| {
-            Failure::fatal(ErrorKind::Protocol(format!(
-                "bad token realm `{realm}`: {e}"
-            )))
-        })?;
-        let realm_scheme = if url.scheme() == "https" {
-            Scheme::Https
+        let started = Instant::now();
+        let mut url = realm.clone();
+        let credential = if with_credential {
+            let realm_scheme = if url.scheme() == "https" {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            };
+            self.check_plain(realm_scheme, &authority(&url).unwrap_or_default())?;
+            &self.credential
         } else {
-            Scheme::Http
+            &Credential::Anonymous
         };
-        let realm_host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            _ => String::new(),
-        };
-        self.check_plain(realm_scheme, &realm_host)?;
-        let request = match &self.credential {
+        let request = match credential {
             Credential::IdentityToken(refresh) => {
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 form.append_pair("grant_type", "refresh_token")
@@ -240,15 +320,15 @@ impl RegistryClient {
                 }
             }
         };
-        let resp = request.timeout(SMALL).send().map_err(|e| self.network(e))?;
+        let resp = request
+            .timeout(self.small())
+            .send()
+            .map_err(|e| self.network(e))?;
         let received = Instant::now();
         if !resp.status().is_success() {
             return Err(self.failure(resp));
         }
-        let mut body = Vec::new();
-        resp.take(1 << 20)
-            .read_to_end(&mut body)
-            .map_err(|e| self.read_failure(&e))?;
+        let body = self.read_document(resp, 1 << 20, "token service's answer", started)?;
         auth::decode_token(&body, received).map_err(Failure::fatal)
     }
 
@@ -258,8 +338,7 @@ impl RegistryClient {
         let status = resp.status().as_u16();
         let retry_after = header(&resp, RETRY_AFTER.as_str())
             .and_then(|v| parse_retry_after(&v, SystemTime::now()));
-        let mut body = Vec::new();
-        let _ = resp.take(64 * 1024).read_to_end(&mut body);
+        let body = self.read_excerpt(resp, 64 * 1024);
         let (code, message) = envelope(&body);
         let (code, message) = (
             code.map(|c| self.scrub(&c)),
@@ -287,6 +366,15 @@ impl RegistryClient {
 
     /// A failure to reach the registry or to complete an exchange with it.
     pub(super) fn network(&self, err: reqwest::Error) -> Failure {
+        if err.is_timeout() {
+            return Failure {
+                kind: ErrorKind::Timeout(format!(
+                    "the registry did not answer within {}",
+                    seconds(self.read_wait())
+                )),
+                retry: Retry::Yes,
+            };
+        }
         let builder = err.is_builder();
         let text = self.scrub(&transport::chain(&err.without_url()));
         let certificate =
@@ -304,6 +392,15 @@ impl RegistryClient {
 
     /// A response body that broke off (reset, truncated) is worth another attempt.
     pub(super) fn read_failure(&self, err: &std::io::Error) -> Failure {
+        if is_timeout(err) {
+            return Failure {
+                kind: ErrorKind::Timeout(format!(
+                    "the registry sent nothing for {}",
+                    seconds(self.read_wait())
+                )),
+                retry: Retry::Yes,
+            };
+        }
         Failure {
             kind: ErrorKind::Network(self.scrub(&transport::chain(err))),
             retry: Retry::Yes,
@@ -317,6 +414,22 @@ impl RegistryClient {
             .filter(|s| !s.is_empty())
             .fold(text.to_string(), |t, s| t.replace(s.as_str(), "<redacted>"))
     }
+}
+
+/// `host[:port]` of a URL, as references write a registry.
+fn authority(url: &Url) -> Option<String> {
+    url.host_str().map(|h| match url.port() {
+        Some(p) => format!("{h}:{p}"),
+        None => h.to_string(),
+    })
+}
+
+fn parse_realm(realm: &str) -> Result<Url, Failure> {
+    Url::parse(realm).map_err(|e| {
+        Failure::fatal(ErrorKind::Protocol(format!(
+            "bad token realm `{realm}`: {e}"
+        )))
+    })
 }
 
 pub(super) fn header(resp: &Response, name: &str) -> Option<String> {
@@ -368,5 +481,32 @@ mod tests {
         );
         assert_eq!(envelope(b"slow down\n"), (None, Some("slow down".into())));
         assert_eq!(envelope(b"<html>"), (None, None));
+    }
+
+    #[test]
+    fn credentials_stay_with_the_registry_and_its_token_service() {
+        let options = super::super::RegistryOptions::default();
+        let c = RegistryClient::new(&options, "reg.example:5000").unwrap();
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(c.is_registry(&url("https://reg.example:5000/v2/a/blobs/x")));
+        assert!(!c.is_registry(&url("https://reg.example/v2/")));
+        assert!(!c.is_registry(&url("https://storage.example:5000/blob")));
+        // Before the ping, only the registry host itself.
+        assert!(c.trusts_realm(&url("https://reg.example:5000/token")));
+        assert!(!c.trusts_realm(&url("https://auth.example/token")));
+        // The ping announced its token service: that origin, no other.
+        c.session().token_service = Some(url("https://auth.example/token").origin());
+        assert!(c.trusts_realm(&url("https://auth.example/v2/token?x=1")));
+        assert!(!c.trusts_realm(&url("http://auth.example/token")));
+        assert!(!c.trusts_realm(&url("https://auth.example:8443/token")));
+        assert!(!c.trusts_realm(&url("https://auth.example.evil/token")));
+        let bearer = |realm: &str| Challenge::Bearer {
+            realm: realm.into(),
+            service: None,
+        };
+        assert!(c.keeps_home(&bearer("https://auth.example/token")));
+        assert!(!c.keeps_home(&bearer("https://evil.example/token")));
+        assert!(!c.keeps_home(&bearer("not a url")));
+        assert!(c.keeps_home(&Challenge::Basic));
     }
 }

@@ -125,8 +125,18 @@ fn read(path: &Path) -> Result<Vec<u8>, ErrorKind> {
 }
 
 /// Build the HTTP client for `host`: system roots plus the configured CAs, the host's client
-/// certificate if `certs.d` has one, certificate checks off only with `--insecure`.
-pub fn http_client(tls: &TlsSettings, host: &str) -> Result<reqwest::blocking::Client, ErrorKind> {
+/// certificate if `certs.d` has one, certificate checks off only with `--insecure`. No wait
+/// for the next bytes of an answer (headers, or each read of a body) lasts longer than `wait`,
+/// and a connection whose sent data stays unacknowledged that long is dropped.
+///
+/// Redirects are followed (blob `GET`s are redirected to storage) with reqwest's default
+/// policy, which removes `Authorization` (and cookies) whenever the next URL differs in scheme,
+/// host or port.
+pub fn http_client(
+    tls: &TlsSettings,
+    host: &str,
+    wait: Duration,
+) -> Result<reqwest::blocking::Client, ErrorKind> {
     let found = certs_d(&tls.certs_d_roots, host)?;
     let mut roots = Vec::new();
     for path in tls.ca_files.iter().chain(&found.cas) {
@@ -148,8 +158,11 @@ pub fn http_client(tls: &TlsSettings, host: &str) -> Result<reqwest::blocking::C
     let mut builder = reqwest::blocking::Client::builder()
         .user_agent(concat!("talext/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
-        // Blob transfers can take long; requests set their own timeouts where one applies.
-        .timeout(None::<Duration>)
+        // For the blocking client this bounds each wait, not the request: a blob transfer can
+        // take long as long as bytes keep coming. Requests that must finish within a time set
+        // their own timeout (uploads set a longer one).
+        .timeout(wait)
+        .tcp_user_timeout(wait)
         .tcp_keepalive(Duration::from_secs(30))
         .tls_certs_merge(roots);
     if let Some((cert, key)) = found.identities.first() {

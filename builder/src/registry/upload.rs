@@ -11,9 +11,7 @@ use reqwest::blocking::Body;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
 
-use super::client::{
-    header, BlobSource, Op, PushOutcome, RegistryClient, DOCKER_CONTENT_DIGEST, SMALL,
-};
+use super::client::{header, BlobSource, Op, PushOutcome, RegistryClient, DOCKER_CONTENT_DIGEST};
 use super::error::ErrorKind;
 use super::retry::Failure;
 use super::UploadMode;
@@ -103,7 +101,9 @@ impl RegistryClient {
             Mount::Session(url) => {
                 // Cancel the session the registry opened instead (best effort: registries also
                 // expire abandoned uploads).
-                let _ = self.send(&op, &|_| Ok(self.http.delete(url.clone()).timeout(SMALL)));
+                let _ = self.send(&op, &|_| {
+                    Ok(self.http.delete(url.clone()).timeout(self.small()))
+                });
                 Ok(false)
             }
         }
@@ -117,7 +117,7 @@ impl RegistryClient {
                     .http
                     .post(format!("{base}{path}"))
                     .body(Vec::new())
-                    .timeout(SMALL))
+                    .timeout(self.small()))
             })?;
             match resp.status() {
                 StatusCode::CREATED => Ok(Mount::Done),
@@ -142,7 +142,7 @@ impl RegistryClient {
                 .http
                 .post(format!("{base}{path}"))
                 .body(Vec::new())
-                .timeout(SMALL))
+                .timeout(self.small()))
         })?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.failure(resp));
@@ -181,7 +181,8 @@ impl RegistryClient {
                 .put(url.clone())
                 .header(CONTENT_TYPE, OCTET_STREAM)
                 .header(CONTENT_LENGTH, size)
-                .body(body))
+                .body(body)
+                .timeout(self.upload_timeout()))
         })?;
         self.finished(resp, digest)
     }
@@ -223,7 +224,8 @@ impl RegistryClient {
                     .header(CONTENT_TYPE, OCTET_STREAM)
                     .header("content-range", format!("{offset}-{end}"))
                     .header(CONTENT_LENGTH, chunk.len())
-                    .body(chunk.clone()))
+                    .body(chunk.clone())
+                    .timeout(self.upload_timeout()))
             })?;
             if resp.status() != StatusCode::ACCEPTED {
                 return Err(self.failure(resp));
@@ -237,7 +239,9 @@ impl RegistryClient {
                 .http
                 .put(url.clone())
                 .header(CONTENT_LENGTH, 0)
-                .body(Vec::new()))
+                .body(Vec::new())
+                // The registry may take long to commit a large blob.
+                .timeout(self.upload_timeout()))
         })?;
         self.finished(resp, digest)
     }

@@ -1,9 +1,12 @@
 //! An in-process HTTP/1.1 proxy in front of a real registry that misbehaves on demand: answers
 //! 500 (or any status), 429 with `Retry-After`, resets the connection in the middle of a request
-//! or response body, or is slow. Rules match by method and path substring and fire after a
-//! number of matching requests, a number of times or forever. Every request is recorded with
-//! its arrival time, so tests can check what the client did. One request per connection: the
-//! proxy answers `Connection: close`.
+//! or response body, or is slow. A hostile registry too: it redirects to another host, sets a
+//! `WWW-Authenticate` challenge of its choosing, plays a token service, stalls in the middle of
+//! a body, sends a body that never ends, or announces a huge `Content-Length`. Rules match by
+//! method, path substring and the absence of a header value, and fire after a number of
+//! matching requests, a number of times or forever. Every request is recorded with its arrival
+//! time and headers, so tests can check what the client did and sent. One request per
+//! connection: the proxy answers `Connection: close`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,6 +28,21 @@ pub enum Fault {
     ResetResponseBody { after: usize },
     /// Wait, then forward.
     Delay(Duration),
+    /// Answer `307 Temporary Redirect` to the same path and query on `base` (`http://host:port`).
+    Redirect(String),
+    /// Answer 401 with this `WWW-Authenticate` value without forwarding.
+    Challenge(String),
+    /// Play a token service: answer 200 with `{"token": TOKEN}` without forwarding.
+    Token(String),
+    /// Forward, relay the response headers and this many body bytes, then send nothing more
+    /// while holding the connection open (until the proxy is dropped).
+    Stall { after: usize },
+    /// Forward, relay the response body one byte per `interval`.
+    Drip { interval: Duration },
+    /// Answer 200 with a chunked body of zeros that never ends (until the client hangs up).
+    Endless,
+    /// Answer 200 announcing `Content-Length: LEN`, then send zeros until the client hangs up.
+    HugeLength(u64),
 }
 
 /// When a fault applies.
@@ -32,6 +50,7 @@ pub enum Fault {
 pub struct Rule {
     method: Option<String>,
     path: Option<String>,
+    unless: Option<(String, String)>,
     skip: usize,
     times: Option<usize>,
     fault: Fault,
@@ -45,6 +64,7 @@ impl Rule {
         Rule {
             method: None,
             path: None,
+            unless: None,
             skip: 0,
             times: None,
             fault,
@@ -62,6 +82,12 @@ impl Rule {
         self.path = Some(pattern.to_string());
         self
     }
+    /// Only requests that lack header `name` with exactly `value` (e.g. a token the client
+    /// should have fetched).
+    pub fn unless_header(mut self, name: &str, value: &str) -> Rule {
+        self.unless = Some((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
     /// Let the first `n` matching requests through.
     pub fn skip(mut self, n: usize) -> Rule {
         self.skip = n;
@@ -73,9 +99,13 @@ impl Rule {
         self
     }
 
-    fn take(&mut self, method: &str, path: &str) -> Option<Fault> {
+    fn take(&mut self, method: &str, path: &str, headers: &[(String, String)]) -> Option<Fault> {
         if self.method.as_deref().is_some_and(|m| m != method)
             || self.path.as_deref().is_some_and(|p| !path.contains(p))
+            || self
+                .unless
+                .as_ref()
+                .is_some_and(|u| headers.iter().any(|(k, v)| (k, v) == (&u.0, &u.1)))
         {
             return None;
         }
@@ -92,9 +122,31 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub method: String,
+    /// Path with the query string.
     pub path: String,
+    /// Request headers, names in lower case, in order.
+    pub headers: Vec<(String, String)>,
     pub at: Instant,
     pub fault: Option<Fault>,
+}
+
+impl Hit {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `needle` appears anywhere in what the client sent: path, query or a header.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.path.contains(needle)
+            || self
+                .headers
+                .iter()
+                .any(|(k, v)| k.contains(needle) || v.contains(needle))
+    }
 }
 
 #[derive(Default)]
@@ -128,9 +180,9 @@ impl FaultProxy {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (state, upstream) = (state.clone(), upstream.clone());
+                    let (state, upstream, stop) = (state.clone(), upstream.clone(), stop.clone());
                     std::thread::spawn(move || {
-                        let _ = serve(conn, &upstream, &state);
+                        let _ = serve(conn, &upstream, &state, &stop);
                     });
                 }
             })
@@ -173,7 +225,12 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    upstream: &str,
+    state: &Mutex<State>,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     // A TLS ClientHello (record type 0x16) is not HTTP: close, as a plain-HTTP server would.
     if reader.fill_buf()?.first() == Some(&0x16) {
@@ -211,10 +268,14 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Resu
 
     let fault = {
         let mut st = state.lock().unwrap();
-        let fault = st.rules.iter_mut().find_map(|r| r.take(&method, &path));
+        let fault = st
+            .rules
+            .iter_mut()
+            .find_map(|r| r.take(&method, &path, &headers));
         st.hits.push(Hit {
             method: method.clone(),
             path: path.clone(),
+            headers: headers.clone(),
             at: Instant::now(),
             fault: fault.clone(),
         });
@@ -264,6 +325,58 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Resu
             return conn.shutdown(Shutdown::Both);
         }
         Some(Fault::Delay(d)) => std::thread::sleep(*d),
+        Some(Fault::Redirect(base)) => {
+            let head = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {base}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            conn.write_all(head.as_bytes())?;
+            return conn.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Challenge(value)) => {
+            let body =
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            let head = format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {value}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(body.as_bytes())?;
+            return conn.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Token(token)) => {
+            let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(body.as_bytes())?;
+            return conn.shutdown(Shutdown::Both);
+        }
+        Some(Fault::Endless) => {
+            conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            )?;
+            let chunk = [0u8; 64 * 1024];
+            let size = format!("{:x}\r\n", chunk.len());
+            while !stop.load(Ordering::SeqCst) {
+                conn.write_all(size.as_bytes())?;
+                conn.write_all(&chunk)?;
+                conn.write_all(b"\r\n")?;
+            }
+            return Ok(());
+        }
+        Some(Fault::HugeLength(len)) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+            );
+            conn.write_all(head.as_bytes())?;
+            let chunk = [0u8; 64 * 1024];
+            while !stop.load(Ordering::SeqCst) {
+                conn.write_all(&chunk)?;
+            }
+            return Ok(());
+        }
         _ => {}
     }
 
@@ -301,6 +414,34 @@ fn serve(conn: TcpStream, upstream: &str, state: &Mutex<State>) -> std::io::Resu
         std::thread::sleep(Duration::from_millis(20));
         reset(conn);
         return Ok(());
+    }
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |p| p + 4);
+    match fault {
+        Some(Fault::Stall { after }) => {
+            let cut = (head_end + after).min(answer.len());
+            conn.write_all(&answer[..cut])?;
+            conn.flush()?;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(());
+        }
+        Some(Fault::Drip { interval }) => {
+            conn.write_all(&answer[..head_end])?;
+            for byte in &answer[head_end..] {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                std::thread::sleep(interval);
+                conn.write_all(std::slice::from_ref(byte))?;
+                conn.flush()?;
+            }
+            return conn.shutdown(Shutdown::Both);
+        }
+        _ => {}
     }
     conn.write_all(&answer)?;
     conn.shutdown(Shutdown::Both)

@@ -37,6 +37,29 @@ impl Registry {
         Registry::start(dir, port, &config, None, None)
     }
 
+    /// A plain-HTTP registry with htpasswd basic auth for `user`:`password` (on 127.0.0.1, where
+    /// clients may send credentials without TLS), so the fault proxy can stand in front of it.
+    pub fn plain_with_auth(user: &str, password: &str) -> Registry {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let htpasswd = write_htpasswd(dir.path(), user, password);
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n\
+             auth:\n  htpasswd:\n    realm: talext-test\n    path: {htpasswd}\n",
+            root = dir.path().join("storage").display(),
+            htpasswd = htpasswd.display(),
+        );
+        Registry::start(
+            dir,
+            port,
+            &config,
+            None,
+            Some((user.into(), password.into())),
+        )
+    }
+
     /// A TLS registry whose certificate is signed by a fresh CA, with htpasswd basic auth for
     /// `user`:`password`.
     pub fn tls_with_auth(user: &str, password: &str) -> Registry {
@@ -192,7 +215,8 @@ impl Registry {
                 let mut answer = String::new();
                 if s.write_all(req.as_bytes()).is_ok()
                     && s.read_to_string(&mut answer).is_ok()
-                    && answer.starts_with("HTTP/1.1 200")
+                    && (answer.starts_with("HTTP/1.1 200")
+                        || (self.user.is_some() && answer.starts_with("HTTP/1.1 401")))
                 {
                     return;
                 }
@@ -227,6 +251,22 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Write an htpasswd file (bcrypt, made by `htpasswd -Bbn`) holding `user`:`password`.
+fn write_htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let htpasswd = dir.join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("run htpasswd");
+    assert!(
+        out.status.success(),
+        "htpasswd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    htpasswd
 }
 
 /// A port nobody listens on right now.
