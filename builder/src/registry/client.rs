@@ -285,11 +285,13 @@ impl RegistryClient {
             if !resp.status().is_success() {
                 return Err(self.failure(resp));
             }
-            // `.tmp-` is the prefix OCI layout writers skip when packing a directory.
+            // A hidden scratch name: skipped when a layout is packed, removed on a signal, and
+            // reclaimed after a kill (`crate::store::scratch`).
             let mut tmp = tempfile::Builder::new()
-                .prefix(".tmp-")
+                .prefix(&crate::store::scratch::prefix("blob", true))
                 .tempfile_in(dir)
                 .map_err(io(dir))?;
+            crate::store::scratch::register(tmp.path());
             let mut hasher = Hasher::for_digest(digest);
             let tmp_path = tmp.path().to_path_buf();
             let total = self.copy_blob(

@@ -14,7 +14,8 @@ use crate::error::{IoContext, Result};
 
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-fn register(path: &Path) {
+/// Remember a temporary path made elsewhere (with [`prefix`]) for removal on a signal.
+pub fn register(path: &Path) {
     let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     // Most entries are gone by the time the list grows: keep it short.
     if live.len() >= 256 {
@@ -31,7 +32,8 @@ const KINDS: &[&str] = &[
 /// The random part `tempfile` appends.
 const RANDOM_LEN: usize = 6;
 
-fn prefix(kind: &str, hidden: bool) -> String {
+/// The name prefix of a scratch entry of `kind` (hidden: with a leading `.`).
+pub fn prefix(kind: &str, hidden: bool) -> String {
     debug_assert!(KINDS.contains(&kind), "unknown scratch kind `{kind}`");
     format!(
         "{}talext-{kind}-{}-",
