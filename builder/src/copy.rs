@@ -231,7 +231,22 @@ impl Src {
     /// A file holding the verified blob: the layout's own file, or a download into `scratch`.
     fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<PathBuf> {
         match self {
-            Src::Layout { layout, .. } => Ok(layout.open_blob_file(desc)?.1),
+            Src::Layout { layout, .. } => {
+                // Hashed here, before any byte is sent: a registry would refuse a wrong digest
+                // at the end of the upload, but only after the whole blob crossed the network.
+                let mut r = layout.open_blob(desc)?;
+                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidData => {
+                        Error::input(format!("in `{}`: {e}", layout.root().display()))
+                    }
+                    _ => Error::Io {
+                        op: "reading",
+                        path: layout.blob_path(&desc.digest),
+                        source: e,
+                    },
+                })?;
+                Ok(layout.blob_path(&desc.digest))
+            }
             Src::Registry { client, reference } => {
                 let path = scratch.join(desc.digest.hex());
                 client.fetch_blob(
