@@ -185,6 +185,32 @@ pub const RULES: &[Rule] = &[
         "an entry whose path or link escapes the root",
     ),
     rule(
+        "path-through-symlink",
+        E,
+        "an entry written below a symlink (through the link when unpacked)",
+    ),
+    rule(
+        "path-below-file",
+        E,
+        "an entry written below a regular file or other non-directory",
+    ),
+    rule("path-too-long", E, "a name over `NAME_MAX` or `PATH_MAX`"),
+    rule(
+        "name-not-unicode",
+        E,
+        "an entry name or link target that is not UTF-8",
+    ),
+    rule(
+        "sparse-entry",
+        E,
+        "a sparse tar entry, refused rather than expanded",
+    ),
+    rule(
+        "layer-duplicate",
+        W,
+        "a path twice in one image layer (the first is kept)",
+    ),
+    rule(
         "xattr-dropped",
         W,
         "an extended attribute Talos drops when unpacking",
