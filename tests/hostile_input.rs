@@ -398,6 +398,20 @@ fn writes_through_a_symlink_are_refused_in_plain_tarballs() {
 }
 
 #[test]
+fn writes_below_a_file_are_refused() {
+    // In one layer, and below a file a lower layer puts where an upper layer wrote.
+    let layer = base().file("usr/bin/ok/x", "below a file").finish();
+    refused_build(&Def::new(&[layer]), "path-below-file", &["`usr/bin/ok/x`"]);
+    let upper = Tar::new().file("usr/f/x", "below a lower file").finish();
+    let def = Def::new(&[base().file("usr/f", "file").finish(), upper]);
+    refused_build(&def, "path-below-file", &["`usr/f/x`", "layer 0"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = extension_tar(|t| t.file("rootfs/usr/local/bin/ok/x", "x")).finish();
+    let report = validate_json(&tar_source(&write(tmp.path(), "f.tar", &tar)));
+    assert_eq!(rules_of(&report), ["path-below-file"], "{report}");
+}
+
+#[test]
 fn hard_links_outside_the_root_or_absolute_are_refused() {
     for target in ["../../etc/passwd", "/usr/bin/ok"] {
         let layer = base()
@@ -519,6 +533,11 @@ fn duplicate_entries_follow_the_imager() {
             .contains("warning[layer-duplicate] rootfs/usr/local/lib/hostile/usr/bin/twice"),
         "{}",
         out.stderr
+    );
+    let report = validate_json(&format!("oci:{}:{TAG}", def.layout().display()));
+    assert!(
+        rules_of(&report).contains(&"layer-duplicate".to_string()),
+        "{report}"
     );
 }
 
