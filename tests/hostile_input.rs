@@ -688,6 +688,20 @@ fn non_utf8_names_are_refused_not_mangled() {
     assert!(out.stdout.contains("bin/a\\xff"), "{}", out.stdout);
     assert!(out.stdout.contains("bin/a\\xfe"), "{}", out.stdout);
     assert!(!out.stdout.contains('\u{fffd}'), "{}", out.stdout);
+    // A directory source: refused with the bytes escaped.
+    let dir = tmp.path().join("dir");
+    fs::create_dir_all(dir.join("rootfs/usr/local")).unwrap();
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff");
+        fs::write(dir.join("rootfs/usr/local").join(name), "x").unwrap();
+    }
+    let out = validate(dir.to_str().unwrap());
+    if out.code != Some(1) {
+        out.fail("a non-UTF-8 name in a directory is refused");
+    }
+    assert!(out.stderr.contains("bad\\xff"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{fffd}'), "{}", out.stderr);
     let layer = base()
         .raw(b"usr/bin/\xc0\xaf", FILE, 0o755, b"", b"x")
         .finish();

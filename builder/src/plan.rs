@@ -526,8 +526,9 @@ fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) ->
                 continue;
             }
             return Err(Error::input(format!(
-                "payload of source `{}` collides at `{target}` with an entry already placed there",
-                p.source
+                "payload of source `{}` collides at `{}` with an entry already placed there",
+                p.source,
+                crate::rootfs::escape(&target)
             )));
         }
         // Keep the source's modes for the directories leading to this entry.

@@ -182,11 +182,14 @@ impl Tree {
         let node = self
             .entries
             .get(path)
-            .ok_or_else(|| Error::input(format!("no entry `{path}` in tree")))?;
+            .ok_or_else(|| Error::input(format!("no entry `{}` in tree", escape(path))))?;
         match &node.kind {
             NodeKind::File { content, .. } => open_content(content),
             NodeKind::HardLink { target } => self.open(target),
-            _ => Err(Error::input(format!("`{path}` is not a regular file"))),
+            _ => Err(Error::input(format!(
+                "`{}` is not a regular file",
+                escape(path)
+            ))),
         }
     }
 
@@ -250,7 +253,11 @@ impl Tree {
         for (path, node) in &self.entries {
             if let NodeKind::Special(kind) = &node.kind {
                 return Err(Error::input_hint(
-                    format!("`{path}` is a {}, which an extension cannot carry", kind.describe()),
+                    format!(
+                        "`{}` is a {}, which an extension cannot carry",
+                        escape(path),
+                        kind.describe()
+                    ),
                     "Talos unpacks special files as empty regular files; remove it from the source or exclude it",
                 ));
             }
@@ -276,8 +283,10 @@ impl Tree {
                     }
                     _ => {
                         return Err(Error::input(format!(
-                            "hard link `{path}` points at `{target}`, which is not a regular file in the tree"
-                        )))
+                        "hard link `{}` points at `{}`, which is not a regular file in the tree",
+                        escape(path),
+                        escape(target)
+                    )))
                     }
                 }
             };
