@@ -398,6 +398,28 @@ fn writes_through_a_symlink_are_refused_in_plain_tarballs() {
 }
 
 #[test]
+fn a_definition_file_below_a_payload_symlink_is_refused() {
+    let def = Def::new(&[base().symlink("usr/abs", "/etc").finish()]);
+    let yaml = fs::read_to_string(def.dir.join("extension.yaml")).unwrap();
+    fs::write(
+        def.dir.join("extension.yaml"),
+        format!("{yaml}files:\n  - src: extra\n    to: /usr/local/lib/hostile/usr/abs/passwd\n"),
+    )
+    .unwrap();
+    fs::write(def.dir.join("extra"), "x").unwrap();
+    let out = def.build();
+    if out.code != Some(1) {
+        out.fail("a file written through a payload symlink fails the build");
+    }
+    assert!(
+        out.stderr
+            .contains("error[path-through-symlink] rootfs/usr/local/lib/hostile/usr/abs/passwd"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn writes_below_a_file_are_refused() {
     // In one layer, and below a file a lower layer puts where an upper layer wrote.
     let layer = base().file("usr/bin/ok/x", "below a file").finish();

@@ -713,6 +713,48 @@ mod tests {
     }
 
     #[test]
+    fn root_entries_writes_through_links_and_duplicates() {
+        let t = tempfile::tempdir().unwrap();
+        let mut lower = layer(&[E::D("."), E::F("a/f", b"lower"), E::L("l", "/tmp")]);
+        // A file below this layer's own symlink, written by hand like an attacker would.
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..3].copy_from_slice(b"l/x");
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        lower.truncate(lower.len() - 1024);
+        lower.extend_from_slice(h.as_bytes());
+        lower.extend_from_slice(&[0u8; 1024]);
+        let upper = layer(&[E::F("u/y", b"up"), E::F("dup", b"1"), E::F("dup", b"2")]);
+        let through = layer(&[E::L("u", "../../etc")]);
+        let (l, d) = image(
+            &t.path().join("l"),
+            vec![through, lower, upper],
+            false,
+            "amd64",
+        );
+        let staging = t.path().join("s");
+        std::fs::create_dir_all(&staging).unwrap();
+        let tree = flat(&l, &d, &staging);
+        let notes: Vec<(&str, &str)> = tree
+            .notes
+            .iter()
+            .map(|n| (n.rule, n.path.as_str()))
+            .collect();
+        assert_eq!(
+            notes,
+            vec![
+                ("layer-duplicate", "dup"),
+                ("path-through-symlink", "l/x"),
+                ("path-through-symlink", "u/y"),
+            ]
+        );
+        assert!(tree.notes[2].message.contains("outside the image root"));
+        assert_eq!(tree.read_all("dup").unwrap(), b"1", "the first copy wins");
+        assert_eq!(tree.read_all("a/f").unwrap(), b"lower");
+    }
+
+    #[test]
     fn platform_resolution() {
         let t = tempfile::tempdir().unwrap();
         let (l, d) = image(

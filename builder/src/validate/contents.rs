@@ -59,6 +59,25 @@ pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
                 "shorten the path, or graft the payload less deep",
             ));
         }
+        // Loaders refuse entries below a non-directory; an assembled tree (a `files:` entry
+        // below a payload symlink) is checked here, since Talos's untar would write through it.
+        if let Some(up) = tree.get(parent(path)).filter(|n| !n.is_dir()) {
+            let (rule, what) = match &up.kind {
+                NodeKind::Symlink { target } => {
+                    ("path-through-symlink", format!("a symlink to `{target}`"))
+                }
+                _ => ("path-below-file", "not a directory".to_string()),
+            };
+            out.push(Finding::new(
+                rule,
+                path.as_str(),
+                format!(
+                    "`{abs}` is below `{}`, which is {what}; unpacking it would write through it",
+                    on_node(parent(path))
+                ),
+                "put the entry under a real directory",
+            ));
+        }
         match &node.kind {
             // validate.go never checks directories, so empty ones anywhere pass.
             NodeKind::Dir => continue,
@@ -192,6 +211,30 @@ mod tests {
         assert_eq!(
             rules(&t),
             vec![("path-not-allowed", "rootfs/etc/foo.conf".into())]
+        );
+    }
+
+    #[test]
+    fn entries_below_a_symlink_or_file() {
+        let mut t = Tree::new();
+        t.insert(
+            "rootfs/usr/local/l",
+            Node {
+                kind: NodeKind::Symlink {
+                    target: "/etc".into(),
+                },
+                mode: 0o777,
+            },
+        );
+        t.insert("rootfs/usr/local/l/x", Node::inline(&b"x"[..], 0o644));
+        t.insert("rootfs/usr/local/f", Node::inline(&b"x"[..], 0o644));
+        t.insert("rootfs/usr/local/f/y", Node::inline(&b"y"[..], 0o644));
+        assert_eq!(
+            rules(&t),
+            vec![
+                ("path-below-file", "rootfs/usr/local/f/y".into()),
+                ("path-through-symlink", "rootfs/usr/local/l/x".into()),
+            ]
         );
     }
 
