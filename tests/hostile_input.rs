@@ -616,6 +616,38 @@ fn huge_declared_sizes_fail_fast_without_filling_the_disk() {
 }
 
 #[test]
+fn huge_extended_headers_are_refused_before_they_are_read() {
+    // A PAX header declaring 4 GiB, really there (zeros compress to a few MiB of gzip): read
+    // whole, it would fill the memory.
+    let mut t = extension_tar(|t| t);
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeader").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(4 << 30);
+    h.set_cksum();
+    t.0.extend_from_slice(h.as_bytes());
+    t.0.extend(std::iter::repeat_n(b'0', 1 << 20));
+    let def = Def::new(&[t.0.clone()]);
+    let started = Instant::now();
+    let out = def.build();
+    if out.code != Some(1) {
+        out.fail("a huge extended header is bad input");
+    }
+    assert!(
+        out.stderr.contains("extended header declares"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("layer 0"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = validate_small_disk(&tar_source(&write(tmp.path(), "x.tar", &t.0)));
+    if out.code != Some(1) {
+        out.fail("a huge extended header is bad input");
+    }
+}
+
+#[test]
 fn sparse_entries_are_refused_unexpanded() {
     const EIGHT_GIB: u64 = 8 << 30;
     let tmp = tempfile::tempdir().unwrap();

@@ -222,7 +222,7 @@ impl Flattener {
         let bad = |e: io::Error| super::read_failure(&at, e);
         // Notes name the layer; the subject (or, in a build, the source) is named by the caller.
         let lay = format!("layer {index} (`{digest}`)");
-        let mut archive = tar::Archive::new(decompress(blob).map_err(bad)?);
+        let mut archive = tar::Archive::new(super::Bounded::new(decompress(blob).map_err(bad)?));
         let mut layer_whiteouts = HashSet::new();
         let mut layer_opaques = HashSet::new();
         // Regular files of this layer (taken or shadowed), for hard links to point at.
@@ -248,7 +248,9 @@ impl Flattener {
                     continue;
                 }
             };
-            let link = match entry.link_name_bytes() {
+            // Only links have a target; other entries' link field is ignored, as Talos does.
+            let is_link = matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link);
+            let link = match entry.link_name_bytes().filter(|_| is_link) {
                 None => None,
                 Some(b) => match super::tar_name(&b, &format!("link target of `{raw}`")) {
                     Ok(s) => Some(s.to_string()),

@@ -138,7 +138,7 @@ fn note(tree: &mut Tree, rule: &'static str, path: &str, message: String) {
 fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) -> Result<()> {
     let what = format!("`{}`", src.display());
     let bad = |e: io::Error| super::read_failure(&what, e);
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(super::Bounded::new(reader));
     let mut staged = 0u64;
     // Directories the tarball declares (the others were created for entries below them).
     let mut declared_dirs: HashSet<String> = HashSet::new();
@@ -174,7 +174,9 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
             );
             continue;
         }
-        let link = match entry.link_name_bytes() {
+        // Only links have a target; other entries' link field is ignored, as Talos does.
+        let is_link = matches!(etype, EntryType::Symlink | EntryType::Link);
+        let link = match entry.link_name_bytes().filter(|_| is_link) {
             None => None,
             Some(b) => match super::tar_name(&b, &format!("link target of `{raw}`")) {
                 Ok(s) => Some(s.to_string()),
