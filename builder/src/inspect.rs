@@ -226,6 +226,10 @@ pub fn flatten(opened: &Opened, img: &PlatformImage, staging: &std::path::Path) 
     source::image::flatten(
         &opened.layout,
         &img.manifest,
+        img.config
+            .rootfs
+            .as_ref()
+            .map_or(&[][..], |r| r.diff_ids.as_slice()),
         staging,
         &format!("{} ({})", opened.label, img.platform()),
     )
@@ -396,22 +400,29 @@ pub fn inspect_location(loc: &Location, registry: &RegistryOptions) -> Result<In
 /// Human-readable rendering of an inspection.
 pub fn render_text(i: &Inspection) -> String {
     use std::fmt::Write;
+    // Names and manifest fields come from the image: escaped, so none can drive the terminal
+    // (`--json` carries them exactly).
+    let e = |v: &str| crate::rootfs::escape(v);
     let mut s = String::new();
     let _ = writeln!(
         s,
         "{}\n  digest: {}\n  type:   {}",
-        i.source, i.digest, i.media_type
+        e(&i.source),
+        i.digest,
+        e(&i.media_type)
     );
     for p in &i.platforms {
         let _ = writeln!(s, "\n{}  {}", p.platform, p.digest);
         if let Some(c) = &p.created {
-            let _ = writeln!(s, "  created: {c}");
+            let _ = writeln!(s, "  created: {}", e(c));
         }
         for l in &p.layers {
             let _ = writeln!(
                 s,
                 "  layer:   {} {} ({} bytes)",
-                l.digest, l.media_type, l.size
+                l.digest,
+                e(&l.media_type),
+                l.size
             );
         }
         if let Some(m) = &p.manifest {
@@ -419,14 +430,14 @@ pub fn render_text(i: &Inspection) -> String {
             let _ = writeln!(
                 s,
                 "  extension: {} {} (talos {})",
-                md["name"].as_str().unwrap_or("?"),
-                md["version"].as_str().unwrap_or("?"),
-                md["compatibility"]["talos"]["version"]
+                e(md["name"].as_str().unwrap_or("?")),
+                e(md["version"].as_str().unwrap_or("?")),
+                e(md["compatibility"]["talos"]["version"]
                     .as_str()
-                    .unwrap_or("any")
+                    .unwrap_or("any"))
             );
             if let Some(a) = md["author"].as_str() {
-                let _ = writeln!(s, "  author:  {a}");
+                let _ = writeln!(s, "  author:  {}", e(a));
             }
         } else {
             let _ = writeln!(s, "  extension: no readable manifest.yaml");
@@ -436,10 +447,10 @@ pub fn render_text(i: &Inspection) -> String {
             let _ = writeln!(
                 s,
                 "  service: {} ({}) entrypoint {} restart {}",
-                d["name"].as_str().unwrap_or("?"),
-                svc.file,
-                d["container"]["entrypoint"].as_str().unwrap_or("?"),
-                d["restart"].as_str().unwrap_or("?")
+                e(d["name"].as_str().unwrap_or("?")),
+                e(&svc.file),
+                e(d["container"]["entrypoint"].as_str().unwrap_or("?")),
+                e(d["restart"].as_str().unwrap_or("?"))
             );
         }
         let t = &p.tree;
@@ -449,7 +460,7 @@ pub fn render_text(i: &Inspection) -> String {
             t.files, t.bytes, t.directories, t.symlinks, t.hard_links, t.special
         );
         for (dir, bytes) in &t.top {
-            let _ = writeln!(s, "    rootfs/{dir}: {bytes} bytes");
+            let _ = writeln!(s, "    rootfs/{}: {bytes} bytes", e(dir));
         }
     }
     s

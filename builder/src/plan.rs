@@ -14,7 +14,7 @@ use crate::definition::{self, check_platforms, parse_mode, rootfs_dest, Extensio
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{archive, layout::Layout, Digest, Platform};
 use crate::pull::{self, Fetch};
-use crate::rootfs::{join, open_content, Content, Node, NodeKind, Tree};
+use crate::rootfs::{join, open_content, Content, LoadNote, Node, NodeKind, Tree};
 use crate::sbom::{self, SourceRecord};
 use crate::source;
 use crate::transport::Location;
@@ -143,7 +143,13 @@ pub fn load_source(
             .map_err(|e| Error::input(format!("{what}: {e}")))?;
         let resolved = source::image::resolve(layout, &desc, platform, &what)?;
         let staging = crate::store::scratch::dir("source")?;
-        let mut tree = source::image::flatten(layout, &resolved.manifest, staging.path(), &what)?;
+        let diff_ids = resolved
+            .config
+            .rootfs
+            .as_ref()
+            .map_or(&[][..], |r| r.diff_ids.as_slice());
+        let mut tree =
+            source::image::flatten(layout, &resolved.manifest, diff_ids, staging.path(), &what)?;
         tree.resolve_hard_links()?;
         Ok(LoadedSource {
             tree,
@@ -310,6 +316,7 @@ pub fn assemble(
         let dest = join("rootfs", &rootfs_dest(&p.to).map_err(Error::input)?);
         graft(&mut tree, &src.tree, p, &dest)?;
     }
+    carry_notes(&mut tree, def, sources)?;
     for f in &def.files {
         let dest = join("rootfs", &rootfs_dest(&f.to).map_err(Error::input)?);
         if tree.get(&dest).is_some() {
@@ -395,21 +402,113 @@ fn matches_self_or_ancestor(set: &GlobSet, path: &str) -> bool {
     }
 }
 
+/// What a payload entry takes from its source: the entries below `from` that `include` keeps
+/// and `exclude` does not drop, by path relative to `from`.
+struct Selection {
+    from: String,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+impl Selection {
+    fn new(p: &definition::PayloadDef) -> Result<Self> {
+        Ok(Selection {
+            from: p
+                .from
+                .as_deref()
+                .and_then(crate::rootfs::clean_path)
+                .unwrap_or_default(),
+            include: globset(&p.include)?,
+            exclude: globset(&p.exclude)?,
+        })
+    }
+
+    /// `path` (a clean source path) relative to `from`, when the payload takes it.
+    fn pick<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let rel = if self.from.is_empty() {
+            path
+        } else {
+            path.strip_prefix(self.from.as_str())?.strip_prefix('/')?
+        };
+        if rel.is_empty() {
+            return None;
+        }
+        if let Some(ex) = &self.exclude {
+            if matches_self_or_ancestor(ex, rel) {
+                return None;
+            }
+        }
+        if let Some(inc) = &self.include {
+            // Keep matches, everything below a matched directory, and the directories leading
+            // to a match (added as ancestors by `graft`).
+            if !matches_self_or_ancestor(inc, rel) {
+                return None;
+            }
+        }
+        Some(rel)
+    }
+}
+
+/// Carry the sources' loader notes into the assembled tree, for the build's validation
+/// (`build::check`) to report with every other finding: an entry a loader refused (an escape, a
+/// write through a symlink, a sparse file...) fails the build, naming the source, the layer and
+/// the entry. A note's path is re-rooted where the payload grafts it; a path the payload does
+/// not take (or one outside the source's root) is shown as the source has it. Notes of warning
+/// severity about entries the payload does not take are dropped; hard-link notes too, since the
+/// build turns hard links into regular files.
+fn carry_notes(
+    tree: &mut Tree,
+    def: &ExtensionDef,
+    sources: &BTreeMap<String, LoadedSource>,
+) -> Result<()> {
+    let mut done = std::collections::BTreeSet::new();
+    for p in &def.payload {
+        if !done.insert(p.source.as_str()) {
+            continue;
+        }
+        let Some(src) = sources.get(&p.source) else {
+            continue;
+        };
+        let mut picks = Vec::new();
+        for q in def.payload.iter().filter(|q| q.source == p.source) {
+            let dest = join("rootfs", &rootfs_dest(&q.to).map_err(Error::input)?);
+            picks.push((Selection::new(q)?, dest));
+        }
+        for note in &src.tree.notes {
+            if note.rule == "hard-link" {
+                continue;
+            }
+            // Only a clean source path has a place in the extension (not `../x`, not `.`).
+            let clean = crate::rootfs::clean_path(&note.path).is_some_and(|c| c == note.path);
+            let grafted = picks
+                .iter()
+                .filter(|_| clean)
+                .find_map(|(sel, dest)| sel.pick(&note.path).map(|rel| join(dest, rel)));
+            let is_error = crate::validate::find_rule(note.rule)
+                .is_none_or(|r| r.severity == crate::validate::Severity::Error);
+            if grafted.is_none() && !is_error {
+                continue;
+            }
+            tree.notes.push(LoadNote {
+                rule: note.rule,
+                path: grafted.unwrap_or_else(|| note.path.clone()),
+                message: format!("source `{}`: {}", p.source, note.message),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Copy the selected part of `src` under `dest` in `tree`.
 fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) -> Result<()> {
-    let from = p
-        .from
-        .as_deref()
-        .and_then(crate::rootfs::clean_path)
-        .unwrap_or_default();
+    let sel = Selection::new(p)?;
+    let from = sel.from.clone();
     if !from.is_empty() && !src.get(&from).is_some_and(Node::is_dir) {
         return Err(Error::input(format!(
             "payload of source `{}`: `from: {from}` is not a directory in the source",
             p.source
         )));
     }
-    let include = globset(&p.include)?;
-    let exclude = globset(&p.exclude)?;
     let root_mode = src.get(&from).map(|n| n.mode).unwrap_or(0o755);
     if !tree.get(dest).is_some_and(Node::is_dir) {
         if tree.get(dest).is_some() {
@@ -421,34 +520,18 @@ fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) ->
     }
     let mut selected = 0usize;
     for (path, node) in src.under(&from) {
-        if path == &from {
+        let Some(rel) = sel.pick(path) else {
             continue;
-        }
-        let rel = if from.is_empty() {
-            path.as_str()
-        } else {
-            &path[from.len() + 1..]
         };
-        if let Some(ex) = &exclude {
-            if matches_self_or_ancestor(ex, rel) {
-                continue;
-            }
-        }
-        if let Some(inc) = &include {
-            // Keep matches, everything below a matched directory, and the directories leading to
-            // a match (added as ancestors below).
-            if !matches_self_or_ancestor(inc, rel) {
-                continue;
-            }
-        }
         let target = join(dest, rel);
         if let Some(existing) = tree.get(&target) {
             if existing.is_dir() && node.is_dir() {
                 continue;
             }
             return Err(Error::input(format!(
-                "payload of source `{}` collides at `{target}` with an entry already placed there",
-                p.source
+                "payload of source `{}` collides at `{}` with an entry already placed there",
+                p.source,
+                crate::rootfs::escape(&target)
             )));
         }
         // Keep the source's modes for the directories leading to this entry.
@@ -465,10 +548,21 @@ fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) ->
         selected += 1;
     }
     if selected == 0 {
+        let refused = src
+            .notes
+            .iter()
+            .find(|n| n.rule != "hard-link")
+            .map(|n| {
+                format!(
+                    "; the loader refused entries, e.g. {}",
+                    crate::rootfs::escape(&n.message)
+                )
+            })
+            .unwrap_or_default();
         return Err(Error::input(format!(
-            "payload of source `{}` selects nothing{}",
+            "payload of source `{}` selects nothing{}{refused}",
             p.source,
-            if include.is_some() {
+            if sel.include.is_some() {
                 " (check `include`)"
             } else {
                 ""

@@ -182,11 +182,14 @@ impl Tree {
         let node = self
             .entries
             .get(path)
-            .ok_or_else(|| Error::input(format!("no entry `{path}` in tree")))?;
+            .ok_or_else(|| Error::input(format!("no entry `{}` in tree", escape(path))))?;
         match &node.kind {
             NodeKind::File { content, .. } => open_content(content),
             NodeKind::HardLink { target } => self.open(target),
-            _ => Err(Error::input(format!("`{path}` is not a regular file"))),
+            _ => Err(Error::input(format!(
+                "`{}` is not a regular file",
+                escape(path)
+            ))),
         }
     }
 
@@ -250,7 +253,11 @@ impl Tree {
         for (path, node) in &self.entries {
             if let NodeKind::Special(kind) = &node.kind {
                 return Err(Error::input_hint(
-                    format!("`{path}` is a {}, which an extension cannot carry", kind.describe()),
+                    format!(
+                        "`{}` is a {}, which an extension cannot carry",
+                        escape(path),
+                        kind.describe()
+                    ),
                     "Talos unpacks special files as empty regular files; remove it from the source or exclude it",
                 ));
             }
@@ -276,8 +283,10 @@ impl Tree {
                     }
                     _ => {
                         return Err(Error::input(format!(
-                            "hard link `{path}` points at `{target}`, which is not a regular file in the tree"
-                        )))
+                        "hard link `{}` points at `{}`, which is not a regular file in the tree",
+                        escape(path),
+                        escape(target)
+                    )))
                     }
                 }
             };
@@ -299,8 +308,36 @@ pub fn open_content(content: &Content) -> Result<Box<dyn Read + Send + '_>> {
     })
 }
 
+/// What a path from a tar header names once cleaned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleaned {
+    /// The root itself: `.`, `./`, `/`, `.//.` (umoci and GNU tar write a `./` entry).
+    Root,
+    /// A clean tree path.
+    Path(String),
+    /// `..` above the top.
+    Escapes,
+}
+
+/// Classify a raw tar or definition path: the root, a clean tree path, or an escape.
+pub fn classify_path(raw: &str) -> Cleaned {
+    let mut depth = 0usize;
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if depth == 0 => return Cleaned::Escapes,
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    match clean_path(raw) {
+        Some(p) => Cleaned::Path(p),
+        None => Cleaned::Root,
+    }
+}
+
 /// Clean a path from a tar header or a definition into tree form. Returns `None` when it escapes
-/// the root (`..` above the top) or is empty.
+/// the root (`..` above the top) or names the root itself; [`classify_path`] tells the two apart.
 pub fn clean_path(raw: &str) -> Option<String> {
     let mut out: Vec<&str> = Vec::new();
     for part in raw.split('/') {
@@ -313,6 +350,74 @@ pub fn clean_path(raw: &str) -> Option<String> {
         }
     }
     (!out.is_empty()).then(|| out.join("/"))
+}
+
+/// A name as a terminal may show it: control characters (C0, DEL, C1) and the bidirectional
+/// overrides that reorder text are written as escapes (`\x1b`, `\n`, `\t`, `\u{202e}`), so a
+/// hostile file name cannot move the cursor, recolour the screen or fake a report line.
+pub fn escape(s: &str) -> String {
+    if !s.chars().any(needs_escape) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    use std::fmt::Write;
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        c if (c as u32) < 0x80 && needs_escape(c) => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        c if needs_escape(c) => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
+}
+
+/// At most `max` bytes of `bytes` (which may not be UTF-8) as an escaped excerpt: bytes that are
+/// not UTF-8 become `\xNN`, control characters are escaped as in [`escape`], and a cut is marked
+/// with `…` and the full length. Errors and findings quote input through this, never raw.
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
+    let cut = bytes.len() > max;
+    let mut rest = &bytes[..bytes.len().min(max)];
+    let mut out = String::new();
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                s.chars().for_each(|c| push_escaped(&mut out, c));
+                break;
+            }
+            Err(e) => {
+                let (good, bad) = rest.split_at(e.valid_up_to());
+                std::str::from_utf8(good)
+                    .unwrap_or_default()
+                    .chars()
+                    .for_each(|c| push_escaped(&mut out, c));
+                let n = e.error_len().unwrap_or(bad.len()).max(1);
+                for b in &bad[..n] {
+                    use std::fmt::Write;
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+                rest = &bad[n..];
+            }
+        }
+    }
+    if cut {
+        out.push_str(&format!("… ({} bytes)", bytes.len()));
+    }
+    out
 }
 
 fn split_clean(path: &str) -> Vec<String> {
@@ -358,6 +463,24 @@ mod tests {
         assert_eq!(clean_path("../etc/passwd"), None);
         assert_eq!(clean_path("a/../../b"), None);
         assert_eq!(clean_path("./"), None);
+        for root in [".", "./", "/", ".//.", "a/.."] {
+            assert_eq!(classify_path(root), Cleaned::Root, "{root}");
+        }
+        assert_eq!(classify_path("../x"), Cleaned::Escapes);
+        assert_eq!(classify_path("a/../../x"), Cleaned::Escapes);
+        assert_eq!(classify_path("./a/b/"), Cleaned::Path("a/b".into()));
+    }
+
+    #[test]
+    fn escapes_and_excerpts() {
+        assert_eq!(escape("usr/local/bin/x"), "usr/local/bin/x");
+        assert_eq!(
+            escape("a\x1b[31m\nb\tc\u{202e}d\u{7f}"),
+            "a\\x1b[31m\\nb\\tc\\u{202e}d\\x7f"
+        );
+        assert_eq!(excerpt(b"ok\xff\xfe\n", 10), "ok\\xff\\xfe\\n");
+        assert_eq!(excerpt(b"abcdef", 3), "abc… (6 bytes)");
+        assert_eq!(excerpt("é".as_bytes(), 1), "\\xc3… (2 bytes)");
     }
 
     #[test]

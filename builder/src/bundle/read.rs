@@ -15,7 +15,6 @@ use super::{
 };
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{self, Digest, HashingWriter, Index, Manifest, ANN_REF_NAME};
-use crate::rootfs::clean_path;
 
 /// Blobs up to this size that look like JSON are kept for the reference walk (the
 /// distribution spec has registries accept manifests of at least 4 MiB; talext refuses larger).
@@ -89,12 +88,15 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
                 continue;
             }
         };
-        let Some(path) = clean_path(&raw) else {
-            if !raw.trim_start_matches("./").is_empty() {
+        let path = match crate::rootfs::classify_path(&raw) {
+            // `.`, `./` and `/` name the bundle's root directory itself.
+            crate::rootfs::Cleaned::Root => continue,
+            crate::rootfs::Cleaned::Path(p) => p,
+            crate::rootfs::Cleaned::Escapes => {
                 scan.problems
-                    .push(format!("entry `{raw}` escapes the bundle"));
+                    .push(format!("entry `{}` escapes the bundle", raw.escape_debug()));
+                continue;
             }
-            continue;
         };
         match entry.header().entry_type() {
             tar::EntryType::Directory => {

@@ -4,11 +4,12 @@
 //! Entries are read in byte order of their names, so the result is deterministic.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
-use crate::rootfs::{join, Content, Node, NodeKind, Special, Tree};
+use crate::rootfs::{escape, excerpt, join, Content, Node, NodeKind, Special, Tree};
 
 /// Read the tree rooted at `path` (the root itself is not an entry).
 pub fn load(path: &Path) -> Result<Tree> {
@@ -28,10 +29,13 @@ fn walk(dir: &Path, rel: &str, tree: &mut Tree) -> Result<()> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).at("listing", dir)? {
         let entry = entry.at("listing", dir)?;
+        // Trees are UTF-8: a name that is not is refused, never converted lossily (two names
+        // could become one).
         let name = entry.file_name().into_string().map_err(|raw| {
             Error::input(format!(
-                "`{}` has a name that is not UTF-8",
-                dir.join(raw).display()
+                "`{}/{}` has a name that is not UTF-8",
+                escape(&dir.display().to_string()),
+                excerpt(raw.as_bytes(), 96)
             ))
         })?;
         names.push(name);
@@ -47,10 +51,11 @@ fn walk(dir: &Path, rel: &str, tree: &mut Tree) -> Result<()> {
             NodeKind::Dir
         } else if ft.is_symlink() {
             let target = fs::read_link(&full).at("reading link", &full)?;
-            let target = target.into_os_string().into_string().map_err(|_| {
+            let target = target.into_os_string().into_string().map_err(|raw| {
                 Error::input(format!(
-                    "symlink `{}` has a target that is not UTF-8",
-                    full.display()
+                    "symlink `{}` has a target that is not UTF-8: `{}`",
+                    escape(&full.display().to_string()),
+                    excerpt(raw.as_bytes(), 96)
                 ))
             })?;
             NodeKind::Symlink { target }

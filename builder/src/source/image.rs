@@ -5,8 +5,7 @@
 //! Regular files are written to a staging directory so memory does not grow with the payload.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -14,7 +13,8 @@ use crate::oci::layout::Layout;
 use crate::oci::types::ConfigSummary;
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
 use crate::rootfs::{
-    base_name, clean_path, parent, Content, LoadNote, Node, NodeKind, Special, Tree,
+    base_name, classify_path, escape, excerpt, parent, Cleaned, Content, LoadNote, Node, NodeKind,
+    Special, Tree,
 };
 
 /// One platform's image picked out of a layout.
@@ -138,7 +138,17 @@ fn resolve_at(
 }
 
 /// Flatten the image's layers into a tree whose regular files live in `staging`.
-pub fn flatten(layout: &Layout, manifest: &Manifest, staging: &Path, what: &str) -> Result<Tree> {
+///
+/// Every layer is read to its end, so its digest and size are checked even though the tar
+/// reader stops at the end-of-archive marker, and the uncompressed stream is checked against the
+/// config's `rootfs.diff_ids` (image-spec `config.md`) when the config lists one per layer.
+pub fn flatten(
+    layout: &Layout,
+    manifest: &Manifest,
+    diff_ids: &[String],
+    staging: &Path,
+    what: &str,
+) -> Result<Tree> {
     let mut f = Flattener {
         tree: Tree::new(),
         seen: HashMap::new(),
@@ -147,9 +157,23 @@ pub fn flatten(layout: &Layout, manifest: &Manifest, staging: &Path, what: &str)
         staging: staging.to_path_buf(),
         counter: 0,
     };
+    let diff_ids = (diff_ids.len() == manifest.layers.len()).then_some(diff_ids);
     for (i, layer) in manifest.layers.iter().enumerate().rev() {
-        let blob = layout.open_blob(layer)?;
-        f.layer(blob, i, &layer.digest, what)?;
+        let mut blob = layout.open_blob(layer)?;
+        let diff_id = f.layer(&mut blob, i, &layer.digest, what)?;
+        // The rest of the blob (past the tar's end, the compressor's trailer): reading it to EOF
+        // is what makes the reader check the digest.
+        io::copy(&mut blob, &mut io::sink())
+            .map_err(|e| Error::input(format!("{what}: layer {i}: {e}")))?;
+        if let Some(want) = diff_ids.map(|d| &d[i]) {
+            if *want != diff_id.as_str() {
+                return Err(Error::input(format!(
+                    "{what}: layer {i} (`{}`) uncompresses to `{diff_id}`, but the config's \
+                     `rootfs.diff_ids` says `{want}`",
+                    layer.digest
+                )));
+            }
+        }
     }
     Ok(f.tree)
 }
@@ -165,7 +189,7 @@ struct Flattener {
 }
 
 /// Open a layer's bytes as a tar stream, whatever its compression.
-pub fn decompress(blob: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
+pub fn decompress<'a>(blob: impl Read + Send + 'a) -> io::Result<Box<dyn Read + Send + 'a>> {
     let mut r = BufReader::with_capacity(1 << 20, blob);
     let head = {
         use io::BufRead;
@@ -201,37 +225,46 @@ impl Flattener {
         false
     }
 
-    fn stage(&mut self, mut r: impl Read) -> io::Result<(PathBuf, u64)> {
+    fn stage(&mut self, r: &mut impl Read, declared: u64, at: &str) -> Result<(PathBuf, u64)> {
         self.counter += 1;
         let p = self.staging.join(format!("f{}", self.counter));
-        let mut w = BufWriter::with_capacity(256 << 10, File::create(&p)?);
-        let n = io::copy(&mut r, &mut w)?;
-        w.flush()?;
+        let n = super::stage(r, &p, declared, at)?;
         Ok((p, n))
     }
 
+    fn note(&mut self, rule: &'static str, path: impl Into<String>, message: String) {
+        self.tree.notes.push(LoadNote {
+            rule,
+            path: path.into(),
+            message,
+        });
+    }
+
+    /// Read one layer into the tree; returns the digest of its uncompressed stream (its
+    /// `diff_id`), read to the end.
     fn layer(
         &mut self,
-        blob: impl Read + Send + 'static,
+        blob: impl Read + Send,
         index: usize,
         digest: &Digest,
         what: &str,
-    ) -> Result<()> {
-        let bad = |e: io::Error| {
-            Error::input(format!(
-                "{what}: layer {index} (`{digest}`) is not a readable tar: {e}"
-            ))
-        };
-        let mut archive = tar::Archive::new(decompress(blob).map_err(bad)?);
+    ) -> Result<Digest> {
+        let at = format!("{what}: layer {index} (`{digest}`)");
+        let bad = |e: io::Error| super::read_failure(&at, e);
+        // Notes name the layer; the subject (or, in a build, the source) is named by the caller.
+        let lay = format!("layer {index} (`{digest}`)");
+        let tar = crate::oci::digest::HashingReader::new(decompress(blob).map_err(bad)?);
+        let mut archive = tar::Archive::new(super::Bounded::new(tar));
         let mut layer_whiteouts = HashSet::new();
         let mut layer_opaques = HashSet::new();
         // Regular files of this layer (taken or shadowed), for hard links to point at.
         let mut layer_files: HashMap<String, (PathBuf, u64)> = HashMap::new();
         // Staged copies of shadowed files that a hard link ended up using.
         let mut kept: HashSet<PathBuf> = HashSet::new();
+        // What each path of this layer is so far, for entries written below a non-directory.
+        let mut layer_kinds: HashMap<String, Seen> = HashMap::new();
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let kind = entry.header().entry_type();
             if matches!(
                 kind,
@@ -239,41 +272,133 @@ impl Flattener {
             ) {
                 continue;
             }
-            let Some(path) = clean_path(&raw) else {
-                if raw.trim_start_matches("./").trim_matches('/').is_empty() {
-                    continue; // the root directory itself
+            let raw_bytes = entry.path_bytes().into_owned();
+            let raw = match super::tar_name(&raw_bytes, "entry") {
+                Ok(s) => s.to_string(),
+                Err((rule, msg)) => {
+                    self.note(rule, excerpt(&raw_bytes, 96), format!("{lay}: {msg}"));
+                    continue;
                 }
-                self.tree.notes.push(LoadNote {
-                    rule: "path-escape",
-                    path: raw.clone(),
-                    message: format!(
-                        "layer {index} entry `{raw}` escapes the image root and was dropped"
-                    ),
-                });
-                continue;
             };
+            // Only links have a target; other entries' link field is ignored, as Talos does.
+            let is_link = matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link);
+            let link = match entry.link_name_bytes().filter(|_| is_link) {
+                None => None,
+                Some(b) => match super::tar_name(&b, &format!("link target of `{raw}`")) {
+                    Ok(s) => Some(s.to_string()),
+                    Err((rule, msg)) => {
+                        self.note(rule, raw.clone(), format!("{lay}: {msg}"));
+                        continue;
+                    }
+                },
+            };
+            if super::is_sparse(&mut entry).map_err(bad)? {
+                self.note(
+                    "sparse-entry",
+                    raw.clone(),
+                    format!("{lay}: `{raw}` is a sparse file; talext refuses sparse entries rather than expand them"),
+                );
+                continue;
+            }
+            let path = match classify_path(&raw) {
+                // The root directory itself (`.`, `./`); anything else there is refused.
+                Cleaned::Root if kind == tar::EntryType::Directory => continue,
+                Cleaned::Root => {
+                    self.note(
+                        "path-escape",
+                        raw.clone(),
+                        format!("{lay}: entry `{raw}` names the image root but is not a directory"),
+                    );
+                    continue;
+                }
+                Cleaned::Escapes => {
+                    self.note(
+                        "path-escape",
+                        raw.clone(),
+                        format!("{lay}: entry `{raw}` escapes the image root"),
+                    );
+                    continue;
+                }
+                Cleaned::Path(p) => p,
+            };
+            // Talos's untar creates a file below a symlink through it, so a layer that writes
+            // below its own symlink (or file) is refused (`pkg/archiver/untar.go`, Talos v1.12.0).
+            let through = ancestors(&path).find_map(|a| {
+                layer_kinds
+                    .get(a)
+                    .filter(|s| !matches!(s, Seen::Dir))
+                    .map(|s| (a.to_string(), s.clone()))
+            });
+            if let Some((anc, seen)) = through {
+                let (rule, msg) =
+                    below_non_dir(&format!("`{path}`"), &anc, &seen, "in the same layer");
+                self.note(rule, path, format!("{lay}: {msg}"));
+                continue;
+            }
             let name = base_name(&path);
             if let Some(hidden) = name.strip_prefix(".wh.") {
                 let dir = parent(&path).to_string();
                 if hidden == ".wh..opq" {
                     layer_opaques.insert(dir);
+                } else if hidden.is_empty() || hidden == "." || hidden == ".." {
+                    self.note(
+                        "path-escape",
+                        path.clone(),
+                        format!("{lay}: whiteout `{path}` names no entry inside `/{dir}`"),
+                    );
                 } else {
                     layer_whiteouts.insert(crate::rootfs::join(&dir, hidden));
                 }
                 continue;
             }
+            let this = match kind {
+                tar::EntryType::Directory => Seen::Dir,
+                tar::EntryType::Symlink => Seen::Symlink(link.clone().unwrap_or_default()),
+                _ => Seen::Other,
+            };
+            if let Some(prev) = layer_kinds.get(&path) {
+                if !(matches!(prev, Seen::Dir) && this == Seen::Dir) {
+                    // crane export (the imager's flattening) keeps a layer's first entry for a
+                    // path; extracting the layer as a tar keeps the last. Keep the first.
+                    self.note(
+                        "layer-duplicate",
+                        path.clone(),
+                        format!("{lay}: `{path}` appears more than once; the first entry is kept, as the Talos imager does"),
+                    );
+                    continue;
+                }
+            }
+            layer_kinds.insert(path.clone(), this.clone());
             let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
             let shadowed = self.hidden(&path) || self.seen.contains_key(&path);
             let implicit_dir =
                 !self.seen.contains_key(&path) && self.tree.get(&path).is_some_and(Node::is_dir);
+            if implicit_dir && !shadowed && kind != tar::EntryType::Directory {
+                // Upper layers wrote below `path` without declaring it a directory: applied in
+                // order, they write through what this layer puts there.
+                let below = self
+                    .tree
+                    .below(&path)
+                    .next()
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_else(|| path.clone());
+                let (rule, msg) = below_non_dir(
+                    &format!("`{below}` (from a layer above)"),
+                    &path,
+                    &this,
+                    &format!("in {lay}"),
+                );
+                self.note(rule, below, msg);
+            }
             if kind.is_file() || kind == tar::EntryType::Continuous {
+                let declared = entry.size();
                 if shadowed || implicit_dir {
                     // Kept only while this layer is read, in case a hard link names it.
-                    let staged = self.stage(&mut entry).map_err(bad)?;
+                    let staged = self.stage(&mut entry, declared, &at)?;
                     layer_files.insert(path, staged);
                     continue;
                 }
-                let (p, size) = self.stage(&mut entry).map_err(bad)?;
+                let (p, size) = self.stage(&mut entry, declared, &at)?;
                 layer_files.insert(path.clone(), (p.clone(), size));
                 self.take(
                     path,
@@ -303,27 +428,25 @@ impl Flattener {
                     Node::dir(mode)
                 }
                 _ if implicit_dir => continue,
-                tar::EntryType::Symlink => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    Node {
-                        kind: NodeKind::Symlink { target },
-                        mode,
-                    }
-                }
+                tar::EntryType::Symlink => Node {
+                    kind: NodeKind::Symlink {
+                        target: link.unwrap_or_default(),
+                    },
+                    mode,
+                },
                 tar::EntryType::Link => {
-                    let raw_target = entry
-                        .link_name_bytes()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default();
-                    let Some(target) = clean_path(&raw_target) else {
-                        self.tree.notes.push(LoadNote {
-                            rule: "path-escape",
-                            path: path.clone(),
-                            message: format!("hard link `{path}` points at `{raw_target}`, outside the image root, and was dropped"),
-                        });
+                    let raw_target = link.unwrap_or_default();
+                    let target = match classify_path(&raw_target) {
+                        _ if raw_target.starts_with('/') => None,
+                        Cleaned::Path(t) => Some(t),
+                        _ => None,
+                    };
+                    let Some(target) = target else {
+                        self.note(
+                            "path-escape",
+                            path.clone(),
+                            format!("{lay}: hard link `{path}` points at `{raw_target}`, outside the image root (hard link targets are relative to it)"),
+                        );
                         continue;
                     };
                     match layer_files.get(&target) {
@@ -334,16 +457,18 @@ impl Flattener {
                         // The target was shadowed by an upper layer: the link keeps this layer's bytes.
                         Some((p, size)) => {
                             kept.insert(p.clone());
-                            self.tree.notes.push(LoadNote {
-                                rule: "hard-link",
-                                path: path.clone(),
-                                message: format!("`{path}` is a hard link to `{target}`; Talos unpacks hard links as empty files"),
-                            });
+                            self.note(
+                                "hard-link",
+                                path.clone(),
+                                format!("`{path}` is a hard link to `{target}`; Talos unpacks hard links as empty files"),
+                            );
                             Node { kind: NodeKind::File { content: Content::Disk(p.clone()), size: *size }, mode }
                         }
                         None => {
                             return Err(Error::input(format!(
-                                "{what}: layer {index} hard link `{path}` points at `{target}`, which is not an earlier file of the same layer"
+                                "{at}: hard link `{}` points at `{}`, which is not an earlier file of the same layer",
+                                escape(&path),
+                                escape(&target)
                             )))
                         }
                     }
@@ -362,7 +487,8 @@ impl Flattener {
                 },
                 other => {
                     return Err(Error::input(format!(
-                        "{what}: layer {index} entry `{path}` has an unsupported tar type {other:?}"
+                        "{at}: entry `{}` has an unsupported tar type {other:?}",
+                        escape(&path)
                     )))
                 }
             };
@@ -379,7 +505,10 @@ impl Flattener {
                 let _ = std::fs::remove_file(p);
             }
         }
-        Ok(())
+        // The uncompressed stream to its end (padding after the end-of-archive marker too).
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(bad)?;
+        Ok(rest.into_inner().finish())
     }
 
     fn take(&mut self, path: String, node: Node, is_dir: bool) {
@@ -388,10 +517,50 @@ impl Flattener {
     }
 }
 
+/// What a path of the layer being read is, for entries written below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Dir,
+    Symlink(String),
+    Other,
+}
+
+/// Every proper ancestor of a clean path, nearest the root first (`a`, `a/b` for `a/b/c`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+/// The finding for an entry (`shown`, quoted) written below `anc`, which is not a directory.
+fn below_non_dir(shown: &str, anc: &str, seen: &Seen, place: &str) -> (&'static str, String) {
+    match seen {
+        Seen::Symlink(target) => (
+            "path-through-symlink",
+            format!(
+                "{shown} is written below `{anc}`, a symlink to `{target}` {place}; unpacking it would write through the link{}",
+                if target.starts_with('/') || classify_path(&join_link(anc, target)) == Cleaned::Escapes {
+                    ", outside the image root"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        _ => (
+            "path-below-file",
+            format!("{shown} is written below `{anc}`, which is not a directory {place}"),
+        ),
+    }
+}
+
+/// Where a relative symlink at `link` points, as a raw path from the root.
+fn join_link(link: &str, target: &str) -> String {
+    crate::rootfs::join(parent(link), target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::image::to_json;
+    use std::io::Write;
 
     enum E<'a> {
         F(&'a str, &'a [u8]),
@@ -488,7 +657,7 @@ mod tests {
 
     fn flat(l: &Layout, d: &Descriptor, staging: &Path) -> Tree {
         let r = resolve(l, d, &Platform::linux("amd64"), "test").unwrap();
-        flatten(l, &r.manifest, staging, "test").unwrap()
+        flatten(l, &r.manifest, &[], staging, "test").unwrap()
     }
 
     #[test]
@@ -578,6 +747,48 @@ mod tests {
         assert_eq!(tree.read_all("bin/sh").unwrap(), b"ELF");
         let err = tree.normalise().unwrap_err().to_string();
         assert!(err.contains("dev/null"), "{err}");
+    }
+
+    #[test]
+    fn root_entries_writes_through_links_and_duplicates() {
+        let t = tempfile::tempdir().unwrap();
+        let mut lower = layer(&[E::D("."), E::F("a/f", b"lower"), E::L("l", "/tmp")]);
+        // A file below this layer's own symlink, written by hand like an attacker would.
+        let mut h = tar::Header::new_old();
+        h.as_old_mut().name[..3].copy_from_slice(b"l/x");
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        lower.truncate(lower.len() - 1024);
+        lower.extend_from_slice(h.as_bytes());
+        lower.extend_from_slice(&[0u8; 1024]);
+        let upper = layer(&[E::F("u/y", b"up"), E::F("dup", b"1"), E::F("dup", b"2")]);
+        let through = layer(&[E::L("u", "../../etc")]);
+        let (l, d) = image(
+            &t.path().join("l"),
+            vec![through, lower, upper],
+            false,
+            "amd64",
+        );
+        let staging = t.path().join("s");
+        std::fs::create_dir_all(&staging).unwrap();
+        let tree = flat(&l, &d, &staging);
+        let notes: Vec<(&str, &str)> = tree
+            .notes
+            .iter()
+            .map(|n| (n.rule, n.path.as_str()))
+            .collect();
+        assert_eq!(
+            notes,
+            vec![
+                ("layer-duplicate", "dup"),
+                ("path-through-symlink", "l/x"),
+                ("path-through-symlink", "u/y"),
+            ]
+        );
+        assert!(tree.notes[2].message.contains("outside the image root"));
+        assert_eq!(tree.read_all("dup").unwrap(), b"1", "the first copy wins");
+        assert_eq!(tree.read_all("a/f").unwrap(), b"lower");
     }
 
     #[test]

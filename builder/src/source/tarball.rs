@@ -7,6 +7,7 @@
 //! tarballs) and extended attributes Talos drops. Regular files are extracted to a staging
 //! directory, so memory use does not grow with the archive.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::ops::Deref;
@@ -16,7 +17,10 @@ use tar::EntryType;
 use tempfile::TempDir;
 
 use crate::error::{Error, IoContext, Result};
-use crate::rootfs::{base_name, clean_path, Content, LoadNote, Node, NodeKind, Special, Tree};
+use crate::rootfs::{
+    base_name, classify_path, escape, excerpt, Cleaned, Content, LoadNote, Node, NodeKind, Special,
+    Tree,
+};
 
 /// A tree together with the staging directory its file contents live in; the directory is
 /// removed when this is dropped, so keep it alive as long as the tree is read.
@@ -132,10 +136,14 @@ fn note(tree: &mut Tree, rule: &'static str, path: &str, message: String) {
 }
 
 fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) -> Result<()> {
-    let mut archive = tar::Archive::new(reader);
+    let what = format!("`{}`", src.display());
+    let bad = |e: io::Error| super::read_failure(&what, e);
+    let mut archive = tar::Archive::new(super::Bounded::new(reader));
     let mut staged = 0u64;
-    for entry in archive.entries().at("reading tar", src)? {
-        let mut entry = entry.at("reading tar", src)?;
+    // Directories the tarball declares (the others were created for entries below them).
+    let mut declared_dirs: HashSet<String> = HashSet::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
         let header = entry.header();
         let etype = header.entry_type();
         if matches!(
@@ -147,8 +155,15 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
         ) {
             continue;
         }
-        let mode = header.mode().at("reading tar", src)? & 0o7777;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mode = header.mode().map_err(bad)? & 0o7777;
+        let raw_bytes = entry.path_bytes().into_owned();
+        let raw = match super::tar_name(&raw_bytes, "tar entry") {
+            Ok(s) => s.to_string(),
+            Err((rule, msg)) => {
+                note(tree, rule, &excerpt(&raw_bytes, 96), msg);
+                continue;
+            }
+        };
         if raw.is_empty() {
             note(
                 tree,
@@ -159,20 +174,69 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
             );
             continue;
         }
-        let Some(path) = clean_path(&raw) else {
-            if raw.split('/').all(|p| p.is_empty() || p == ".") {
-                continue; // the root itself (`./`)
-            }
+        // Only links have a target; other entries' link field is ignored, as Talos does.
+        let is_link = matches!(etype, EntryType::Symlink | EntryType::Link);
+        let link = match entry.link_name_bytes().filter(|_| is_link) {
+            None => None,
+            Some(b) => match super::tar_name(&b, &format!("link target of `{raw}`")) {
+                Ok(s) => Some(s.to_string()),
+                Err((rule, msg)) => {
+                    note(tree, rule, &raw, msg);
+                    continue;
+                }
+            },
+        };
+        if super::is_sparse(&mut entry).map_err(bad)? {
             note(
                 tree,
-                "path-escape",
+                "sparse-entry",
                 &raw,
-                format!("tar entry `{raw}` escapes the image root"),
+                format!("`{raw}` is a sparse file; talext refuses sparse entries rather than expand them"),
             );
             continue;
+        }
+        let path = match classify_path(&raw) {
+            Cleaned::Root if etype == EntryType::Directory => continue, // the root itself (`./`)
+            Cleaned::Root => {
+                note(
+                    tree,
+                    "path-escape",
+                    &raw,
+                    format!("tar entry `{raw}` names the image root but is not a directory"),
+                );
+                continue;
+            }
+            Cleaned::Escapes => {
+                note(
+                    tree,
+                    "path-escape",
+                    &raw,
+                    format!("tar entry `{raw}` escapes the image root"),
+                );
+                continue;
+            }
+            Cleaned::Path(p) => p,
         };
+        // The imager's untar creates a file below a symlink through it (`pkg/archiver/untar.go`,
+        // Talos v1.12.0), so an entry below a symlink or a file of the tarball is refused.
+        if let Some((anc, node)) =
+            ancestors(&path).find_map(|a| tree.get(a).filter(|n| !n.is_dir()).map(|n| (a, n)))
+        {
+            let (rule, msg) = match &node.kind {
+                NodeKind::Symlink { target } => (
+                    "path-through-symlink",
+                    format!("`{path}` is written below `{anc}`, a symlink to `{target}`; the imager's untar would write through the link"),
+                ),
+                _ => (
+                    "path-below-file",
+                    format!("`{path}` is written below `{anc}`, which is not a directory"),
+                ),
+            };
+            note(tree, rule, &path, msg);
+            continue;
+        }
 
-        if let Some(pax) = entry.pax_extensions().at("reading tar", src)? {
+        if let Some(pax) = entry.pax_extensions().map_err(bad)? {
             for ext in pax.flatten() {
                 let key = ext.key().unwrap_or_default();
                 let attr = key
@@ -194,19 +258,21 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
         let kind = match etype {
             EntryType::Directory => NodeKind::Dir,
             EntryType::Symlink => NodeKind::Symlink {
-                target: link_name(&entry),
+                target: link.unwrap_or_default(),
             },
             EntryType::Link => {
-                let target = link_name(&entry);
-                match clean_path(&target) {
-                    Some(t) => NodeKind::HardLink { target: t },
-                    None => {
+                let target = link.unwrap_or_default();
+                match classify_path(&target) {
+                    Cleaned::Path(t) if !target.starts_with('/') => {
+                        NodeKind::HardLink { target: t }
+                    }
+                    _ => {
                         note(
                             tree,
                             "path-escape",
                             &path,
                             format!(
-                                "hard link `{path}` points at `{target}`, outside the image root"
+                                "hard link `{path}` points at `{target}`, outside the image root (hard link targets are relative to it)"
                             ),
                         );
                         continue;
@@ -216,12 +282,12 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
             EntryType::Char => NodeKind::Special(Special::CharDevice),
             EntryType::Block => NodeKind::Special(Special::BlockDevice),
             EntryType::Fifo => NodeKind::Special(Special::Fifo),
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            EntryType::Regular | EntryType::Continuous => {
                 // Contents go to the staging directory; a duplicate is staged too, then dropped.
                 staged += 1;
                 let file = staging.join(format!("{staged:08}"));
-                let mut out = File::create(&file).at("creating", &file)?;
-                let size = io::copy(&mut entry, &mut out).at("extracting a tar entry from", src)?;
+                let declared = entry.size();
+                let size = super::stage(&mut entry, &file, declared, &what)?;
                 NodeKind::File {
                     content: Content::Disk(file),
                     size,
@@ -229,7 +295,8 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
             }
             other => {
                 return Err(Error::input(format!(
-                    "tar entry `{raw}` in `{}` has type {other:?}, which talext cannot load",
+                    "tar entry `{}` in `{}` has type {other:?}, which talext cannot load",
+                    escape(&raw),
                     src.display()
                 )))
             }
@@ -248,6 +315,27 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
         match tree.entries.get_mut(&path) {
             // Directories are created with MkdirAll: seeing one twice is harmless.
             Some(existing) if existing.is_dir() && new_is_dir => existing.mode = mode,
+            // Earlier entries were written below a directory nobody declared, which this entry
+            // now makes a symlink or a file: unpacked in order, they went through it.
+            Some(existing) if existing.is_dir() && !declared_dirs.contains(&path) => {
+                let below = tree
+                    .below(&path)
+                    .next()
+                    .map(|(k, _)| k.clone())
+                    .unwrap_or_default();
+                let (rule, made) = match &kind {
+                    NodeKind::Symlink { target } => {
+                        ("path-through-symlink", format!("a symlink to `{target}`"))
+                    }
+                    _ => ("path-below-file", "not a directory".to_string()),
+                };
+                note(
+                    tree,
+                    rule,
+                    &below,
+                    format!("`{below}` is written below `{path}`, which a later entry makes {made}"),
+                );
+            }
             Some(_) => note(
                 tree,
                 "tarball-duplicate",
@@ -256,15 +344,16 @@ fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) 
             ),
             None => tree.insert(&path, Node { kind, mode }),
         }
+        if new_is_dir {
+            declared_dirs.insert(path);
+        }
     }
     Ok(())
 }
 
-fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> String {
-    entry
-        .link_name_bytes()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
+/// Every proper ancestor of a clean path, nearest the root first (`a`, `a/b` for `a/b/c`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 #[cfg(test)]

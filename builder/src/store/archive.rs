@@ -16,7 +16,7 @@ use super::lock::Lock;
 use super::scratch;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::Index;
-use crate::rootfs::clean_path;
+use crate::rootfs::{classify_path, Cleaned};
 use crate::tarw::TarWriter;
 
 /// A layout unpacked from an archive; the directory lives as long as this value.
@@ -51,15 +51,16 @@ pub fn open(file: &Path) -> Result<Unpacked> {
             .map_err(|e| bad(e.to_string()))?
             .to_string_lossy()
             .into_owned();
-        let Some(rel) = clean_path(&raw) else {
+        let rel = match classify_path(&raw) {
             // `.`, `./` and `/` name the layout's root directory itself.
-            if raw.split('/').all(|p| p.is_empty() || p == ".") {
-                continue;
+            Cleaned::Root => continue,
+            Cleaned::Path(p) => p,
+            Cleaned::Escapes => {
+                return Err(bad(format!(
+                    "entry `{}` escapes the archive",
+                    raw.escape_debug()
+                )))
             }
-            return Err(bad(format!(
-                "entry `{}` escapes the archive",
-                raw.escape_debug()
-            )));
         };
         let dest = dir.path().join(&rel);
         match entry.header().entry_type() {

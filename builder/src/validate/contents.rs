@@ -43,6 +43,41 @@ pub(super) fn allowed(abs: &str) -> bool {
 pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
     for (path, node) in tree.below("rootfs") {
         let abs = on_node(path);
+        // Loaders refuse over-long names; a payload grafted deep under `rootfs/` can still
+        // exceed `PATH_MAX` on the node.
+        if abs.len() >= crate::source::PATH_MAX {
+            let shown = crate::rootfs::excerpt(path.as_bytes(), 96);
+            out.push(Finding::new(
+                "path-too-long",
+                shown,
+                format!(
+                    "`{}` is {} bytes long on the node; Linux allows {}",
+                    crate::rootfs::excerpt(abs.as_bytes(), 96),
+                    abs.len(),
+                    crate::source::PATH_MAX - 1
+                ),
+                "shorten the path, or graft the payload less deep",
+            ));
+        }
+        // Loaders refuse entries below a non-directory; an assembled tree (a `files:` entry
+        // below a payload symlink) is checked here, since Talos's untar would write through it.
+        if let Some(up) = tree.get(parent(path)).filter(|n| !n.is_dir()) {
+            let (rule, what) = match &up.kind {
+                NodeKind::Symlink { target } => {
+                    ("path-through-symlink", format!("a symlink to `{target}`"))
+                }
+                _ => ("path-below-file", "not a directory".to_string()),
+            };
+            out.push(Finding::new(
+                rule,
+                path.as_str(),
+                format!(
+                    "`{abs}` is below `{}`, which is {what}; unpacking it would write through it",
+                    on_node(parent(path))
+                ),
+                "put the entry under a real directory",
+            ));
+        }
         match &node.kind {
             // validate.go never checks directories, so empty ones anywhere pass.
             NodeKind::Dir => continue,
@@ -136,6 +171,12 @@ fn note_hint(rule: &str) -> &'static str {
         "tarball-whiteout" => "a plain tarball gets no whiteout processing, so the marker lands on the node as a file; remove it",
         "tarball-empty-path" => "remove the nameless entry; the imager fails with `empty tar header path`",
         "path-escape" => "keep every path and link target inside the image root",
+        "path-through-symlink" => "store the entry under the symlink's target instead; a layer or tarball must never write through a link",
+        "path-below-file" => "declare the parent as a directory (or remove the file that shadows it)",
+        "path-too-long" => "shorten the name: Linux allows 255 bytes per component and 4095 per path",
+        "name-not-unicode" => "rename the entry to UTF-8; talext does not change names' bytes",
+        "sparse-entry" => "re-create the archive without sparse files (GNU tar without `--sparse`)",
+        "layer-duplicate" => "write each path once per layer; tools disagree on which copy wins",
         "xattr-dropped" => "Talos keeps only `security.selinux`; file capabilities and other xattrs are lost, so do not rely on them",
         _ => "",
     }
@@ -170,6 +211,30 @@ mod tests {
         assert_eq!(
             rules(&t),
             vec![("path-not-allowed", "rootfs/etc/foo.conf".into())]
+        );
+    }
+
+    #[test]
+    fn entries_below_a_symlink_or_file() {
+        let mut t = Tree::new();
+        t.insert(
+            "rootfs/usr/local/l",
+            Node {
+                kind: NodeKind::Symlink {
+                    target: "/etc".into(),
+                },
+                mode: 0o777,
+            },
+        );
+        t.insert("rootfs/usr/local/l/x", Node::inline(&b"x"[..], 0o644));
+        t.insert("rootfs/usr/local/f", Node::inline(&b"x"[..], 0o644));
+        t.insert("rootfs/usr/local/f/y", Node::inline(&b"y"[..], 0o644));
+        assert_eq!(
+            rules(&t),
+            vec![
+                ("path-below-file", "rootfs/usr/local/f/y".into()),
+                ("path-through-symlink", "rootfs/usr/local/l/x".into()),
+            ]
         );
     }
 

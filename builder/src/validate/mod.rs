@@ -18,7 +18,7 @@ mod service;
 
 use serde::Serialize;
 
-use crate::rootfs::Tree;
+use crate::rootfs::{escape, Tree};
 
 /// How bad a finding is: errors fail `talext validate` (exit 1), warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -183,6 +183,32 @@ pub const RULES: &[Rule] = &[
         "path-escape",
         E,
         "an entry whose path or link escapes the root",
+    ),
+    rule(
+        "path-through-symlink",
+        E,
+        "an entry written below a symlink (through the link when unpacked)",
+    ),
+    rule(
+        "path-below-file",
+        E,
+        "an entry written below a regular file or other non-directory",
+    ),
+    rule("path-too-long", E, "a name over `NAME_MAX` or `PATH_MAX`"),
+    rule(
+        "name-not-unicode",
+        E,
+        "an entry name or link target that is not UTF-8",
+    ),
+    rule(
+        "sparse-entry",
+        E,
+        "a sparse tar entry, refused rather than expanded",
+    ),
+    rule(
+        "layer-duplicate",
+        W,
+        "a path twice in one image layer (the first is kept)",
     ),
     rule(
         "xattr-dropped",
@@ -375,22 +401,24 @@ impl Report {
         let headings = self.subjects.len() > 1;
         for s in &self.subjects {
             if headings {
-                out.push_str(&format!("== {}\n", s.subject));
+                out.push_str(&format!("== {}\n", escape(&s.subject)));
             }
             for f in &s.findings {
+                // Names come from the image: escaped, so none can drive the terminal or fake a
+                // line of the report (`--json` carries them exactly).
                 out.push_str(&format!(
                     "{}[{}] {}: {}\n",
                     f.severity.as_str(),
                     f.rule,
-                    f.path,
-                    f.message
+                    escape(&f.path),
+                    escape(&f.message)
                 ));
                 if !f.hint.is_empty() {
-                    out.push_str(&format!("  hint: {}\n", f.hint));
+                    out.push_str(&format!("  hint: {}\n", escape(&f.hint)));
                 }
             }
         }
-        let names: Vec<&str> = self.subjects.iter().map(|s| s.subject.as_str()).collect();
+        let names: Vec<String> = self.subjects.iter().map(|s| escape(&s.subject)).collect();
         let (e, w) = (self.error_count(), self.warning_count());
         out.push_str(&format!(
             "{}: {} {}, {} {} in {}\n",
@@ -466,6 +494,29 @@ mod tests {
         assert_eq!(j["ok"], false);
         assert_eq!(j["subjects"][0]["findings"][0]["severity"], "error");
         assert_eq!(j["subjects"][0]["findings"][1]["rule"], "cri-conf-ignored");
+    }
+
+    #[test]
+    fn text_escapes_names_and_json_keeps_them() {
+        let mut r = Report::new();
+        let name = "rootfs/etc/\x1b[2J\nok: 0 errors";
+        r.push(
+            "linux/amd64",
+            vec![Finding::new(
+                "path-not-allowed",
+                name,
+                format!("path `/{name}` is not allowed"),
+                "",
+            )],
+        );
+        let text = r.render_text();
+        assert!(!text.contains('\x1b'), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            text.contains("rootfs/etc/\\x1b[2J\\nok: 0 errors"),
+            "{text}"
+        );
+        assert_eq!(r.to_json()["subjects"][0]["findings"][0]["path"], name);
     }
 
     #[test]

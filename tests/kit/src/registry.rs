@@ -522,3 +522,61 @@ pub fn run(program: &str, args: &[&str]) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Write an OCI image layout at `dir` holding one linux/`arch` image made of `layers` (plain
+/// tarballs, bottom first, each stored gzip-compressed), its manifest tagged `tag` and listed in
+/// `index.json` with its platform. Returns the manifest blob. For tests that craft hostile layers.
+pub fn write_layers_layout(dir: &Path, layers: &[Vec<u8>], arch: &str, tag: &str) -> Blob {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put =
+        |b: &Blob| std::fs::write(blobs.join(&b.digest["sha256:".len()..]), &b.bytes).unwrap();
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for tar in layers {
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar).unwrap();
+        let blob = Blob::new(
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            gz.finish().unwrap(),
+        );
+        put(&blob);
+        descriptors.push(blob.descriptor(serde_json::json!({})));
+        diff_ids.push(sha256(tar));
+    }
+    let config = Blob::new(
+        "application/vnd.oci.image.config.v1+json",
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap(),
+    );
+    put(&config);
+    let manifest = Blob::new(
+        "application/vnd.oci.image.manifest.v1+json",
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config.descriptor(serde_json::json!({})),
+            "layers": descriptors,
+        }))
+        .unwrap(),
+    );
+    put(&manifest);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let top = manifest.descriptor(serde_json::json!({
+        "platform": {"architecture": arch, "os": "linux"},
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }));
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [top]})).unwrap(),
+    )
+    .unwrap();
+    manifest
+}
