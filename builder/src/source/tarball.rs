@@ -92,10 +92,7 @@ pub fn load(path: &Path) -> Result<LoadedTree> {
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(file).at("reading", path)?),
     };
 
-    let staging = tempfile::Builder::new()
-        .prefix("talext-tar-")
-        .tempdir()
-        .at("creating a staging directory in", std::env::temp_dir())?;
+    let staging = crate::store::scratch::dir("tar")?;
     let mut tree = Tree::new();
     if compression != Compression::None {
         let kind = if compression == Compression::Gzip {

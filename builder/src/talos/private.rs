@@ -33,10 +33,11 @@ pub fn write_private(dest: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(parent).at("creating", parent)?;
     let mode = private_mode(dest);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".talext-")
+        .prefix(&crate::store::scratch::prefix("private", true))
         .permissions(std::fs::Permissions::from_mode(PRIVATE_MODE))
         .tempfile_in(parent)
         .at("creating a temporary file in", parent)?;
+    crate::store::scratch::register(tmp.path());
     // The umask only ever removes bits at creation; setting the mode explicitly makes it exact.
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))

@@ -76,10 +76,7 @@ pub fn subjects_of(opened: &inspect::Opened, source: &str) -> Result<Vec<Subject
         .collect();
     let mut out = Vec::new();
     for img in &opened.images {
-        let staging = tempfile::Builder::new()
-            .prefix("talext-validate-")
-            .tempdir()
-            .map_err(|e| Error::internal(format!("creating a staging directory: {e}")))?;
+        let staging = crate::store::scratch::dir("validate")?;
         let tree = inspect::flatten(opened, img, staging.path())?;
         out.push(Subject {
             name: format!("{source} {}", img.platform()),
