@@ -21,6 +21,7 @@ pub mod plan;
 pub mod progress;
 pub mod pull;
 pub mod registry;
+pub mod release;
 pub mod rootfs;
 pub mod sbom;
 pub mod source;
