@@ -190,6 +190,16 @@ fn each_platform_unpacks_to_the_tailscale_extension() {
 
         check_manifest_yaml(&root.join("manifest.yaml"));
         check_service(&root.join(SERVICE));
+        // `iptables` and `ip6tables` first on the service's PATH are the nft backend: Talos
+        // kernels from v1.12 have no legacy xtables (the upstream image links the legacy one).
+        let croot = root.join(PAYLOAD_ROOT);
+        for tool in ["iptables", "ip6tables"] {
+            assert_eq!(
+                on_service_path(&croot, tool).as_deref(),
+                Some("sbin/xtables-nft-multi"),
+                "{arch}: `{tool}` on the service PATH"
+            );
+        }
         let sbom = read_json(&root.join(SBOM));
         assert!(
             sbom["spdxVersion"]
@@ -199,8 +209,21 @@ fn each_platform_unpacks_to_the_tailscale_extension() {
             "{arch}: SBOM {sbom}"
         );
 
-        // The whole source tree arrives under the payload root, and nothing else does.
-        let expected = list_tree(&payload::arch_tree(&source, arch));
+        // The whole source tree arrives under the payload root, and nothing else does, but for
+        // the definition's `links`: `iptables` and `ip6tables` repointed at the nft backend.
+        let mut expected = list_tree(&payload::arch_tree(&source, arch));
+        for link in ["sbin/iptables", "sbin/ip6tables"] {
+            let old = expected.insert(
+                link.to_string(),
+                Node::Symlink {
+                    target: "xtables-nft-multi".into(),
+                },
+            );
+            assert!(
+                matches!(old, Some(Node::Symlink { .. })),
+                "{arch}: `{link}` in the source"
+            );
+        }
         let got = list_tree(&root.join(PAYLOAD_ROOT));
         let expected_paths: BTreeSet<&String> = expected.keys().collect();
         let got_paths: BTreeSet<&String> = got.keys().collect();
@@ -494,6 +517,38 @@ fn receipt_and_json_carry_the_digest() {
     );
 }
 
+/// The file `tool` resolves to on the Tailscale service's `PATH`, inside the container root
+/// `croot` (absolute links resolve against it, as they do in the container), relative to it.
+fn on_service_path(croot: &std::path::Path, tool: &str) -> Option<String> {
+    const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let service = fs::read_to_string(tailscale_def().join("tailscale.yaml")).unwrap();
+    assert!(
+        service.contains(&format!("PATH={PATH}")),
+        "the service PATH changed"
+    );
+    for dir in PATH.split(':') {
+        let mut rel = format!("{}/{tool}", dir.trim_start_matches('/'));
+        for _ in 0..40 {
+            let full = croot.join(&rel);
+            let meta = fs::symlink_metadata(&full).ok();
+            match meta {
+                None => break,
+                Some(m) if m.file_type().is_symlink() => {
+                    let t = fs::read_link(&full).unwrap().to_string_lossy().into_owned();
+                    rel = if let Some(abs) = t.strip_prefix('/') {
+                        abs.to_string()
+                    } else {
+                        let parent = rel.rsplit_once('/').map_or("", |(p, _)| p);
+                        format!("{parent}/{t}")
+                    };
+                }
+                Some(_) => return Some(rel),
+            }
+        }
+    }
+    None
+}
+
 #[test]
 fn golden_digest_is_pinned() {
     let tmp = tempfile::tempdir().unwrap();
@@ -525,4 +580,57 @@ fn golden_digest_is_pinned() {
          `GOLDEN_DIGEST` and note it in the CHANGELOG",
         detail.join("; ")
     );
+}
+
+#[test]
+fn payload_links_must_replace_links_and_resolve_to_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = payload::tailscale_standin(&tmp.path().join("src"));
+    let original = fs::read_to_string(tailscale_def().join("extension.yaml")).unwrap();
+    for (links, complaint) in [
+        (
+            "      - path: /usr/local/bin/tailscale\n        target: xtables-nft-multi\n",
+            "would replace a file or directory",
+        ),
+        (
+            "      - path: /sbin/iptables\n        target: xtables-nft-missing\n",
+            "which is not a file in the payload",
+        ),
+        (
+            "      - path: /\n        target: xtables-nft-multi\n",
+            "names no path inside the payload",
+        ),
+    ] {
+        let def = tmp.path().join("def");
+        let _ = fs::remove_dir_all(&def);
+        fs::create_dir_all(&def).unwrap();
+        fs::copy(
+            tailscale_def().join("tailscale.yaml"),
+            def.join("tailscale.yaml"),
+        )
+        .unwrap();
+        let (head, _) = original
+            .split_once("    links:\n")
+            .expect("the definition has links");
+        let rest = original
+            .split_once("        target: xtables-nft-multi\n      - path: /sbin/ip6tables\n        target: xtables-nft-multi\n")
+            .expect("the two links")
+            .1;
+        fs::write(
+            def.join("extension.yaml"),
+            format!("{head}    links:\n{links}{rest}"),
+        )
+        .unwrap();
+        let out = tmp.path().join("out");
+        let o = tools::talext(BIN)
+            .arg("build")
+            .arg(&def)
+            .arg("--source")
+            .arg(format!("tailscale={}", source.display()))
+            .args(["--no-cache", "--output"])
+            .arg(format!("oci:{}", out.display()))
+            .fails_with(1);
+        assert!(o.stderr.contains(complaint), "{}", o.stderr);
+        assert!(!out.exists());
+    }
 }

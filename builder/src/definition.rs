@@ -91,6 +91,21 @@ pub struct PayloadDef {
     /// Glob patterns (relative to `from`) to drop, with everything below them.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Symlinks placed in the payload after it is taken, replacing a symlink the source has at
+    /// that path (e.g. pointing `iptables` at the nft backend). Each must resolve, inside the
+    /// payload, to a regular file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkDef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDef {
+    /// Where the link goes, relative to the payload's `to` (a leading `/` is allowed).
+    pub path: String,
+    /// What it points at, exactly as written into the link: relative to the link's directory,
+    /// or absolute within the payload (the container's root).
+    pub target: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -500,6 +500,67 @@ fn carry_notes(
 }
 
 /// Copy the selected part of `src` under `dest` in `tree`.
+/// Put a payload's `links` in place: each replaces a symlink (never a file or directory) and must
+/// resolve, within the payload, to a regular file, so a definition written for one layout of
+/// the upstream image fails loudly on another instead of shipping a dangling link.
+fn place_links(tree: &mut Tree, p: &definition::PayloadDef, dest: &str) -> Result<()> {
+    let shown = |l: &definition::LinkDef| crate::rootfs::escape(&l.path);
+    for l in &p.links {
+        let Some(rel) = crate::rootfs::clean_path(&l.path) else {
+            return Err(Error::input(format!(
+                "payload of source `{}`: link `{}` names no path inside the payload",
+                p.source,
+                shown(l)
+            )));
+        };
+        if l.target.is_empty() {
+            return Err(Error::input(format!(
+                "payload of source `{}`: link `{}` has an empty target",
+                p.source,
+                shown(l)
+            )));
+        }
+        let at = join(dest, &rel);
+        match tree.get(&at).map(|n| &n.kind) {
+            None | Some(NodeKind::Symlink { .. }) => {}
+            Some(_) => return Err(Error::input(format!(
+                "payload of source `{}`: link `{}` would replace a file or directory of the source",
+                p.source,
+                shown(l)
+            ))),
+        }
+        tree.insert(
+            &at,
+            Node {
+                kind: NodeKind::Symlink {
+                    target: l.target.clone(),
+                },
+                mode: 0o777,
+            },
+        );
+    }
+    for l in &p.links {
+        let rel = crate::rootfs::clean_path(&l.path).unwrap_or_default();
+        let resolved = tree.resolve(dest, &rel);
+        if !resolved
+            .as_deref()
+            .and_then(|r| tree.get(r))
+            .is_some_and(Node::is_file)
+        {
+            return Err(Error::input_hint(
+                format!(
+                    "payload of source `{}`: link `{}` points at `{}`, which is not a file in the payload",
+                    p.source,
+                    shown(l),
+                    crate::rootfs::escape(&l.target)
+                ),
+                "check where the source image keeps the target (`talext inspect` lists the tree)",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) -> Result<()> {
     let sel = Selection::new(p)?;
     let from = sel.from.clone();
@@ -547,6 +608,7 @@ fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) ->
         tree.insert(&target, node.clone());
         selected += 1;
     }
+    place_links(tree, p, dest)?;
     if selected == 0 {
         let refused = src
             .notes

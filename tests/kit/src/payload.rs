@@ -38,6 +38,22 @@ const OTHER_LINKS: &[(&str, &str)] = &[
     ("var/run", "/run"),
 ];
 
+/// The two iptables backends of Alpine's `iptables` package (multi-call binaries in `/sbin`).
+pub const XTABLES: [&str; 2] = ["sbin/xtables-nft-multi", "sbin/xtables-legacy-multi"];
+
+/// iptables as the upstream image leaves it: the nft names point at the nft backend, but
+/// `iptables` and `ip6tables` themselves are linked to the legacy backend (the upstream
+/// `Dockerfile` does this after `apk add iptables ip6tables`), which kernels without legacy
+/// xtables (Talos 1.12 and later) cannot use.
+const IPTABLES_LINKS: &[(&str, &str)] = &[
+    ("sbin/iptables-nft", "xtables-nft-multi"),
+    ("sbin/ip6tables-nft", "xtables-nft-multi"),
+    ("sbin/iptables-legacy", "xtables-legacy-multi"),
+    ("sbin/ip6tables-legacy", "xtables-legacy-multi"),
+    ("sbin/iptables", "/sbin/iptables-legacy"),
+    ("sbin/ip6tables", "/sbin/ip6tables-legacy"),
+];
+
 /// The three Tailscale executables of the upstream image (`/usr/local/bin`).
 pub const TAILSCALE_BINARIES: [&str; 3] = ["containerboot", "tailscale", "tailscaled"];
 
@@ -149,7 +165,10 @@ fn build_tree(root: &Path, busybox: &Path) {
         mkdir(&root.join(dir));
     }
     copy_executable(busybox, &root.join("bin/busybox"));
-    for (path, target) in APPLET_LINKS.iter().chain(OTHER_LINKS) {
+    for x in XTABLES {
+        copy_executable(busybox, &root.join(x));
+    }
+    for (path, target) in APPLET_LINKS.iter().chain(OTHER_LINKS).chain(IPTABLES_LINKS) {
         let at = root.join(path);
         symlink(target, &at).unwrap_or_else(|e| panic!("linking `{}`: {e}", at.display()));
     }
