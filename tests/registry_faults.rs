@@ -59,7 +59,7 @@ fn push_image(
             None,
         )?;
     }
-    c.put_manifest(repo, tag, &img.manifest.bytes, &img.manifest.media_type)
+    Ok(c.put_manifest(repo, tag, &img.manifest.bytes, &img.manifest.media_type)?)
 }
 
 /// Deterministic bytes that do not compress to nothing.

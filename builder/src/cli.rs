@@ -79,7 +79,7 @@ pub struct CopyArgs {
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
     #[command(flatten)]
-    pub registry: crate::registry::RegistryArgs,
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +90,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub registry: crate::registry::RegistryArgs,
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -143,7 +143,7 @@ pub struct BuildArgs {
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
     #[command(flatten)]
-    pub registry: crate::registry::RegistryArgs,
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 impl DefinitionArgs {

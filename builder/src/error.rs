@@ -4,23 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// Which exit code a failure maps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitKind {
-    /// Bad input, failed validation, refused content: exit 1.
-    User,
-    /// The environment failed us (I/O, network, a bug): exit 2.
-    Environment,
-}
-
-impl ExitKind {
-    pub fn code(self) -> u8 {
-        match self {
-            ExitKind::User => 1,
-            ExitKind::Environment => 2,
-        }
-    }
-}
+pub use crate::exit::ExitKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -91,6 +75,12 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::registry::RegistryError> for Error {
+    fn from(err: crate::registry::RegistryError) -> Self {
+        Error::Registry(Box::new(err))
+    }
+}
 
 /// Attach the operation and path to an I/O error.
 pub trait IoContext<T> {

@@ -523,11 +523,13 @@ fn place_links(tree: &mut Tree, p: &definition::PayloadDef, dest: &str) -> Resul
         let at = join(dest, &rel);
         match tree.get(&at).map(|n| &n.kind) {
             None | Some(NodeKind::Symlink { .. }) => {}
-            Some(_) => return Err(Error::input(format!(
+            Some(_) => {
+                return Err(Error::input(format!(
                 "payload of source `{}`: link `{}` would replace a file or directory of the source",
                 p.source,
                 shown(l)
-            ))),
+            )))
+            }
         }
         tree.insert(
             &at,

@@ -34,7 +34,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub registry: crate::registry::RegistryArgs,
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -56,7 +56,7 @@ pub struct PushArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub registry: crate::registry::RegistryArgs,
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 /// Run a `bundle` subcommand.

@@ -23,7 +23,8 @@ use super::retry::{Failure, Retry, RetryPolicy};
 pub(super) use super::session::header;
 use super::transport::{self, Scheme};
 use super::{RegistryOptions, UploadMode, MANIFEST_MEDIA_TYPES};
-use crate::error::Result;
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 pub(super) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 /// Manifests larger than this are refused (distribution spec: registries SHOULD accept 4 MiB).
@@ -240,7 +241,7 @@ impl RegistryClient {
         let op = Op::pull(repo, format!("check blob {digest}"));
         check_names(&op, &self.registry, repo, digest)?;
         let url = format!("{repo}/blobs/{digest}");
-        Ok(self.run(&op, || {
+        self.run(&op, || {
             let resp = self.send(&op, &|base| {
                 Ok(self.http.head(format!("{base}{url}")).timeout(self.small()))
             })?;
@@ -253,7 +254,7 @@ impl RegistryClient {
                 )),
                 _ => Err(self.failure(resp)),
             }
-        })?)
+        })
     }
 
     /// Download a blob to `dest`: streamed through its hash into a temporary file beside it,
@@ -347,7 +348,7 @@ impl RegistryClient {
                 expected: reference.to_string(),
                 actual: digest,
             };
-            return Err(self.error(&op, kind).into());
+            return Err(self.error(&op, kind));
         }
         self.confirm_children(&op, bytes)?;
         let url = format!("{repo}/manifests/{reference}");
@@ -375,23 +376,17 @@ impl RegistryClient {
         })?;
         match self.manifest_digest(repo, reference, &[media_type])? {
             Some(served) if served == digest => Ok(digest),
-            Some(served) => Err(self
-                .error(
-                    &op,
-                    ErrorKind::DigestMismatch {
-                        expected: digest,
-                        actual: served,
-                    },
-                )
-                .into()),
-            None => Err(self
-                .error(
-                    &op,
-                    ErrorKind::Protocol(
-                        "the registry does not serve the manifest just pushed".into(),
-                    ),
-                )
-                .into()),
+            Some(served) => Err(self.error(
+                &op,
+                ErrorKind::DigestMismatch {
+                    expected: digest,
+                    actual: served,
+                },
+            )),
+            None => Err(self.error(
+                &op,
+                ErrorKind::Protocol("the registry does not serve the manifest just pushed".into()),
+            )),
         }
     }
 
@@ -452,7 +447,7 @@ impl RegistryClient {
             "refusing to write the manifest: the repository lacks `{}`{more} that it names",
             missing[0]
         ));
-        Err(self.error(op, kind).into())
+        Err(self.error(op, kind))
     }
 }
 

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::ExitKind;
+use crate::exit::ExitKind;
 
 /// A failed registry operation.
 #[derive(Debug)]

@@ -15,7 +15,8 @@ use super::client::{header, BlobSource, Op, PushOutcome, RegistryClient, DOCKER_
 use super::error::ErrorKind;
 use super::retry::Failure;
 use super::UploadMode;
-use crate::error::Result;
+
+type Result<T, E = super::RegistryError> = std::result::Result<T, E>;
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -60,7 +61,7 @@ impl RegistryClient {
             let kind = ErrorKind::Protocol(format!(
                 "the blob source has {actual} bytes, its descriptor says {size}"
             ));
-            return Err(self.error(&op, kind).into());
+            return Err(self.error(&op, kind));
         }
         let mut session = None;
         if let Some(from) = mount_from.filter(|f| *f != repo) {
@@ -111,7 +112,7 @@ impl RegistryClient {
 
     fn mount(&self, op: &Op, from: &str, digest: &str) -> Result<Mount> {
         let path = format!("{}/blobs/uploads/?mount={digest}&from={from}", op.repo);
-        Ok(self.run(op, || {
+        self.run(op, || {
             let resp = self.send(op, &|base| {
                 Ok(self
                     .http
@@ -131,7 +132,7 @@ impl RegistryClient {
                 }
                 _ => Err(self.failure(resp)),
             }
-        })?)
+        })
     }
 
     /// Open an upload session and return its location.

@@ -296,7 +296,7 @@ pub struct CatalogBuildArgs {
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     pub epoch: u64,
     #[command(flatten)]
-    pub registry: crate::registry::RegistryArgs,
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 /// The catalog the flags describe.

@@ -30,7 +30,7 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub registry: crate::registry::RegistryArgs,
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 /// One image root to validate, named for the report.
