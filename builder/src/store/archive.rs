@@ -133,10 +133,8 @@ pub struct ArchiveTarget {
 
 impl ArchiveTarget {
     pub fn open(file: &Path) -> Result<ArchiveTarget> {
-        if file.exists() {
-            // Refuse a damaged archive now, before any work is done.
-            drop(open(file)?);
-        }
+        // An existing archive is read at commit, under the lock (a damaged one fails there and
+        // stays as it was); reading it now too would unpack it twice.
         let work = scratch::dir("archive")?;
         let layout = Layout::open_or_create(work.path().join("layout"))?;
         Ok(ArchiveTarget {
