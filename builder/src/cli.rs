@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::build;
-use crate::error::Error;
+use crate::error::{Error, IoContext};
 use crate::plan::Request;
 use crate::transport::Location;
 
@@ -60,6 +60,57 @@ pub enum Command {
     },
     /// The cache of pulled sources and built layers: list, verify, prune.
     Cache(crate::cache_admin::CacheArgs),
+    /// The image cache Talos boots from (`talosctl image cache-create`'s format), reproducibly.
+    ImageCache {
+        #[command(subcommand)]
+        command: ImageCacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCacheCommand {
+    /// Write an image cache for the imager (`imageCache` input) or an `IMAGECACHE` volume.
+    Create(ImageCacheArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageCacheArgs {
+    /// Images to cache (`REGISTRY/REPO:TAG[@DIGEST]`).
+    pub images: Vec<String>,
+    /// More images, one per line (`#` comments allowed; `-` reads stdin).
+    #[arg(long, env = "TALEXT_IMAGES_FILE", value_name = "FILE")]
+    pub images_file: Option<PathBuf>,
+    /// The directory to write (new or empty).
+    #[arg(short, long, env = "TALEXT_OUTPUT", value_name = "DIR")]
+    pub output: PathBuf,
+    /// `oci` (an OCI layout holding one image whose layer is the cache) or `flat` (the tree).
+    #[arg(long, default_value = "oci", value_parser = ["oci", "flat"])]
+    pub layout: String,
+    /// Platforms to cache (`linux/amd64`), repeatable or comma-separated, or `all`.
+    #[arg(
+        long = "platform",
+        env = "TALEXT_PLATFORM",
+        value_delimiter = ',',
+        default_value = "linux/amd64"
+    )]
+    pub platforms: Vec<String>,
+    /// Also cache each image's cosign signature tags when present.
+    #[arg(long)]
+    pub signatures: bool,
+    /// Take images from this store first (`oci:DIR`, `oci-archive:FILE`, a bundle), by reference
+    /// tag; repeatable. Images not found there come from their registry.
+    #[arg(long = "from", value_name = "LOCATION")]
+    pub from: Vec<String>,
+    /// The wrapping image's `created` time (seconds since the epoch).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+    pub source_date_epoch: u64,
+    /// Print JSON instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub registry: crate::registry_args::RegistryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +323,67 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Bundle { command } => {
             crate::bundle::cli::run(command, cli.quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImageCache {
+            command: ImageCacheCommand::Create(args),
+        } => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let mut images = args.images.clone();
+            if let Some(f) = &args.images_file {
+                images.extend(if f.as_os_str() == "-" {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                        .at("reading", "stdin")?;
+                    crate::bundle::parse_images_list(&text)
+                } else {
+                    crate::bundle::read_images_file(f)?
+                });
+            }
+            let platforms = if args.platforms.iter().any(|p| p == "all") {
+                Vec::new()
+            } else {
+                crate::copy::parse_platforms(&args.platforms)?
+            };
+            let sources = args
+                .from
+                .iter()
+                .map(|s| Location::parse(s, &cwd))
+                .collect::<Result<Vec<_>, _>>()?;
+            let req = crate::store::image_cache::Request {
+                images,
+                platforms,
+                signatures: args.signatures,
+                sources,
+                layout: if args.layout == "flat" {
+                    crate::store::image_cache::CacheLayout::Flat
+                } else {
+                    crate::store::image_cache::CacheLayout::Oci
+                },
+                output: cwd.join(&args.output),
+                epoch: args.source_date_epoch,
+            };
+            let transfer = crate::copy::Transfer {
+                jobs: args.jobs,
+                reporter: reporter.clone(),
+            };
+            let created =
+                crate::store::image_cache::create(&req, &args.registry.options()?, &transfer)?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&created)
+                        .map_err(|e| Error::internal(e.to_string()))?
+                );
+            } else {
+                println!(
+                    "{}",
+                    created
+                        .digest
+                        .clone()
+                        .unwrap_or_else(|| created.output.display().to_string())
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Cache(args) => Ok(if crate::cache_admin::run(args)? {

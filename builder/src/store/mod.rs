@@ -5,6 +5,7 @@
 //! an archive, by `build` and `copy` alike, and [`name_image`] the one rule for `index.json`.
 
 pub mod archive;
+pub mod image_cache;
 pub mod layout;
 pub mod lock;
 pub mod scratch;
