@@ -265,3 +265,44 @@ fn bad_requests_leave_nothing() {
     assert_eq!(o.code, Some(1));
     assert!(o.stderr.contains("not empty"), "{}", o.stderr);
 }
+
+#[test]
+fn images_lists_what_a_release_needs() {
+    let o = ok(tools::talext(BIN)
+        .args(["images", "--talos-version", "v1.13.0"])
+        .run());
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    for want in [
+        "ghcr.io/siderolabs/installer:v1.13.0",
+        "ghcr.io/siderolabs/installer-base:v1.13.0",
+        "ghcr.io/siderolabs/kubelet:v1.36.0",
+        "registry.k8s.io/etcd:v3.6.9",
+        "registry.k8s.io/coredns/coredns:v1.14.2",
+        "registry.k8s.io/kube-apiserver:v1.36.0",
+        "ghcr.io/siderolabs/extensions:v1.13.0",
+    ] {
+        assert!(lines.contains(&want), "{want} in {lines:?}");
+    }
+    let old = ok(tools::talext(BIN)
+        .args(["images", "--talos-version", "v1.9.6", "--kubernetes-version", "1.31.4"])
+        .args(["--drop", "flannel", "--image", "ghcr.io/acme/ext:1@sha256:0000000000000000000000000000000000000000000000000000000000000000", "--json"])
+        .run())
+    .json();
+    let images: Vec<&str> = old
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["image"].as_str().unwrap())
+        .collect();
+    assert!(
+        !images.iter().any(|i| i.contains("installer-base")),
+        "{images:?}"
+    );
+    assert!(!images.iter().any(|i| i.contains("flannel")), "{images:?}");
+    assert!(images.contains(&"registry.k8s.io/kube-apiserver:v1.31.4"));
+    assert!(images.iter().any(|i| i.starts_with("ghcr.io/acme/ext:1@")));
+    let bad = tools::talext(BIN)
+        .args(["images", "--talos-version", "v0.9.0"])
+        .run();
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+}

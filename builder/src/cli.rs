@@ -60,11 +60,35 @@ pub enum Command {
     },
     /// The cache of pulled sources and built layers: list, verify, prune.
     Cache(crate::cache_admin::CacheArgs),
+    /// The images a Talos release needs (installer, Kubernetes, etcd, CoreDNS, …), one per line.
+    Images(ImagesArgs),
     /// The image cache Talos boots from (`talosctl image cache-create`'s format), reproducibly.
     ImageCache {
         #[command(subcommand)]
         command: ImageCacheCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// The Talos release (`v1.13.0`).
+    #[arg(long, env = "TALEXT_TALOS_VERSION", value_name = "VERSION")]
+    pub talos_version: String,
+    /// The Kubernetes version (default: the release's `DefaultKubernetesVersion`).
+    #[arg(long, env = "TALEXT_KUBERNETES_VERSION", value_name = "VERSION")]
+    pub kubernetes_version: Option<String>,
+    /// Add the extension a build receipt names (`talext build --receipt`), pinned; repeatable.
+    #[arg(long = "receipt", value_name = "FILE")]
+    pub receipts: Vec<PathBuf>,
+    /// Add an image; repeatable.
+    #[arg(long = "image", value_name = "REF")]
+    pub add: Vec<String>,
+    /// Drop the images of a role (`flannel`, `kube-proxy`, …) or repository; repeatable.
+    #[arg(long = "drop", value_name = "ROLE|REPO")]
+    pub drop: Vec<String>,
+    /// Print JSON (`[{role, image}]`) instead of one image per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +347,60 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Bundle { command } => {
             crate::bundle::cli::run(command, cli.quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Images(args) => {
+            let mut list = crate::release::images::list(
+                &args.talos_version,
+                args.kubernetes_version.as_deref(),
+            )
+            .ok_or_else(|| {
+                Error::input_hint(
+                    format!(
+                        "`{}` is not a Talos release talext knows",
+                        args.talos_version
+                    ),
+                    "known: v1.7 to v1.15 (`v1.13.0`)",
+                )
+            })?;
+            for r in &args.receipts {
+                let receipt = crate::talos::receipt::Receipt::read(r)?;
+                let image = receipt.reference.clone().ok_or_else(|| {
+                    Error::input(format!(
+                        "`{}` names no registry image (built to `{}`)",
+                        r.display(),
+                        receipt.output
+                    ))
+                })?;
+                list.push(crate::release::images::Listed {
+                    role: format!("extension:{}", receipt.name),
+                    image,
+                });
+            }
+            for a in &args.add {
+                crate::registry::Reference::parse(a)?;
+                list.push(crate::release::images::Listed {
+                    role: "added".into(),
+                    image: a.clone(),
+                });
+            }
+            list.retain(|l| {
+                !args
+                    .drop
+                    .iter()
+                    .any(|d| l.role == *d || l.image.split([':', '@']).next() == Some(d.as_str()))
+            });
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list)
+                        .map_err(|e| Error::internal(e.to_string()))?
+                );
+            } else {
+                for l in &list {
+                    println!("{}", l.image);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::ImageCache {

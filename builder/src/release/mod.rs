@@ -6,11 +6,13 @@
 //!
 //! - [`extensions`]: the extension loader and imager (allowed paths, kernel facts, the base
 //!   installer, the image cache switch);
+//! - [`images`]: the images each release runs and installs with (`talext images`);
 //! - [`config`]: the machine-configuration documents of each release and the v1alpha1 fields
 //!   each one replaces or conflicts with.
 
 pub mod config;
 pub mod extensions;
+pub mod images;
 
 use std::fmt;
 
