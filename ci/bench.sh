@@ -62,9 +62,16 @@ make_payload() { # arch dest
     done
     mkdir -p "$dest"/{bin,sbin,etc,lib,root,tmp,usr/bin,usr/sbin,usr/local/bin,var/lib,var/run}
     install -m 0755 "$x/bin/busybox" "$dest/bin/busybox"
-    for a in sh ash ls cat cp mv rm mkdir ln ps grep sed awk ip iptables; do
+    for a in sh ash ls cat cp mv rm mkdir ln ps grep sed awk ip; do
         ln -sf /bin/busybox "$dest/bin/$a"
     done
+    # Alpine's iptables backends in /sbin, `iptables` linked to the legacy one as upstream does.
+    install -m 0755 "$x/bin/busybox" "$dest/sbin/xtables-nft-multi"
+    install -m 0755 "$x/bin/busybox" "$dest/sbin/xtables-legacy-multi"
+    ln -sf xtables-legacy-multi "$dest/sbin/iptables-legacy"
+    ln -sf xtables-legacy-multi "$dest/sbin/ip6tables-legacy"
+    ln -sf /sbin/iptables-legacy "$dest/sbin/iptables"
+    ln -sf /sbin/ip6tables-legacy "$dest/sbin/ip6tables"
     install -m 0755 "$x/usr/bin/restic" "$dest/usr/local/bin/containerboot"
     install -m 0755 "$x/usr/bin/etcd" "$dest/usr/local/bin/tailscale"
     install -m 0755 "$x/usr/bin/rclone" "$dest/usr/local/bin/tailscaled"

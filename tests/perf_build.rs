@@ -80,6 +80,10 @@ fn fixture(root: &Path) -> PathBuf {
         }
         fs::write(p.join("etc/os-release"), format!("ID=stand-in-{arch}\n")).unwrap();
         symlink("/usr/local/bin/tailscale", p.join("bin/ts")).unwrap();
+        // The nft iptables backend the definition's `links` point at, as in the upstream image.
+        fs::create_dir_all(p.join("sbin")).unwrap();
+        fs::write(p.join("sbin/xtables-nft-multi"), elf(machine, 7, 4096)).unwrap();
+        symlink("/sbin/iptables-legacy", p.join("sbin/iptables")).unwrap();
     }
     def
 }
