@@ -215,85 +215,345 @@ const PATHS_1_13: &[&str] = &[
 // commit the release's `Makefile` pins as `PKGS`.
 
 const KERNEL_1_7: &[KernelRelease] = &[
-    k("v1.7.0", "6.6.28-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.0"),
-    k("v1.7.1", "6.6.29-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.1"),
-    k("v1.7.2", "6.6.30-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.2"),
-    k("v1.7.3", "6.6.32-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.3"),
-    k("v1.7.4", "6.6.32-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.4"),
-    k("v1.7.5", "6.6.33-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.5"),
-    k("v1.7.6", "6.6.43-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.6"),
-    k("v1.7.7", "6.6.52-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.7"),
+    k(
+        "v1.7.0",
+        "6.6.28-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.0",
+    ),
+    k(
+        "v1.7.1",
+        "6.6.29-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.1",
+    ),
+    k(
+        "v1.7.2",
+        "6.6.30-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.2",
+    ),
+    k(
+        "v1.7.3",
+        "6.6.32-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.3",
+    ),
+    k(
+        "v1.7.4",
+        "6.6.32-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.4",
+    ),
+    k(
+        "v1.7.5",
+        "6.6.33-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.5",
+    ),
+    k(
+        "v1.7.6",
+        "6.6.43-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.6",
+    ),
+    k(
+        "v1.7.7",
+        "6.6.52-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.7.7",
+    ),
 ];
 const KERNEL_1_8: &[KernelRelease] = &[
-    k("v1.8.0", "6.6.52-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.0"),
-    k("v1.8.1", "6.6.54-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.1"),
-    k("v1.8.2", "6.6.58-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.2"),
-    k("v1.8.3", "6.6.60-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.3"),
-    k("v1.8.4", "6.6.64-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.4"),
+    k(
+        "v1.8.0",
+        "6.6.52-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.0",
+    ),
+    k(
+        "v1.8.1",
+        "6.6.54-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.1",
+    ),
+    k(
+        "v1.8.2",
+        "6.6.58-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.2",
+    ),
+    k(
+        "v1.8.3",
+        "6.6.60-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.3",
+    ),
+    k(
+        "v1.8.4",
+        "6.6.64-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.8.4",
+    ),
 ];
 const KERNEL_1_9: &[KernelRelease] = &[
-    k("v1.9.0", "6.12.5-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.0"),
-    k("v1.9.1", "6.12.6-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.1"),
-    k("v1.9.2", "6.12.9-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.2"),
-    k("v1.9.3", "6.12.11-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.3"),
-    k("v1.9.4", "6.12.13-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.4"),
-    k("v1.9.5", "6.12.18-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.5"),
-    k("v1.9.6", "6.12.25-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.6"),
+    k(
+        "v1.9.0",
+        "6.12.5-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.0",
+    ),
+    k(
+        "v1.9.1",
+        "6.12.6-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.1",
+    ),
+    k(
+        "v1.9.2",
+        "6.12.9-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.2",
+    ),
+    k(
+        "v1.9.3",
+        "6.12.11-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.3",
+    ),
+    k(
+        "v1.9.4",
+        "6.12.13-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.4",
+    ),
+    k(
+        "v1.9.5",
+        "6.12.18-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.5",
+    ),
+    k(
+        "v1.9.6",
+        "6.12.25-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.9.6",
+    ),
 ];
 const KERNEL_1_10: &[KernelRelease] = &[
-    k("v1.10.0", "6.12.25-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.0"),
-    k("v1.10.1", "6.12.25-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.1"),
-    k("v1.10.2", "6.12.27-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.2"),
-    k("v1.10.3", "6.12.28-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.3"),
-    k("v1.10.4", "6.12.31-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.4"),
-    k("v1.10.5", "6.12.35-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.5"),
-    k("v1.10.6", "6.12.40-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.6"),
-    k("v1.10.7", "6.12.43-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.7"),
-    k("v1.10.8", "6.12.58-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.8"),
-    k("v1.10.9", "6.12.63-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.9"),
+    k(
+        "v1.10.0",
+        "6.12.25-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.0",
+    ),
+    k(
+        "v1.10.1",
+        "6.12.25-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.1",
+    ),
+    k(
+        "v1.10.2",
+        "6.12.27-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.2",
+    ),
+    k(
+        "v1.10.3",
+        "6.12.28-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.3",
+    ),
+    k(
+        "v1.10.4",
+        "6.12.31-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.4",
+    ),
+    k(
+        "v1.10.5",
+        "6.12.35-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.5",
+    ),
+    k(
+        "v1.10.6",
+        "6.12.40-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.6",
+    ),
+    k(
+        "v1.10.7",
+        "6.12.43-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.7",
+    ),
+    k(
+        "v1.10.8",
+        "6.12.58-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.8",
+    ),
+    k(
+        "v1.10.9",
+        "6.12.63-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.10.9",
+    ),
 ];
 const KERNEL_1_11: &[KernelRelease] = &[
-    k("v1.11.0", "6.12.43-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.0"),
-    k("v1.11.1", "6.12.45-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.1"),
-    k("v1.11.2", "6.12.48-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.2"),
-    k("v1.11.3", "6.12.52-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.3"),
-    k("v1.11.4", "6.12.57-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.4"),
-    k("v1.11.5", "6.12.57-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.5"),
-    k("v1.11.6", "6.12.62-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.6"),
+    k(
+        "v1.11.0",
+        "6.12.43-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.0",
+    ),
+    k(
+        "v1.11.1",
+        "6.12.45-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.1",
+    ),
+    k(
+        "v1.11.2",
+        "6.12.48-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.2",
+    ),
+    k(
+        "v1.11.3",
+        "6.12.52-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.3",
+    ),
+    k(
+        "v1.11.4",
+        "6.12.57-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.4",
+    ),
+    k(
+        "v1.11.5",
+        "6.12.57-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.5",
+    ),
+    k(
+        "v1.11.6",
+        "6.12.62-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.11.6",
+    ),
 ];
 const KERNEL_1_12: &[KernelRelease] = &[
-    k("v1.12.0", "6.18.1-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.0"),
-    k("v1.12.1", "6.18.2-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.1"),
-    k("v1.12.2", "6.18.5-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.2"),
-    k("v1.12.3", "6.18.8-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.3"),
-    k("v1.12.4", "6.18.9-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.4"),
-    k("v1.12.5", "6.18.15-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.5"),
-    k("v1.12.6", "6.18.18-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.6"),
-    k("v1.12.7", "6.18.24-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.7"),
-    k("v1.12.8", "6.18.32-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.8"),
-    k("v1.12.9", "6.18.35-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.9"),
-    k("v1.12.10", "6.18.38-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.10"),
-    k("v1.12.11", "6.18.42-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.11"),
+    k(
+        "v1.12.0",
+        "6.18.1-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.0",
+    ),
+    k(
+        "v1.12.1",
+        "6.18.2-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.1",
+    ),
+    k(
+        "v1.12.2",
+        "6.18.5-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.2",
+    ),
+    k(
+        "v1.12.3",
+        "6.18.8-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.3",
+    ),
+    k(
+        "v1.12.4",
+        "6.18.9-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.4",
+    ),
+    k(
+        "v1.12.5",
+        "6.18.15-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.5",
+    ),
+    k(
+        "v1.12.6",
+        "6.18.18-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.6",
+    ),
+    k(
+        "v1.12.7",
+        "6.18.24-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.7",
+    ),
+    k(
+        "v1.12.8",
+        "6.18.32-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.8",
+    ),
+    k(
+        "v1.12.9",
+        "6.18.35-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.9",
+    ),
+    k(
+        "v1.12.10",
+        "6.18.38-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.10",
+    ),
+    k(
+        "v1.12.11",
+        "6.18.42-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.12.11",
+    ),
 ];
 const KERNEL_1_13: &[KernelRelease] = &[
-    k("v1.13.0", "6.18.24-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.0"),
-    k("v1.13.1", "6.18.29-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.1"),
-    k("v1.13.2", "6.18.29-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.2"),
-    k("v1.13.3", "6.18.33-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.3"),
-    k("v1.13.4", "6.18.34-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.4"),
-    k("v1.13.5", "6.18.36-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.5"),
-    k("v1.13.6", "6.18.38-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.6"),
-    k("v1.13.7", "6.18.39-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.7"),
-    k("v1.13.8", "6.18.42-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.8"),
-    k("v1.13.9", "6.18.44-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.9"),
+    k(
+        "v1.13.0",
+        "6.18.24-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.0",
+    ),
+    k(
+        "v1.13.1",
+        "6.18.29-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.1",
+    ),
+    k(
+        "v1.13.2",
+        "6.18.29-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.2",
+    ),
+    k(
+        "v1.13.3",
+        "6.18.33-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.3",
+    ),
+    k(
+        "v1.13.4",
+        "6.18.34-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.4",
+    ),
+    k(
+        "v1.13.5",
+        "6.18.36-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.5",
+    ),
+    k(
+        "v1.13.6",
+        "6.18.38-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.6",
+    ),
+    k(
+        "v1.13.7",
+        "6.18.39-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.7",
+    ),
+    k(
+        "v1.13.8",
+        "6.18.42-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.8",
+    ),
+    k(
+        "v1.13.9",
+        "6.18.44-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.13.9",
+    ),
 ];
 const KERNEL_1_14: &[KernelRelease] = &[
-    k("v1.14.0-alpha.0", "6.18.25-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-alpha.0"),
-    k("v1.14.0-alpha.1", "6.18.33-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-alpha.1"),
-    k("v1.14.0-alpha.2", "6.18.36-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-alpha.2"),
-    k("v1.14.0-beta.0", "6.18.39-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-beta.0"),
-    k("v1.14.0-beta.1", "6.18.41-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-beta.1"),
-    k("v1.14.0-rc.1", "6.18.44-talos", "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-rc.1"),
+    k(
+        "v1.14.0-alpha.0",
+        "6.18.25-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-alpha.0",
+    ),
+    k(
+        "v1.14.0-alpha.1",
+        "6.18.33-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-alpha.1",
+    ),
+    k(
+        "v1.14.0-alpha.2",
+        "6.18.36-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-alpha.2",
+    ),
+    k(
+        "v1.14.0-beta.0",
+        "6.18.39-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-beta.0",
+    ),
+    k(
+        "v1.14.0-beta.1",
+        "6.18.41-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-beta.1",
+    ),
+    k(
+        "v1.14.0-rc.1",
+        "6.18.44-talos",
+        "siderolabs/talos pkg/machinery/constants/constants.go@v1.14.0-rc.1",
+    ),
 ];
 
 const KERNEL_1_15: &[KernelRelease] = &[k(
