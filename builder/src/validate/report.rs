@@ -392,3 +392,78 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
         many
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(rule: &'static str, path: &str) -> Finding {
+        Finding::new(rule, path, format!("{rule} at `{path}`"), "fix it")
+    }
+
+    #[test]
+    fn findings_every_target_has_move_to_the_subject() {
+        let shared = f("path-not-allowed", "rootfs/etc/x");
+        let own = f("path-not-allowed", "rootfs/lib/firmware/x");
+        let mut r = Report::new();
+        r.push_matrix(
+            "linux/amd64",
+            Vec::new(),
+            vec![
+                (
+                    "v1.9.0".into(),
+                    "v1.9".into(),
+                    Verdict::Satisfied,
+                    vec![shared.clone()],
+                ),
+                (
+                    "v1.11.0".into(),
+                    "v1.11".into(),
+                    Verdict::Satisfied,
+                    vec![shared.clone(), own.clone()],
+                ),
+            ],
+        );
+        let s = &r.subjects[0];
+        assert_eq!(s.findings, vec![shared]);
+        assert!(s.targets[0].findings.is_empty());
+        assert_eq!(s.targets[1].findings, vec![own]);
+        assert!(s.works_on().is_empty(), "the shared error fails both");
+        assert_eq!(r.error_count(), 2);
+        assert!(r.failed());
+        let text = r.render_text();
+        assert!(text.contains("-- v1.11.0\nerror[path-not-allowed] rootfs/lib/firmware/x"));
+        assert!(!text.contains("-- v1.9.0"), "{text}");
+        assert!(text.contains("works on none of the targets\n"), "{text}");
+    }
+
+    #[test]
+    fn a_survey_fails_only_where_nothing_works() {
+        let mut r = Report::new();
+        r.survey = true;
+        r.push_matrix(
+            "x",
+            Vec::new(),
+            vec![
+                (
+                    "v1.9.0".into(),
+                    "v1.9".into(),
+                    Verdict::Satisfied,
+                    vec![f("path-not-allowed", "rootfs/usr/lib/firmware/x")],
+                ),
+                (
+                    "v1.10.0".into(),
+                    "v1.10".into(),
+                    Verdict::Satisfied,
+                    Vec::new(),
+                ),
+            ],
+        );
+        assert!(!r.failed());
+        assert_eq!(r.to_json()["ok"], true);
+        assert_eq!(
+            r.to_json()["subjects"][0]["works_on"],
+            serde_json::json!(["v1.10.0"])
+        );
+    }
+}
