@@ -350,6 +350,19 @@ mod tests {
             vec!["modules-kernel-series"],
             "v1.14 runs 6.18 on every known tag"
         );
+        // Before the /usr merge the imager reads `/lib/modules`.
+        let mut t = Tree::new();
+        t.insert("rootfs/lib/modules", Node::dir(0o755));
+        t.insert("rootfs/lib/modules/6.12.5-talos", Node::dir(0o755));
+        t.insert(
+            "rootfs/lib/modules/6.12.5-talos/x.ko",
+            Node::inline(&b"x"[..], 0o644),
+        );
+        assert_eq!(release_rules(&t, 9, "v1.9.0"), Vec::<&str>::new());
+        assert_eq!(
+            release_rules(&t, 9, "v1.9.1"),
+            vec!["modules-kernel-release"]
+        );
     }
 
     #[test]
