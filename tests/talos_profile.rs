@@ -233,7 +233,87 @@ fn unpinned_images_need_consent_and_insecure_is_forwarded() {
         "image",
     ]);
     assert_eq!(p["output"]["imageOptions"]["diskSize"], 1306525696u64);
-    assert_eq!(p["output"]["outFormat"], ".xz");
+    // The built-in `metal` profile's format (`pkg/imager/profile/default.go`, `.zst` from v1.8).
+    assert_eq!(p["output"]["outFormat"], ".zst");
+}
+
+fn pinned() -> String {
+    format!("r.example/x@sha256:{}", hex('e'))
+}
+
+#[test]
+fn uki_and_cmdline_output_kinds() {
+    for kind in ["uki", "cmdline"] {
+        let p = profile(&["--image", &pinned(), "--output-kind", kind]);
+        assert_eq!(p["output"]["kind"], kind);
+        assert_eq!(p["output"]["outFormat"], "raw");
+        assert_eq!(p["secureboot"], false);
+        assert!(p["output"].get("imageOptions").is_none());
+    }
+    // Before v1.10 the imager builds a UKI only with secure boot (`pkg/imager/imager.go`).
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.9.3",
+        "--image",
+        &pinned(),
+        "--output-kind",
+        "uki",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("builds a UKI only with secure boot"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.9.3",
+        "--image",
+        &pinned(),
+        "--output-kind",
+        "cmdline",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn metal_image_format_follows_the_release() {
+    let image = |version: &str, platform: &str| {
+        let o = talext(&[
+            "imager-profile",
+            "--talos-version",
+            version,
+            "--platform",
+            platform,
+            "--image",
+            &pinned(),
+            "--output-kind",
+            "image",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let p: serde_yaml::Value = serde_yaml::from_slice(&o.stdout).unwrap();
+        (
+            p["output"]["outFormat"].as_str().unwrap().to_string(),
+            p["input"]["baseInstaller"]["imageRef"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    assert_eq!(
+        image("v1.14.0", "metal"),
+        (
+            ".zst".into(),
+            "ghcr.io/siderolabs/installer-base:v1.14.0".into()
+        )
+    );
+    assert_eq!(
+        image("v1.7.6", "metal"),
+        (".xz".into(), "ghcr.io/siderolabs/installer:v1.7.6".into())
+    );
+    assert_eq!(image("v1.12.0", "nocloud").0, ".xz");
 }
 
 #[test]

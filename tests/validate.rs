@@ -365,12 +365,7 @@ fn every_fixture_reports_exactly_its_rules() {
                 continue;
             }
         };
-        let findings: Vec<&serde_json::Value> = report["subjects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|s| s["findings"].as_array().unwrap())
-            .collect();
+        let findings = all_findings(&report);
         let got: BTreeSet<&str> = findings
             .iter()
             .map(|f| f["rule"].as_str().unwrap())
@@ -384,7 +379,13 @@ fn every_fixture_reports_exactly_its_rules() {
         let has_error = findings.iter().any(|f| f["severity"] == "error");
         let want_exit = expect.exit.unwrap_or(if want.is_empty() { 0 } else { 1 });
         let code = out.status.code().unwrap_or(-1);
-        if code != want_exit || (code == 1) != has_error || report["ok"] != !has_error {
+        // A bare `validate` surveys every known release: errors on some of them do not fail it.
+        let survey = report["survey"] == true;
+        if code != want_exit
+            || (!survey && (code == 1) != has_error)
+            || (code == 1 && !has_error)
+            || report["ok"] != (code == 0)
+        {
             failures.push(format!(
                 "{name}: exit {code}, expected {want_exit} (error findings: {has_error})"
             ));
@@ -398,6 +399,18 @@ fn every_fixture_reports_exactly_its_rules() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every finding of a `--json` report: each subject's own and each of its targets'.
+fn all_findings(report: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut out = Vec::new();
+    for s in report["subjects"].as_array().unwrap() {
+        out.extend(s["findings"].as_array().unwrap());
+        for t in s["targets"].as_array().into_iter().flatten() {
+            out.extend(t["findings"].as_array().unwrap());
+        }
+    }
+    out
 }
 
 /// A fixture prepared in a fresh directory: (keep-alive, SOURCE argument).
@@ -455,7 +468,7 @@ fn talos_version_decides_compatibility() {
 #[test]
 fn text_report_shape() {
     let (_work, src) = staged("bad-path-not-allowed");
-    let out = talext(&["validate", &src]);
+    let out = talext(&["validate", &src, "--talos-version", "v1.14.0"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -477,6 +490,10 @@ fn text_report_shape() {
             .last()
             .unwrap()
             .starts_with("failed: 3 errors, 0 warnings in "),
+        "{stdout}"
+    );
+    assert!(
+        lines.last().unwrap().ends_with(" for Talos v1.14.0"),
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -546,5 +563,246 @@ fn library_reports_bad_options_as_findings() {
             "talos-version-invalid",
             "arch-invalid"
         ]
+    );
+}
+
+/// The rule ids of one target of a `--json` report (its own findings and the subject's).
+fn rules_for<'a>(report: &'a serde_json::Value, talos: &str) -> BTreeSet<&'a str> {
+    let s = &report["subjects"][0];
+    let t = s["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["talos"] == talos)
+        .unwrap_or_else(|| panic!("no target {talos} in {report}"));
+    s["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(t["findings"].as_array().unwrap())
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn usr_merge_moves_firmware_between_v1_9_and_v1_11() {
+    let (_w1, lib) = staged("good-firmware-lib");
+    let (_w2, usr) = staged("good-firmware-usr");
+    for (src, ok, refused) in [(&lib, "v1.9.0", "v1.11.0"), (&usr, "v1.11.0", "v1.9.0")] {
+        let out = talext(&["validate", src, "--talos-version", ok]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let out = talext(&["validate", src, "--talos-version", refused]);
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("error[path-not-allowed] rootfs/"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("the /usr merge of v1.10 moved it"),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_range_prints_a_matrix() {
+    let (_work, src) = staged("good-firmware-usr");
+    let out = talext(&["validate", &src, "--talos-version", "v1.7.0..v1.14.0"]);
+    assert_eq!(out.status.code(), Some(1), "v1.7 to v1.9 refuse it");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let header = stdout
+        .lines()
+        .position(|l| l.starts_with("talos ") && l.contains("constraint"))
+        .unwrap_or_else(|| panic!("no matrix header: {stdout}"));
+    let rows: Vec<&str> = stdout.lines().skip(header + 1).take(8).collect();
+    let want = [
+        "v1.7.0", "v1.8.0", "v1.9.0", "v1.10.0", "v1.11.0", "v1.12.0", "v1.13.0", "v1.14.0",
+    ];
+    for (row, talos) in rows.iter().zip(want) {
+        assert!(row.starts_with(talos), "{row} / {stdout}");
+        assert!(row.contains("satisfied"), "{row}");
+        let ok = !matches!(talos, "v1.7.0" | "v1.8.0" | "v1.9.0");
+        assert_eq!(row.ends_with("  ok"), ok, "{row}");
+    }
+    assert!(stdout.contains("-- v1.9.0\nerror[path-not-allowed] rootfs/usr/lib/firmware/x: "));
+    assert!(stdout.contains(
+        "works on v1.10.0, v1.11.0, v1.12.0, v1.13.0, v1.14.0; not on v1.7.0, v1.8.0, v1.9.0\n"
+    ));
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("failed: 1 error, 0 warnings in "),
+        "{stdout}"
+    );
+
+    let out = talext(&[
+        "validate",
+        &src,
+        "--json",
+        "--talos-version",
+        "v1.7.0..v1.14.0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json_of(&out);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["survey"], false);
+    assert_eq!(report["targets"].as_array().unwrap().len(), 8);
+    let targets = report["subjects"][0]["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 8);
+    assert_eq!(targets[0]["talos"], "v1.7.0");
+    assert_eq!(targets[0]["release"], "v1.7");
+    assert_eq!(targets[0]["constraint"], "satisfied");
+    assert_eq!(targets[0]["ok"], false);
+    assert_eq!(targets[0]["errors"], 1);
+    assert_eq!(targets[3]["ok"], true);
+    assert_eq!(
+        report["subjects"][0]["works_on"],
+        serde_json::json!(["v1.10.0", "v1.11.0", "v1.12.0", "v1.13.0", "v1.14.0"])
+    );
+    assert!(rules_for(&report, "v1.9.0").contains("path-not-allowed"));
+    assert!(rules_for(&report, "v1.10.0").is_empty());
+}
+
+#[test]
+fn a_list_selects_exactly_its_versions() {
+    let (_work, src) = staged("good-firmware-lib");
+    let out = talext(&[
+        "validate",
+        &src,
+        "--json",
+        "--talos-version",
+        "v1.8.2,v1.9.0",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = json_of(&out);
+    assert_eq!(report["targets"], serde_json::json!(["v1.8.2", "v1.9.0"]));
+    let out = talext(&["validate", &src, "--talos-version", "v1.9.0,v1.10.0"]);
+    assert_eq!(out.status.code(), Some(1), "one selected target fails");
+    let out = talext(&["validate", &src, "--talos-version", "v1.12.0..v1.9.0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("range ends before it starts"));
+}
+
+#[test]
+fn a_bare_validate_says_where_the_image_works() {
+    let (_work, src) = staged("good-firmware-lib");
+    let out = talext(&["validate", &src]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "it works on some known releases: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("works on v1.7.0, v1.8.0, v1.9.0; not on v1.10.0, "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("v1.15.0"), "every known release: {stdout}");
+    let report = json_of(&talext(&["validate", &src, "--json"]));
+    assert_eq!(report["survey"], true);
+    assert_eq!(report["ok"], true);
+    assert_eq!(
+        report["subjects"][0]["works_on"],
+        serde_json::json!(["v1.7.0", "v1.8.0", "v1.9.0"])
+    );
+    let known: Vec<String> = talext::release::KNOWN
+        .iter()
+        .map(|m| format!("{m}.0"))
+        .collect();
+    assert_eq!(report["targets"], serde_json::json!(known));
+
+    // An image no known release accepts fails.
+    let (_work, bad) = staged("bad-path-not-allowed");
+    let out = talext(&["validate", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("works on none of the known Talos releases"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("failed: 3 errors, 0 warnings in "),
+        "findings every release shares are counted once: {stdout}"
+    );
+}
+
+#[test]
+fn kernel_modules_follow_the_target_kernel() {
+    let (_work, src) = staged("bad-modules-kernel-release");
+    let out = talext(&["validate", &src, "--talos-version", "v1.9.0..v1.11.0"]);
+    let report = json_of(&talext(&[
+        "validate",
+        &src,
+        "--json",
+        "--talos-version",
+        "v1.9.0..v1.11.0",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    // Built for v1.9.0's kernel, in the /usr path v1.9 refuses; v1.10 and v1.11 run other kernels.
+    assert_eq!(
+        rules_for(&report, "v1.9.0"),
+        BTreeSet::from(["path-not-allowed"])
+    );
+    for talos in ["v1.10.0", "v1.11.0"] {
+        assert_eq!(
+            rules_for(&report, talos),
+            BTreeSet::from(["modules-kernel-release"]),
+            "{talos}"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Talos `v1.11.0` runs kernel `6.12.43-talos`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_known_minor_has_a_cited_row() {
+    use talext::release::extensions;
+    for minor in talext::release::KNOWN {
+        let row = extensions::of(*minor).unwrap_or_else(|| panic!("no row for {minor}"));
+        for (fact, source) in row.citations() {
+            for part in source.split("; ") {
+                let (repo, rest) = part.split_once(' ').unwrap_or_default();
+                let (path, tag) = rest.split_once('@').unwrap_or_default();
+                assert!(
+                    ["siderolabs/talos", "siderolabs/pkgs"].contains(&repo)
+                        && !path.is_empty()
+                        && !path.contains(' ')
+                        && !tag.is_empty(),
+                    "{minor} {fact}: `{part}` is not `owner/repo path@tag`"
+                );
+            }
+        }
+        assert!(!row.kernels.value.is_empty(), "{minor} has no kernel");
+    }
+    assert_eq!(
+        extensions::TABLE.len(),
+        talext::release::KNOWN.len(),
+        "one row per known minor, no more"
     );
 }

@@ -196,10 +196,11 @@ pub struct ImagerProfileArgs {
     /// Talos version of the imager and base installer, `vX.Y.Z`.
     #[arg(long, value_name = "VERSION", env = "TALEXT_TALOS_VERSION")]
     pub talos_version: String,
-    /// What the imager produces.
-    #[arg(long, default_value = "installer", value_parser = ["installer", "iso", "image", "kernel", "initramfs"])]
+    /// What the imager produces (`uki` without secure boot needs Talos v1.10 or later).
+    #[arg(long, default_value = "installer", value_parser = profile::KINDS)]
     pub output_kind: String,
-    /// Base installer image (default: ghcr.io/siderolabs/installer-base:<version>).
+    /// Base installer image (default: ghcr.io/siderolabs/installer-base:<version> from v1.10,
+    /// ghcr.io/siderolabs/installer:<version> before).
     #[arg(long, value_name = "REF")]
     pub base_installer: Option<String>,
     /// Build receipt (`talext build --receipt`): pins the extension by its index digest, or

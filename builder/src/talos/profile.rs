@@ -7,6 +7,11 @@
 //! is one of `imageRef` (+ `forceInsecure`), `ociPath` or `tarballPath` (contract §2.1): the
 //! imager decodes the profile leniently, so a misspelt key would silently drop an extension —
 //! which is why this file is generated, not hand-written.
+//!
+//! What changed between releases comes from the release table (`crate::release::extensions`):
+//! the base installer (`installer-base` from v1.10), the `outFormat` of the built-in `metal`
+//! profile (`.zst` from v1.8, `pkg/imager/profile/default.go`), and whether a `uki` needs secure
+//! boot (before v1.10 the imager builds the UKI only with secure boot, `pkg/imager/imager.go`).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -43,8 +48,17 @@ pub struct ProfileRequest {
     pub extensions: Vec<ExtensionSource>,
 }
 
-/// Output kinds the imager accepts without secure boot (`OutputKind` values).
-const KINDS: [&str; 5] = ["installer", "iso", "image", "kernel", "initramfs"];
+/// Output kinds the imager accepts without secure boot (`OutputKind` values in
+/// `pkg/imager/profile/output.go` at v1.14.0-rc.1; `uki` from v1.10 without secure boot).
+pub const KINDS: [&str; 7] = [
+    "installer",
+    "iso",
+    "image",
+    "kernel",
+    "initramfs",
+    "uki",
+    "cmdline",
+];
 
 /// Turn a build receipt into an extension source for `arch`.
 pub fn source_from_receipt(
@@ -223,14 +237,23 @@ pub fn render(req: &ProfileRequest) -> Result<String> {
     } else {
         format!("v{tag}")
     };
+    let (facts, _) = crate::release::extensions::nearest(crate::release::Minor::new(
+        version.major as u16,
+        version.minor as u16,
+    ));
+    if req.output_kind == "uki" && facts.uki_needs_secureboot.value {
+        return Err(Error::input_hint(
+            format!(
+                "the imager of Talos `{tag}` builds a UKI only with secure boot, which this profile does not set"
+            ),
+            "use Talos v1.10 or later for a `uki` without secure boot, or the `image` / `iso` output kinds",
+        ));
+    }
     // The imager's default base installer: installer-base from v1.10, the installer before.
-    let base = req.base_installer.clone().unwrap_or_else(|| {
-        if version.at_least(1, 10) {
-            format!("ghcr.io/siderolabs/installer-base:{tag}")
-        } else {
-            format!("ghcr.io/siderolabs/installer:{tag}")
-        }
-    });
+    let base = req
+        .base_installer
+        .clone()
+        .unwrap_or_else(|| format!("{}:{tag}", facts.base_installer.value));
     let s = |v: &str| GoValue::str(v);
     let path = |p: String| GoValue::Map(vec![("path".into(), GoValue::Str(p))]);
     let mut base_asset = vec![("imageRef".to_string(), s(&base))];
@@ -287,7 +310,12 @@ pub fn render(req: &ProfileRequest) -> Result<String> {
                 ("diskFormat".into(), s("raw")),
             ]),
         ));
-        ".xz"
+        // The built-in `metal` profile's compression; other platforms keep `.xz`.
+        if req.platform == "metal" {
+            facts.metal_out_format.value
+        } else {
+            ".xz"
+        }
     } else {
         "raw"
     };

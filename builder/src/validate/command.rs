@@ -1,11 +1,13 @@
-//! `talext validate SOURCE`: load a source, validate each image root in it, print the report on
-//! stdout (text, or `--json`), fail with [`Error::Validation`] when any finding is an error.
+//! `talext validate SOURCE`: load a source, validate each image root in it against the Talos
+//! versions selected (one, a list, a range, or every known release when none is given), print
+//! the report on stdout (text, or `--json`), fail with [`Error::Validation`] when a selected
+//! target has an error (or, without `--talos-version`, when the image works on no known release).
 
 use std::path::Path;
 
 use clap::Args;
 
-use super::{validate_tree, Finding, Options, Report};
+use super::{targets, validate_matrix, Finding, Options, Report};
 use crate::error::{Error, Result};
 use crate::inspect;
 use crate::registry::RegistryOptions;
@@ -17,8 +19,10 @@ pub struct ValidateArgs {
     /// What to validate: a directory holding `manifest.yaml` and `rootfs/`, or `tar:FILE` for a
     /// plain filesystem tarball (`crane export` output).
     pub source: String,
-    /// Talos version the extension must be compatible with (e.g. `v1.14.0`).
-    #[arg(long, env = "TALEXT_TALOS_VERSION")]
+    /// Talos versions to validate against: one (`v1.14.0`), a comma list (`v1.9.0,v1.12.0`) or
+    /// a range (`v1.9.0..v1.14.0`, every known minor in it). Without it, reports which known
+    /// releases the image works on.
+    #[arg(long, env = "TALEXT_TALOS_VERSION", value_name = "VERSIONS")]
     pub talos_version: Option<String>,
     /// Architecture every ELF binary must be built for.
     #[arg(long, env = "TALEXT_ARCH", value_parser = ["amd64", "arm64"])]
@@ -136,37 +140,55 @@ pub fn open_source(source: &str, registry: &RegistryOptions) -> Result<Vec<Subje
     ))
 }
 
-/// Validate every subject of `source` and build the report.
-pub fn validate_source(source: &str, opts: &Options, registry: &RegistryOptions) -> Result<Report> {
+/// Validate every subject of `source` against `targets` and build the report (`survey` when the
+/// targets are every known release rather than a user's choice).
+pub fn validate_source(
+    source: &str,
+    opts: &Options,
+    targets: &[String],
+    survey: bool,
+    registry: &RegistryOptions,
+) -> Result<Report> {
     let mut report = Report::new();
+    report.survey = survey;
     for subject in open_source(source, registry)? {
         let mut o = opts.clone();
         if o.arch.is_none() {
             o.arch = subject.arch.clone();
         }
         let mut findings = subject.structure;
-        findings.extend(validate_tree(&subject.tree, &o));
-        report.push(subject.name, findings);
+        let (common, columns) = validate_matrix(&subject.tree, &o, targets);
+        findings.extend(common);
+        report.push_matrix(subject.name, findings, columns);
     }
     Ok(report)
 }
 
-/// The command: report on stdout, exit status from the error count.
+/// The command: report on stdout, exit status from the report's verdict.
 pub fn run(args: &ValidateArgs) -> Result<()> {
-    if let Some(v) = &args.talos_version {
-        super::semver::Version::parse_tolerant(v).map_err(|e| {
-            Error::input_hint(
-                format!("`--talos-version {v}` is not a version: {e}"),
-                "pass a Talos version such as `v1.14.0`",
-            )
-        })?;
-    }
+    let spec = args
+        .talos_version
+        .as_deref()
+        .filter(|s| !s.trim().is_empty());
+    let (selected, survey) = match spec {
+        Some(spec) => (
+            targets::parse(spec).map_err(|e| Error::input_hint(e.message, e.hint))?,
+            false,
+        ),
+        None => (targets::survey(), true),
+    };
     let opts = Options {
-        talos_version: args.talos_version.clone(),
+        talos_version: None,
         arch: args.arch.clone(),
         pkg_name: args.pkg_name.clone(),
     };
-    let report = validate_source(&args.source, &opts, &args.registry.options()?)?;
+    let report = validate_source(
+        &args.source,
+        &opts,
+        &selected,
+        survey,
+        &args.registry.options()?,
+    )?;
     let rendered = if args.json {
         let mut s = serde_json::to_string_pretty(&report.to_json())
             .map_err(|e| Error::internal(format!("rendering the report: {e}")))?;
@@ -176,10 +198,12 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         report.render_text()
     };
     print_stdout(&rendered)?;
-    match report.error_count() {
-        0 => Ok(()),
-        errors => Err(Error::Validation { errors }),
+    if report.failed() {
+        return Err(Error::Validation {
+            errors: report.error_count(),
+        });
     }
+    Ok(())
 }
 
 fn print_stdout(s: &str) -> Result<()> {

@@ -1,45 +1,18 @@
-//! What `rootfs/` may hold (contract §2.3, §3): Talos's allowlist with its plain-prefix match,
-//! entry types Talos's untar mishandles, the special paths the imager treats apart (firmware,
-//! kernel modules, CRI config), and the notes a loader left on the tree.
+//! What `rootfs/` may hold (contract §2.3, §3): the allowlist of the target release with its
+//! plain-prefix match, entry types Talos's untar mishandles, the special paths the imager treats
+//! apart (firmware, kernel modules under the target's kernel release, CRI config), and the notes a
+//! loader left on the tree.
 
 use super::{on_node, Finding};
+use crate::release::extensions::ExtensionFacts;
 use crate::rootfs::{base_name, parent, NodeKind, Tree};
-
-/// `pkg/machinery/extensions/extensions.go` at Talos v1.14 (and the extensions validator at
-/// `84cecb0`). Matched as plain string prefixes with no `/` boundary (contract §3.2).
-const ALLOWED: &[&str] = &[
-    "/etc/cri/conf.d",
-    "/usr/lib/firmware",
-    "/usr/lib/modules",
-    "/usr/lib/ld-linux-x86-64.so.2",
-    "/usr/lib/ld-linux-aarch64.so.1",
-    "/usr/bin/ldconfig",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.cache",
-    "/usr/bin/nvidia-modprobe",
-    "/usr/bin/nvidia-pcc",
-    "/usr/bin/nvidia-smi",
-    "/usr/bin/nvidia-ctk",
-    "/usr/bin/nvidia-cdi-hook",
-    "/usr/bin/nvme",
-    "/usr/lib/udev/rules.d",
-    "/usr/local",
-    "/usr/share/glvnd",
-    "/usr/share/egl",
-    "/etc/vulkan",
-];
 
 /// Firmware trees the imager moves into the initramfs (`/lib/firmware` before v1.10).
 const FIRMWARE: &[&str] = &["rootfs/usr/lib/firmware", "rootfs/lib/firmware"];
-/// Module trees the imager runs depmod over (`/lib/modules` before v1.10).
-const MODULES: &[&str] = &["rootfs/usr/lib/modules", "rootfs/lib/modules"];
 const CRI_CONF: &str = "rootfs/etc/cri/conf.d";
 
-/// Whether Talos's content walk accepts a non-directory at `abs` (a path starting with `/`).
-pub(super) fn allowed(abs: &str) -> bool {
-    ALLOWED.iter().any(|p| abs.starts_with(p))
-}
-
+/// What every release checks the same way: entry types, paths below links, firmware symlinks and
+/// CRI fragments. The allowlist and kernel modules are release facts ([`check_release`]).
 pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
     for (path, node) in tree.below("rootfs") {
         let abs = on_node(path);
@@ -113,14 +86,6 @@ pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
             }
             NodeKind::File { .. } => {}
         }
-        if !allowed(&abs) {
-            out.push(Finding::new(
-                "path-not-allowed",
-                path.as_str(),
-                format!("path `{abs}` is not allowed in extensions"),
-                "put files under an allowed prefix: `/usr/local` (binaries, services, container roots), `/usr/lib/firmware`, `/usr/lib/modules`, `/usr/lib/udev/rules.d`, `/etc/cri/conf.d`, ...",
-            ));
-        }
         if is_below(path, CRI_CONF)
             && (parent(path) != CRI_CONF || !base_name(path).ends_with(".part"))
         {
@@ -134,22 +99,171 @@ pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
             ));
         }
     }
+}
 
-    // The imager copies `usr/lib/modules/<kver>/` for the target's one kernel release; without
-    // such a directory the build fails (contract §3.4).
-    for m in MODULES {
-        if tree.get(m).is_some_and(|n| n.is_dir()) && !tree.children(m).any(|(_, n)| n.is_dir()) {
+/// The rules of one release (`facts`), for the Talos version `target` when one is given: the
+/// allowlist (`pkg/machinery/extensions/extensions.go` of that release, matched as plain string
+/// prefixes with no `/` boundary, contract §3.2) and the kernel modules tree, which the imager
+/// copies from `<modules dir>/<kernel release of the target>` only
+/// (`internal/pkg/extensions/kernel_modules.go`).
+pub(super) fn check_release(
+    tree: &Tree,
+    facts: &ExtensionFacts,
+    target: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    for (path, node) in tree.below("rootfs") {
+        // validate.go never checks directories, so empty ones anywhere pass.
+        if node.is_dir() {
+            continue;
+        }
+        let abs = on_node(path);
+        if !facts.allowed(&abs) {
             out.push(Finding::new(
-                "modules-no-kernel-release",
-                *m,
-                format!(
-                    "`{}` holds no kernel-release directory; the imager fails copying kernel modules",
-                    on_node(m)
-                ),
-                "put modules under `/usr/lib/modules/<kernel release of the target Talos>/` (e.g. `extras/x.ko`), or drop the empty directory",
+                "path-not-allowed",
+                path.as_str(),
+                format!("path `{abs}` is not allowed in extensions"),
+                allowlist_hint(facts, &abs),
             ));
         }
     }
+
+    let modules = format!("rootfs{}", facts.modules_dir.value);
+    if !tree.get(&modules).is_some_and(|n| n.is_dir()) {
+        return;
+    }
+    let releases: Vec<&str> = tree
+        .children(&modules)
+        .filter(|(_, n)| n.is_dir())
+        .map(|(p, _)| base_name(p))
+        .collect();
+    if releases.is_empty() {
+        out.push(Finding::new(
+            "modules-no-kernel-release",
+            modules.as_str(),
+            format!(
+                "`{}` holds no kernel-release directory; the imager fails copying kernel modules",
+                facts.modules_dir.value
+            ),
+            format!(
+                "put modules under `{}/<kernel release of the target Talos>/` (e.g. `extras/x.ko`), or drop the empty directory",
+                facts.modules_dir.value
+            ),
+        ));
+        return;
+    }
+    let Some(target) = target else {
+        return;
+    };
+    let have = releases
+        .iter()
+        .map(|r| format!("`{r}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match facts.kernel_of(target) {
+        Some(kernel) if !releases.contains(&kernel.release) => out.push(Finding::new(
+            "modules-kernel-release",
+            modules.as_str(),
+            format!(
+                "Talos `{target}` runs kernel `{}`, but `{}` holds modules for {have}; the imager fails copying kernel modules",
+                kernel.release, facts.modules_dir.value
+            ),
+            format!(
+                "build the modules against the kernel of the target and put them under `{}/{}/`",
+                facts.modules_dir.value, kernel.release
+            ),
+        )),
+        Some(_) => {}
+        // Not this tag's kernel, but every known tag of the minor runs one kernel series (say
+        // 6.18), and no module directory is for it: the modules cannot be for this kernel.
+        None if series_of(facts).is_some_and(|series| {
+            !releases
+                .iter()
+                .any(|r| r.starts_with(&format!("{series}.")))
+        }) =>
+        {
+            let series = series_of(facts).unwrap_or_default();
+            let kernels = facts.kernels.value;
+            out.push(Finding::new(
+                "modules-kernel-series",
+                modules.as_str(),
+                format!(
+                    "every known tag of Talos {} ({} to {}) runs Linux {series}, but `{}` holds modules for {have}; the imager fails copying kernel modules",
+                    facts.minor,
+                    kernels[0].tag,
+                    kernels[kernels.len() - 1].tag,
+                    facts.modules_dir.value
+                ),
+                format!(
+                    "build the modules against the Linux {series} kernel of the target (`uname -r` on it) and put them under `{}/<that release>/`",
+                    facts.modules_dir.value
+                ),
+            ));
+        }
+        None => {
+            let known = facts
+                .kernels
+                .value
+                .iter()
+                .map(|k| format!("{} `{}`", k.tag, k.release))
+                .collect::<Vec<_>>();
+            out.push(Finding::new(
+                "modules-kernel-unknown",
+                modules.as_str(),
+                format!(
+                    "the kernel release of Talos `{target}` is not in talext's table, so modules for {have} were not checked against it"
+                ),
+                format!(
+                    "check `uname -r` on that release; known for {}: {}",
+                    facts.minor,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// The kernel series (`6.18`) every known tag of the release runs, if they all run one.
+fn series_of(facts: &ExtensionFacts) -> Option<String> {
+    let series = |release: &str| {
+        let mut parts = release.split('.');
+        Some(format!("{}.{}", parts.next()?, parts.next()?))
+    };
+    let mut all = facts.kernels.value.iter().map(|k| series(k.release));
+    let first = all.next()??;
+    all.all(|s| s.as_deref() == Some(first.as_str()))
+        .then_some(first)
+}
+
+/// Where a path refused by this release may go instead: across the /usr merge (v1.10,
+/// `/lib/firmware` to `/usr/lib/firmware` and so on) when the other side is allowed.
+fn allowlist_hint(facts: &ExtensionFacts, abs: &str) -> String {
+    for (old, new) in [
+        ("/lib/firmware", "/usr/lib/firmware"),
+        ("/lib/modules", "/usr/lib/modules"),
+        (
+            "/lib64/ld-linux-x86-64.so.2",
+            "/usr/lib/ld-linux-x86-64.so.2",
+        ),
+        ("/sbin/ldconfig", "/usr/bin/ldconfig"),
+    ] {
+        for (from, to) in [(old, new), (new, old)] {
+            if let Some(rest) = abs.strip_prefix(from) {
+                let moved = format!("{to}{rest}");
+                if facts.allowed(&moved) {
+                    let side = if facts.minor < crate::release::Minor::new(1, 10) {
+                        "before"
+                    } else {
+                        "from"
+                    };
+                    return format!(
+                        "Talos {side} v1.10 takes this at `{moved}` (the /usr merge of v1.10 moved it); build one image per side of v1.10"
+                    );
+                }
+            }
+        }
+    }
+    "put files under a prefix the target release allows, such as `/usr/local` (binaries, services, container roots) or `/etc/cri/conf.d`".into()
 }
 
 /// Pass through what the loader noted (compressed or duplicate tarball entries, escapes...).
@@ -191,19 +305,73 @@ mod tests {
     use super::*;
     use crate::rootfs::{Node, Special};
 
+    fn v14() -> &'static ExtensionFacts {
+        crate::release::extensions::of(crate::release::Minor::new(1, 14)).unwrap()
+    }
+
     fn rules(tree: &Tree) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         check(tree, &mut out);
+        check_release(tree, v14(), None, &mut out);
         out.into_iter().map(|f| (f.rule, f.path)).collect()
+    }
+
+    fn release_rules(tree: &Tree, minor: u16, target: &str) -> Vec<&'static str> {
+        let facts = crate::release::extensions::of(crate::release::Minor::new(1, minor)).unwrap();
+        let mut out = Vec::new();
+        check_release(tree, facts, Some(target), &mut out);
+        out.into_iter().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn allowlist_and_modules_follow_the_release() {
+        let mut t = Tree::new();
+        t.insert("rootfs/lib/firmware/x", Node::inline(&b"x"[..], 0o644));
+        assert_eq!(release_rules(&t, 9, "v1.9.0"), Vec::<&str>::new());
+        assert_eq!(release_rules(&t, 11, "v1.11.0"), vec!["path-not-allowed"]);
+        let mut t = Tree::new();
+        t.insert("rootfs/usr/lib/modules", Node::dir(0o755));
+        t.insert("rootfs/usr/lib/modules/6.12.43-talos", Node::dir(0o755));
+        t.insert(
+            "rootfs/usr/lib/modules/6.12.43-talos/x.ko",
+            Node::inline(&b"x"[..], 0o644),
+        );
+        assert_eq!(release_rules(&t, 11, "v1.11.0"), Vec::<&str>::new());
+        assert_eq!(
+            release_rules(&t, 11, "v1.11.1"),
+            vec!["modules-kernel-release"]
+        );
+        assert_eq!(
+            release_rules(&t, 11, "v1.11.99"),
+            vec!["modules-kernel-unknown"]
+        );
+        assert_eq!(
+            release_rules(&t, 14, "v1.14.0"),
+            vec!["modules-kernel-series"],
+            "v1.14 runs 6.18 on every known tag"
+        );
+        // Before the /usr merge the imager reads `/lib/modules`.
+        let mut t = Tree::new();
+        t.insert("rootfs/lib/modules", Node::dir(0o755));
+        t.insert("rootfs/lib/modules/6.12.5-talos", Node::dir(0o755));
+        t.insert(
+            "rootfs/lib/modules/6.12.5-talos/x.ko",
+            Node::inline(&b"x"[..], 0o644),
+        );
+        assert_eq!(release_rules(&t, 9, "v1.9.0"), Vec::<&str>::new());
+        assert_eq!(
+            release_rules(&t, 9, "v1.9.1"),
+            vec!["modules-kernel-release"]
+        );
     }
 
     #[test]
     fn prefix_quirk_and_directories() {
-        assert!(allowed("/usr/localfoo/x"));
-        assert!(allowed("/usr/bin/nvme-cli"));
-        assert!(allowed("/usr/lib/modulesX"));
-        assert!(!allowed("/etc/foo.conf"));
-        assert!(!allowed("/usr/lib64/a.so"));
+        assert!(v14().allowed("/usr/localfoo/x"));
+        assert!(v14().allowed("/usr/bin/nvme-cli"));
+        assert!(v14().allowed("/usr/lib/modulesX"));
+        assert!(!v14().allowed("/etc/foo.conf"));
+        assert!(!v14().allowed("/usr/lib64/a.so"));
         let mut t = Tree::new();
         t.insert("rootfs/etc/mydir", Node::dir(0o755));
         t.insert("rootfs/usr/local/bin/x", Node::inline(&b"x"[..], 0o777));

@@ -16,16 +16,22 @@ const MANIFEST: &str = "manifest.yaml";
 const ROOTFS: &str = "rootfs";
 
 /// The fields Talos reads from `manifest.yaml` (`pkg/machinery/extensions/metadata.go`).
-#[derive(Debug, Default)]
-struct Manifest {
+#[derive(Debug, Default, Clone)]
+pub(super) struct Manifest {
     version: String,
     name: String,
     meta_version: String,
     constraint: String,
 }
 
-/// Check structure and manifest; returns whether `rootfs/` is a directory worth walking.
-pub(super) fn check(tree: &Tree, opts: &Options, out: &mut Vec<Finding>) -> bool {
+/// Check structure and manifest, whatever the target release (the constraint's syntax, not its
+/// verdict: see [`check_target`]). Returns whether `rootfs/` is a directory worth walking, and
+/// the manifest when it decoded.
+pub(super) fn check(
+    tree: &Tree,
+    opts: &Options,
+    out: &mut Vec<Finding>,
+) -> (bool, Option<Manifest>) {
     // load.go: every entry must be `manifest.yaml` or `rootfs`.
     for name in tree.entries.keys().filter(|k| !k.contains('/')) {
         if name != MANIFEST && name != ROOTFS {
@@ -61,7 +67,7 @@ pub(super) fn check(tree: &Tree, opts: &Options, out: &mut Vec<Finding>) -> bool
     };
 
     let Some(manifest) = load(tree, out) else {
-        return rootfs_ok;
+        return (rootfs_ok, None);
     };
 
     if manifest.version != "v1alpha1" {
@@ -109,8 +115,11 @@ pub(super) fn check(tree: &Tree, opts: &Options, out: &mut Vec<Finding>) -> bool
         ));
     }
 
-    check_constraint(&manifest, opts, out);
-    rootfs_ok
+    let fix = "write `metadata.compatibility.talos.version` as blang/semver ranges: full versions, operators `<`, `<=`, `>`, `>=`, `=`, `!=`, spaces for AND and `||` for OR, e.g. `>= v1.7.0` (no `~`, `^`, commas or partial versions)";
+    if let Err(ConstraintError::Parse(m)) = semver::parse_constraint(&manifest.constraint) {
+        out.push(Finding::new("compatibility-parse", MANIFEST, m, fix));
+    }
+    (rootfs_ok, Some(manifest))
 }
 
 fn load(tree: &Tree, out: &mut Vec<Finding>) -> Option<Manifest> {
@@ -221,16 +230,28 @@ fn version_format_ok(v: &str) -> bool {
     res.iter().any(|re| re.is_match(v))
 }
 
-fn check_constraint(manifest: &Manifest, opts: &Options, out: &mut Vec<Finding>) {
-    let c = &manifest.constraint;
-    let fix = "write `metadata.compatibility.talos.version` as blang/semver ranges: full versions, operators `<`, `<=`, `>`, `>=`, `=`, `!=`, spaces for AND and `||` for OR, e.g. `>= v1.7.0` (no `~`, `^`, commas or partial versions)";
-    if let Err(ConstraintError::Parse(m)) = semver::parse_constraint(c) {
-        out.push(Finding::new("compatibility-parse", MANIFEST, m, fix));
-        return;
-    }
-    let Some(target) = opts.talos_version.as_deref() else {
-        return;
-    };
+/// The `compatibility.talos` constraint against one target release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The constraint holds for the target.
+    Satisfied,
+    /// The manifest gives no constraint, so any release is accepted.
+    Unconstrained,
+    /// The constraint excludes the target.
+    Unsatisfied,
+    /// The constraint does not parse (Talos refuses the extension on every release).
+    Unparsable,
+    /// There is no decodable manifest, or the target version does not parse.
+    Unknown,
+}
+
+/// Check the constraint against `target` (contract §1.2: its core version is compared).
+pub(super) fn check_target(
+    manifest: Option<&Manifest>,
+    target: &str,
+    out: &mut Vec<Finding>,
+) -> Verdict {
     let version = match Version::parse_tolerant(target) {
         Ok(v) => v,
         Err(e) => {
@@ -240,19 +261,29 @@ fn check_constraint(manifest: &Manifest, opts: &Options, out: &mut Vec<Finding>)
                 format!("target Talos version `{target}` does not parse: {e}"),
                 "pass a Talos version such as `v1.14.0`",
             ));
-            return;
+            return Verdict::Unknown;
         }
     };
-    if let Err(ConstraintError::Unsatisfied(m)) = semver::check_constraint(c, &version) {
-        out.push(Finding::new(
-            "compatibility-unsatisfied",
-            MANIFEST,
-            format!("error validating extension `{}`: {m}", manifest.name),
-            format!(
-                "build for a Talos version the constraint allows, or widen the constraint to include `{}`",
-                version.core()
-            ),
-        ));
+    let Some(manifest) = manifest else {
+        return Verdict::Unknown;
+    };
+    let c = &manifest.constraint;
+    match semver::check_constraint(c, &version) {
+        Ok(()) if c.is_empty() => Verdict::Unconstrained,
+        Ok(()) => Verdict::Satisfied,
+        Err(ConstraintError::Parse(_)) => Verdict::Unparsable,
+        Err(ConstraintError::Unsatisfied(m)) => {
+            out.push(Finding::new(
+                "compatibility-unsatisfied",
+                MANIFEST,
+                format!("error validating extension `{}`: {m}", manifest.name),
+                format!(
+                    "build for a Talos version the constraint allows, or widen the constraint to include `{}`",
+                    version.core()
+                ),
+            ));
+            Verdict::Unsatisfied
+        }
     }
 }
 

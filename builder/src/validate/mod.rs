@@ -4,8 +4,11 @@
 //! missing, binaries for the wrong machine, secrets baked into a service definition).
 //!
 //! [`validate_tree`] returns every finding rather than stopping at the first, each with a stable
-//! rule id (see [`RULES`]), a path inside the image, a message and a hint. [`Report`] groups them
-//! per subject (a platform such as `linux/amd64`, or a source path) and renders them.
+//! rule id (see [`RULES`]), a path inside the image, a message and a hint. The rules that changed
+//! between Talos releases (the allowlist, kernel modules, the constraint verdict) read the
+//! release table (`crate::release::extensions`) for the target; [`validate_matrix`] checks one
+//! image against several targets at once. [`Report`] groups findings per subject (a platform such
+//! as `linux/amd64`, or a source path) and renders them, with the matrix when there is one.
 
 pub mod command;
 mod contents;
@@ -13,12 +16,19 @@ mod elf;
 mod lenient;
 mod manifest;
 pub mod range;
+mod report;
 pub mod semver;
 mod service;
+pub mod targets;
 
 use serde::Serialize;
 
-use crate::rootfs::{escape, Tree};
+pub use manifest::Verdict;
+pub use report::{Report, SubjectReport, TargetReport};
+
+use crate::release::extensions::{self as facts, ExtensionFacts};
+use crate::release::{Minor, NEWEST_RELEASED};
+use crate::rootfs::Tree;
 
 /// How bad a finding is: errors fail `talext validate` (exit 1), warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,8 +82,9 @@ impl Finding {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Talos version the image must be compatible with (`v1.14.0`, pre-release allowed; only its
-    /// core version is compared, contract §1.2). Without it only the constraint's syntax is
-    /// checked.
+    /// core version is compared, contract §1.2), whose release facts the content rules apply.
+    /// Without it only the constraint's syntax is checked, against the rules of the newest
+    /// released Talos.
     pub talos_version: Option<String>,
     /// `amd64` or `arm64`: the ELF machine every binary must have. Without it, binaries for
     /// different machines in one tree are an error.
@@ -143,6 +154,11 @@ pub const RULES: &[Rule] = &[
         E,
         "the target Talos version given does not parse",
     ),
+    rule(
+        "talos-version-unknown",
+        W,
+        "no release facts for the target; the nearest known release's are applied",
+    ),
     // Contents (contract §2.3, §3).
     rule(
         "path-not-allowed",
@@ -164,6 +180,21 @@ pub const RULES: &[Rule] = &[
         "modules-no-kernel-release",
         E,
         "a modules directory without a kernel release",
+    ),
+    rule(
+        "modules-kernel-release",
+        E,
+        "kernel modules for another kernel than the target's",
+    ),
+    rule(
+        "modules-kernel-series",
+        E,
+        "kernel modules for another kernel series than every known tag of the target's",
+    ),
+    rule(
+        "modules-kernel-unknown",
+        W,
+        "kernel modules, but the target's kernel release is not known",
     ),
     rule(
         "cri-conf-ignored",
@@ -311,144 +342,96 @@ fn severity_of(id: &str) -> Severity {
 }
 
 /// Validate an extension image root. Returns every finding, in a stable order: structure and
-/// manifest, then contents (with the loader's notes), services and binaries.
+/// manifest (with the constraint verdict for `opts.talos_version`), then contents (with the
+/// loader's notes and the target release's allowlist and kernel modules), services and binaries.
 pub fn validate_tree(tree: &Tree, opts: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
-    let rootfs_ok = manifest::check(tree, opts, &mut out);
+    let (rootfs_ok, manifest) = manifest::check(tree, opts, &mut out);
+    let target = opts.talos_version.as_deref();
+    let release = match target {
+        Some(t) => {
+            manifest::check_target(manifest.as_ref(), t, &mut out);
+            facts_for(t, &mut out)
+        }
+        None => newest(),
+    };
     contents::check_notes(tree, &mut out);
     if rootfs_ok {
         contents::check(tree, &mut out);
+        contents::check_release(tree, release, target, &mut out);
         service::check(tree, &mut out);
         elf::check(tree, opts, &mut out);
     }
     out
 }
 
+/// One target's column of a matrix: the version, the release whose facts applied, the
+/// constraint verdict and the findings that depend on the release.
+pub type TargetFindings = (String, String, Verdict, Vec<Finding>);
+
+/// Validate an image root against several Talos versions: the findings that hold whatever the
+/// release (`opts.talos_version` is ignored), and per target the constraint verdict and the
+/// content findings of that release.
+pub fn validate_matrix(
+    tree: &Tree,
+    opts: &Options,
+    targets: &[String],
+) -> (Vec<Finding>, Vec<TargetFindings>) {
+    let mut common = Vec::new();
+    let (rootfs_ok, manifest) = manifest::check(tree, opts, &mut common);
+    contents::check_notes(tree, &mut common);
+    if rootfs_ok {
+        contents::check(tree, &mut common);
+        service::check(tree, &mut common);
+        elf::check(tree, opts, &mut common);
+    }
+    let columns = targets
+        .iter()
+        .map(|t| {
+            let mut found = Vec::new();
+            let verdict = manifest::check_target(manifest.as_ref(), t, &mut found);
+            let release = facts_for(t, &mut found);
+            if rootfs_ok {
+                contents::check_release(tree, release, Some(t), &mut found);
+            }
+            (t.clone(), release.minor.to_string(), verdict, found)
+        })
+        .collect();
+    (common, columns)
+}
+
+fn newest() -> &'static ExtensionFacts {
+    facts::of(NEWEST_RELEASED).expect("the newest released minor has a row")
+}
+
+/// The release facts for a target version; a warning when talext has none for its minor.
+fn facts_for(target: &str, out: &mut Vec<Finding>) -> &'static ExtensionFacts {
+    let Some(minor) = Minor::of(target) else {
+        // `talos-version-invalid` was reported by the constraint check.
+        return newest();
+    };
+    let (row, own) = facts::nearest(minor);
+    if !own {
+        out.push(Finding::new(
+            "talos-version-unknown",
+            ".",
+            format!(
+                "talext has no facts for Talos {minor} (target `{target}`); the rules of {} are applied",
+                row.minor
+            ),
+            format!(
+                "validate against a release talext knows ({} to {})",
+                crate::release::KNOWN[0],
+                crate::release::KNOWN[crate::release::KNOWN.len() - 1]
+            ),
+        ));
+    }
+    row
+}
+
 /// Display form of a tree path under `rootfs/`: `/usr/local/bin/x`.
 fn on_node(path: &str) -> String {
     format!("/{}", path.strip_prefix("rootfs/").unwrap_or(path))
-}
-
-/// Findings for one subject.
-#[derive(Debug, Clone, Serialize)]
-pub struct SubjectReport {
-    pub subject: String,
-    pub findings: Vec<Finding>,
-}
-
-/// Findings grouped per subject (a platform like `linux/amd64`, or a source path).
-///
-/// JSON shape (`--json`):
-///
-/// ```json
-/// {
-///   "ok": false,                 // true when there is no error finding
-///   "errors": 1,                 // error findings over all subjects
-///   "warnings": 0,
-///   "subjects": [
-///     {
-///       "subject": "linux/amd64",
-///       "findings": [
-///         {
-///           "rule": "path-not-allowed",
-///           "severity": "error",   // or "warning"
-///           "path": "rootfs/etc/foo.conf",
-///           "message": "path `/etc/foo.conf` is not allowed in extensions",
-///           "hint": "move it under an allowed prefix such as `/usr/local`"
-///         }
-///       ]
-///     }
-///   ]
-/// }
-/// ```
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    pub subjects: Vec<SubjectReport>,
-}
-
-impl Report {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn push(&mut self, subject: impl Into<String>, findings: Vec<Finding>) {
-        self.subjects.push(SubjectReport {
-            subject: subject.into(),
-            findings,
-        });
-    }
-
-    fn count(&self, severity: Severity) -> usize {
-        self.subjects
-            .iter()
-            .flat_map(|s| &s.findings)
-            .filter(|f| f.severity == severity)
-            .count()
-    }
-
-    pub fn error_count(&self) -> usize {
-        self.count(Severity::Error)
-    }
-
-    pub fn warning_count(&self) -> usize {
-        self.count(Severity::Warning)
-    }
-
-    /// `error[rule] path: message` / `  hint: …` lines, a `== subject` heading per subject when
-    /// there are several, then a summary line.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        let headings = self.subjects.len() > 1;
-        for s in &self.subjects {
-            if headings {
-                out.push_str(&format!("== {}\n", escape(&s.subject)));
-            }
-            for f in &s.findings {
-                // Names come from the image: escaped, so none can drive the terminal or fake a
-                // line of the report (`--json` carries them exactly).
-                out.push_str(&format!(
-                    "{}[{}] {}: {}\n",
-                    f.severity.as_str(),
-                    f.rule,
-                    escape(&f.path),
-                    escape(&f.message)
-                ));
-                if !f.hint.is_empty() {
-                    out.push_str(&format!("  hint: {}\n", escape(&f.hint)));
-                }
-            }
-        }
-        let names: Vec<String> = self.subjects.iter().map(|s| escape(&s.subject)).collect();
-        let (e, w) = (self.error_count(), self.warning_count());
-        out.push_str(&format!(
-            "{}: {} {}, {} {} in {}\n",
-            if e == 0 { "ok" } else { "failed" },
-            e,
-            plural(e, "error", "errors"),
-            w,
-            plural(w, "warning", "warnings"),
-            names.join(", ")
-        ));
-        out
-    }
-
-    /// The documented JSON shape (see the type's doc).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "ok": self.error_count() == 0,
-            "errors": self.error_count(),
-            "warnings": self.warning_count(),
-            "subjects": self.subjects,
-        })
-    }
-}
-
-fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
-    if n == 1 {
-        one
-    } else {
-        many
-    }
 }
 
 #[cfg(test)]
