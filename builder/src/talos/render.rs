@@ -445,4 +445,35 @@ mod tests {
         assert!(!out.contains("cluster:"), "{out}");
         assert!(!out.contains("sysctls"), "{out}");
     }
+
+    #[test]
+    fn v1_14_worker_without_sans_has_no_v1alpha1_document() {
+        let text = SPEC
+            .replace("v1.11.5", "v1.14.0")
+            .replace("  tailnet: t.ts.net\n", "");
+        let s = spec::parse(&text, "s").unwrap();
+        let parts = render_node(&s, &s.nodes[1], &Secret::Redacted("x".into()));
+        assert!(parts.iter().all(|p| !p.v1alpha1));
+        let out = combined(&s, &s.nodes[1], &parts);
+        assert!(!out.contains("machine:"), "{out}");
+        assert!(out.contains("kind: KubeNodeConfig\n"), "{out}");
+        assert!(out.contains("kind: KubeSpanConfig\n"), "{out}");
+        assert!(!out.starts_with("---"), "{out}");
+        assert_eq!(out.matches("\n---\n").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn v1_13_moves_only_kubespan() {
+        let s = spec::parse(&SPEC.replace("v1.11.5", "v1.13.2"), "s").unwrap();
+        let parts = render_node(&s, &s.nodes[0], &Secret::Redacted("x".into()));
+        let docs: Vec<_> = parts
+            .iter()
+            .filter(|p| !p.v1alpha1)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(docs, vec!["kubespan", "extension-service-config"]);
+        let out = combined(&s, &s.nodes[0], &parts);
+        assert!(out.contains("  apiServer:\n    certSANs:\n"), "{out}");
+        assert!(out.contains("  excludeAdvertisedNetworks:\n"), "{out}");
+    }
 }
