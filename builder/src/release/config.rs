@@ -12,7 +12,14 @@
 //! - the helpers [`release`], [`documents`], [`document`] that read them.
 //!
 //! Every fact names the file of `siderolabs/talos` and the tag it was read at; `main` is the
-//! development branch that becomes v1.15.
+//! development branch that becomes v1.15 (read at commit `ad88231`, 2026-08-21), and the v1.14
+//! facts were read at `v1.14.0-rc.1`, the newest v1.14 tag then.
+//!
+//! Conflicts that depend on the content of the document rather than on a v1alpha1 field being
+//! set are left out: `HostnameConfig` against `.machine.features.stableHostname`,
+//! `ResolverConfig.hostDNS` against `.machine.features.hostDNS` (v1.14), `TimeSyncConfig`,
+//! `VolumeConfig` encryption, and the v1.14 Kubernetes documents talext never renders
+//! (`KubeClusterConfig`, `KubeNetworkConfig`, `KubeProxyConfig`, …).
 
 use super::Minor;
 
@@ -37,6 +44,8 @@ pub enum Set {
     NonEmpty,
     /// A number other than zero.
     NonZero,
+    /// A boolean `true` (the Go accessor dereferences the pointer).
+    True,
 }
 
 /// A v1alpha1 field a document refuses to sit next to.
@@ -171,7 +180,7 @@ pub static DOCUMENTS: &[Document] = &[
             ),
             rep(
                 &["machine", "network", "disableSearchDomain"],
-                Set::Present,
+                Set::True,
                 V1_12,
                 src(RESOLVER, "v1.12.0"),
             ),

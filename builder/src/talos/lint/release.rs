@@ -22,6 +22,7 @@ fn is_set(node: &Node, set: Set) -> bool {
             Value::Alias => true,
         },
         Set::NonZero => node.as_str().is_some_and(|s| s != "0"),
+        Set::True => node.is_true(),
     }
 }
 
@@ -104,5 +105,27 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::talos::doc;
+
+    #[test]
+    fn set_follows_the_go_field() {
+        let d =
+            doc::parse("a: ~\nb: false\nc: true\nd: 0\ne: 6443\nf: []\ng: {}\nh: \"\"\n").unwrap();
+        let n = |k: &str| d[0].root.get(k).unwrap();
+        assert!(!is_set(n("a"), Set::Present));
+        assert!(is_set(n("b"), Set::Present));
+        assert!(!is_set(n("b"), Set::True));
+        assert!(is_set(n("c"), Set::True));
+        assert!(!is_set(n("d"), Set::NonZero));
+        assert!(is_set(n("e"), Set::NonZero));
+        assert!(!is_set(n("f"), Set::NonEmpty));
+        assert!(is_set(n("g"), Set::Present));
+        assert!(!is_set(n("h"), Set::NonEmpty));
     }
 }
