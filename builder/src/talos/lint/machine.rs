@@ -1,6 +1,7 @@
-//! Rules on the Tailscale environment's own semantics and on the v1alpha1 machine config around
-//! it: node-IP and etcd filters, forwarding sysctls, KubeSpan endpoint filters, the install image
-//! (tailscale.md §1.2, §3, §5).
+//! Rules on the Tailscale environment's own semantics and on the machine config around it, in
+//! the v1alpha1 fields and in the documents that replace them from v1.13/v1.14: node-IP and
+//! etcd filters, KubeSpan endpoint filters, the install image, nameservers (tailscale.md §1.2,
+//! §3, §5; forwarding sysctls are in `forwarding.rs`).
 
 use super::env::{esc_env, is_tailscale, Env};
 use super::{Finding, Located, Options, Severity};
@@ -369,7 +370,7 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
         return;
     }
     let envs: Vec<(&Located, Env)> = ts.iter().map(|d| (*d, esc_env(d))).collect();
-    forwarding(&v1, group, &envs, opts, out);
+    super::forwarding::check(&v1, group, &envs, opts, out);
     node_ip(group, &v1, opts, out);
     if !v1.is_empty() && role_of(group, &v1, opts) == Some(Role::Controlplane) {
         match first_list(&v1, &["cluster", "etcd", "advertisedSubnets"]) {
@@ -395,26 +396,46 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
     }
 
     kubespan(group, &v1, out);
-    if v1.is_empty() {
-        return;
-    }
+    nameservers(group, &v1, out);
+}
 
-    for d in &v1 {
+/// `.machine.network.nameservers`, or from v1.12 `ResolverConfig.nameservers[].address`
+/// (`network/resolver.go`).
+fn nameservers(group: &[Located], v1: &[&Located], out: &mut Vec<Finding>) {
+    let mut lists: Vec<(&Located, usize, Vec<&str>)> = Vec::new();
+    for d in v1 {
         if let Some(e) = d
             .doc
             .root
             .path_entry(&["machine", "network", "nameservers"])
         {
-            let ns = e.value.str_items();
-            if !ns.is_empty() && ns.iter().all(|(s, _)| *s == "100.100.100.100") {
-                out.push(d.finding(
-                    "dns-quad100-only",
-                    Severity::Warning,
-                    e.key_line,
-                    "100.100.100.100 is the only nameserver; DNS breaks whenever ext-tailscale is down, and tailscaled needs DNS to start",
-                    "keep a LAN resolver; quad-100 answers only MagicDNS names on Talos",
-                ));
-            }
+            let ns = e.value.str_items().into_iter().map(|(s, _)| s).collect();
+            lists.push((*d, e.key_line, ns));
+        }
+    }
+    for d in group
+        .iter()
+        .filter(|d| d.doc.kind() == Some("ResolverConfig"))
+    {
+        if let Some(e) = d.doc.root.entry("nameservers") {
+            let ns = e
+                .value
+                .items()
+                .iter()
+                .filter_map(|n| n.get("address").and_then(Node::as_str))
+                .collect();
+            lists.push((d, e.key_line, ns));
+        }
+    }
+    for (d, line, ns) in lists {
+        if !ns.is_empty() && ns.iter().all(|s| *s == "100.100.100.100") {
+            out.push(d.finding(
+                "dns-quad100-only",
+                Severity::Warning,
+                line,
+                "100.100.100.100 is the only nameserver; DNS breaks whenever ext-tailscale is down, and tailscaled needs DNS to start",
+                "keep a LAN resolver; quad-100 answers only MagicDNS names on Talos",
+            ));
         }
     }
 }
@@ -537,107 +558,6 @@ fn lacks_extension(image: &str) -> Option<&'static str> {
         }
     }
     None
-}
-
-/// A sysctl as the node will have it: a `SysctlConfig` document wins over `.machine.sysctls`
-/// on the same key (`runtime/sysctl.go`, v1.14).
-fn sysctl<'a>(v1: &[&'a Located], group: &'a [Located], key: &str) -> Option<&'a str> {
-    group
-        .iter()
-        .filter(|d| d.doc.kind() == Some("SysctlConfig"))
-        .find_map(|d| {
-            d.doc
-                .root
-                .get("params")
-                .and_then(|p| p.get(key))
-                .and_then(Node::as_str)
-        })
-        .or_else(|| {
-            v1.iter().find_map(|d| {
-                d.doc
-                    .root
-                    .path(&["machine", "sysctls"])
-                    .and_then(|s| s.get(key))
-                    .and_then(Node::as_str)
-            })
-        })
-}
-
-/// Why forwarding through `key` is off on the node, if it is: set to something other than
-/// `1`, or unset where Talos does not turn it on itself (the release table's defaults).
-fn forwarding_off(
-    v1: &[&Located],
-    group: &[Located],
-    key: &str,
-    opts: &Options,
-) -> Option<Option<String>> {
-    match sysctl(v1, group, key) {
-        Some("1") => None,
-        Some(other) => Some(Some(other.to_string())),
-        None => match config::sysctl_default(opts.talos_version, key) {
-            Some(d) if d.value == "1" => None,
-            _ => Some(None),
-        },
-    }
-}
-
-fn forwarding(
-    v1: &[&Located],
-    group: &[Located],
-    envs: &[(&Located, Env)],
-    opts: &Options,
-    out: &mut Vec<Finding>,
-) {
-    let sysctl_docs = group.iter().any(|d| d.doc.kind() == Some("SysctlConfig"));
-    for (d, env) in envs {
-        let line = env
-            .get("TS_ROUTES")
-            .or(env.get("TS_EXTRA_ARGS"))
-            .map(|e| e.line)
-            .unwrap_or(d.doc.line);
-        let checks = [
-            (
-                env.needs_v6_forwarding(),
-                "net.ipv6.conf.all.forwarding",
-                "IPv6 routes or an exit node are",
-            ),
-            (
-                env.needs_v4_forwarding(),
-                "net.ipv4.ip_forward",
-                "IPv4 routes are",
-            ),
-        ];
-        for (needed, key, what) in checks {
-            if !needed {
-                continue;
-            }
-            let hint = format!("containerboot cannot write /proc/sys inside the extension and exits; set `{key}: \"1\"` in `machine.sysctls` (or, from v1.14, in a `SysctlConfig` document's `params`)");
-            match forwarding_off(v1, group, key, opts) {
-                None => {}
-                Some(Some(value)) => out.push(d.finding(
-                    "ts-routes-forwarding",
-                    Severity::Error,
-                    line,
-                    format!("{what} advertised but `{key}` is set to \"{value}\""),
-                    hint,
-                )),
-                Some(None) => {
-                    let (severity, seen) = if v1.is_empty() && !sysctl_docs {
-                        (Severity::Warning, "no machine config in this file sets")
-                    } else {
-                        (Severity::Error, "the machine config does not set")
-                    };
-                    out.push(d.finding(
-                        "ts-routes-forwarding",
-                        severity,
-                        line,
-                        format!("{what} advertised but {seen} `{key}: \"1\"` (Talos does not set it itself)"),
-                        hint,
-                    ));
-                }
-            }
-        }
-    }
 }
 
 fn kubespan(group: &[Located], v1: &[&Located], out: &mut Vec<Finding>) {

@@ -11,6 +11,7 @@
 
 pub mod env;
 pub mod esc;
+pub mod forwarding;
 pub mod machine;
 pub mod release;
 
