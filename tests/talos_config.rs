@@ -38,6 +38,8 @@ fn every_rule_fixture_reports_its_rule() {
         .map(|e| e.unwrap().path())
         .collect();
     dirs.sort();
+    // `clean/` holds correct configurations, checked by `correct_configs_of_every_release_lint_clean`.
+    dirs.retain(|d| !d.ends_with("clean"));
     assert!(dirs.len() >= 30, "fixtures: {}", dirs.len());
     for dir in dirs {
         let rule = dir.file_name().unwrap().to_str().unwrap().to_string();
@@ -349,6 +351,8 @@ fn every_manifest_file_is_covered_by_a_test() {
         rel == "README.md"
             || rel == "spec/example.yaml"
             || rel.starts_with("examples/three-node/")
+            || rel.starts_with("examples/three-node-v1.13/")
+            || rel.starts_with("examples/three-node-v1.14/")
             || rel.starts_with("patches/")
             || rel == "imager/installer.yaml"
             || rel == "imager/tailscale.receipt.json"
@@ -508,5 +512,365 @@ fn schematics_with_meta_values_are_private() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(mode_of(&meta), 0o600, "umask {umask}");
+    }
+}
+
+/// The example spec retargeted: `talosVersion` and the installer tag.
+fn example_for(version: &str) -> String {
+    std::fs::read_to_string(repo().join("manifests/spec/example.yaml"))
+        .unwrap()
+        .replace("v1.11.5", version)
+}
+
+/// Where the committed rendering of the example for each release lives.
+const RELEASE_EXAMPLES: [(&str, &str); 3] = [
+    ("v1.11.5", "manifests/examples/three-node"),
+    ("v1.13.9", "manifests/examples/three-node-v1.13"),
+    ("v1.14.0", "manifests/examples/three-node-v1.14"),
+];
+
+fn render_example(version: &str, dir: &Path) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("example.yaml");
+    std::fs::write(&spec, example_for(version)).unwrap();
+    let out = talext(
+        &[
+            "config",
+            "render",
+            spec.to_str().unwrap(),
+            "--redact",
+            "-o",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{version}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `TALEXT_REGENERATE=1` rewrites the committed examples instead of comparing them.
+#[test]
+fn render_per_release_matches_the_committed_examples() {
+    for (version, rel) in RELEASE_EXAMPLES {
+        let tmp = tempfile::tempdir().unwrap();
+        render_example(version, tmp.path());
+        let committed = repo().join(rel);
+        if std::env::var_os("TALEXT_REGENERATE").is_some() {
+            std::fs::create_dir_all(&committed).unwrap();
+            for f in yaml_files(tmp.path()) {
+                let to = committed.join(f.file_name().unwrap());
+                let text = std::fs::read(&f).unwrap();
+                if std::fs::read(&to).ok() != Some(text.clone()) {
+                    std::fs::write(&to, text).unwrap();
+                }
+            }
+        }
+        diff_dirs(&committed, tmp.path());
+    }
+}
+
+/// Every rendered document is a kind the release has, and no rendered v1alpha1 field is one a
+/// document of that release replaces (so it also fits next to what `talosctl gen config` of
+/// that release writes); the output lints clean for that release.
+#[test]
+fn render_per_release_uses_only_what_the_release_accepts() {
+    use talext::release::{config, Minor};
+    use talext::talos::doc;
+    for (version, _) in RELEASE_EXAMPLES {
+        let minor = Minor::of(version).unwrap();
+        let release = config::release(minor).unwrap();
+        assert_eq!(release.minor, minor);
+        let kinds: Vec<&str> = config::documents(minor).map(|d| d.kind).collect();
+        let tmp = tempfile::tempdir().unwrap();
+        render_example(version, tmp.path());
+        let mut seen = BTreeSet::new();
+        for f in yaml_files(tmp.path()) {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let docs = doc::parse(&text).unwrap();
+            let v1: Vec<&doc::Doc> = docs.iter().filter(|d| d.is_v1alpha1()).collect();
+            assert!(v1.len() <= 1, "{version} {}", f.display());
+            for d in &docs {
+                let Some(kind) = d.kind() else { continue };
+                seen.insert(kind.to_string());
+                assert!(
+                    kinds.contains(&kind),
+                    "{version}: `{kind}` is not a document of {minor} ({})",
+                    f.display()
+                );
+                assert_eq!(
+                    d.root.get("apiVersion").and_then(|n| n.as_str()),
+                    Some("v1alpha1")
+                );
+            }
+            for d in config::documents(minor) {
+                for r in d.replaces.iter().filter(|r| r.since <= minor) {
+                    for v in &v1 {
+                        assert!(
+                            v.root.path(r.field).is_none(),
+                            "{version}: {} renders `{}`, which `{}` replaces",
+                            f.display(),
+                            r.dotted(),
+                            d.kind
+                        );
+                    }
+                }
+            }
+            // Each setting sits where the release's own generated config keeps it.
+            let forms = &release.forms;
+            for placed in [forms.node_ip, forms.kubespan, forms.install_image] {
+                match placed.form {
+                    config::Form::V1Alpha1(path) => {
+                        assert!(
+                            v1.iter().any(|v| v.root.path(path).is_some()),
+                            "{version}: {} lacks `{}`",
+                            f.display(),
+                            path.join(".")
+                        );
+                    }
+                    config::Form::Document { kind, path } => {
+                        assert!(
+                            docs.iter()
+                                .any(|d| d.kind() == Some(kind) && d.root.path(path).is_some()),
+                            "{version}: {} lacks `{kind}` `{}`",
+                            f.display(),
+                            path.join(".")
+                        );
+                    }
+                }
+            }
+        }
+        let expect: &[&str] = match minor.minor {
+            11 => &["ExtensionServiceConfig"],
+            13 => &["ExtensionServiceConfig", "KubeSpanConfig"],
+            _ => &[
+                "ExtensionServiceConfig",
+                "KubeAPIServerConfig",
+                "KubeNodeConfig",
+                "KubeSpanConfig",
+                "SysctlConfig",
+                "UnattendedInstallConfig",
+            ],
+        };
+        assert_eq!(
+            seen.iter().map(String::as_str).collect::<Vec<_>>(),
+            expect,
+            "{version}"
+        );
+        let out = talext(
+            &[
+                "config",
+                "lint",
+                "--json",
+                "--talos-version",
+                version,
+                tmp.path().to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "[]",
+            "{version}"
+        );
+        assert!(out.status.success(), "{version}");
+    }
+}
+
+fn lint_json(args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>) {
+    let mut argv = vec!["config", "lint", "--json"];
+    argv.extend(args);
+    let out = talext(&argv, &[]);
+    let findings = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), findings)
+}
+
+#[test]
+fn correct_configs_of_every_release_lint_clean() {
+    let files = yaml_files(&repo().join("tests/fixtures/lint/clean"));
+    assert!(files.len() >= 3);
+    for f in files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let version = name.split('-').next().unwrap();
+        let path = f.to_str().unwrap();
+        for args in [vec![path], vec!["--talos-version", version, path]] {
+            let (code, findings) = lint_json(&args);
+            assert!(findings.is_empty(), "{name} {args:?}: {findings:#?}");
+            assert_eq!(code, Some(0), "{name}");
+        }
+    }
+}
+
+/// Insert `text` after the first line that equals `after`.
+fn insert_after(text: &str, after: &str, insert: &str) -> String {
+    let at = text.find(&format!("\n{after}\n")).unwrap() + after.len() + 2;
+    format!("{}{insert}{}", &text[..at], &text[at..])
+}
+
+#[test]
+fn old_field_next_to_its_document_names_both_places() {
+    let clean = repo().join("tests/fixtures/lint/clean");
+    let tmp = tempfile::tempdir().unwrap();
+
+    // v1.14: `.machine.kubelet.nodeIP` next to `KubeNodeConfig` (and `.machine.kubelet` next to
+    // `KubeletConfig`).
+    let text = std::fs::read_to_string(clean.join("v1.14.0-controlplane.yaml")).unwrap();
+    let text = insert_after(
+        &text,
+        "  type: controlplane",
+        "  kubelet:\n    nodeIP:\n      validSubnets: [192.168.10.0/24, \"!100.64.0.0/10\", \"!fd7a:115c:a1e0::/48\"]\n",
+    );
+    let line_of = |text: &str, l: &str| text.lines().position(|x| x == l).unwrap() + 1;
+    let doc_line = line_of(&text, "kind: KubeNodeConfig") - 1;
+    let kubelet = line_of(&text, "  kubelet:");
+    let node_ip = line_of(&text, "    nodeIP:");
+    let f = tmp.path().join("both-node-ip.yaml");
+    std::fs::write(&f, &text).unwrap();
+    let (code, findings) = lint_json(&[f.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{findings:#?}");
+    let node_ip_finding = findings
+        .iter()
+        .find(|x| {
+            x["rule"] == "v1alpha1-conflict"
+                && x["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("`.machine.kubelet.nodeIP` (line {node_ip})"))
+        })
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(node_ip_finding["line"], node_ip);
+    assert_eq!(node_ip_finding["doc_label"], "v1alpha1");
+    let message = node_ip_finding["message"].as_str().unwrap();
+    // The document starts on the line after its `---`, i.e. on `apiVersion:`.
+    assert!(
+        message.contains(&format!(
+            "`KubeNodeConfig` document (document 3, line {doc_line})"
+        )),
+        "{message}"
+    );
+    assert!(findings.iter().any(|x| x["rule"] == "v1alpha1-conflict"
+        && x["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`.machine.kubelet` (line {kubelet})"))
+        && x["message"].as_str().unwrap().contains("`KubeletConfig`")));
+    assert!(
+        findings.iter().all(|x| x["rule"] == "v1alpha1-conflict"),
+        "{findings:#?}"
+    );
+
+    // v1.13: `.machine.network.kubespan` next to `KubeSpanConfig`.
+    let text = std::fs::read_to_string(clean.join("v1.13.0-controlplane.yaml")).unwrap();
+    let text = insert_after(
+        &text,
+        "  type: controlplane",
+        "  network:\n    kubespan:\n      enabled: false\n",
+    );
+    let kubespan = line_of(&text, "    kubespan:");
+    let f = tmp.path().join("both-kubespan.yaml");
+    std::fs::write(&f, &text).unwrap();
+    let (code, findings) = lint_json(&[f.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{findings:#?}");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let m = findings[0]["message"].as_str().unwrap();
+    assert!(
+        m.contains(&format!("`.machine.network.kubespan` (line {kubespan})"))
+            && m.contains("`KubeSpanConfig` document"),
+        "{m}"
+    );
+    assert_eq!(findings[0]["line"], kubespan);
+
+    // Across files with `--merged`: the other file is named.
+    let base = tmp.path().join("base.yaml");
+    std::fs::write(
+        &base,
+        "machine:\n  network:\n    kubespan:\n      enabled: false\n",
+    )
+    .unwrap();
+    let patch = tmp.path().join("patch.yaml");
+    std::fs::write(
+        &patch,
+        "apiVersion: v1alpha1\nkind: KubeSpanConfig\nenabled: true\n",
+    )
+    .unwrap();
+    let (code, findings) =
+        lint_json(&["--merged", base.to_str().unwrap(), patch.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    let m = findings[0]["message"].as_str().unwrap();
+    assert!(
+        m.contains(&format!("{}, document 1, line 1", patch.display())),
+        "{m}"
+    );
+}
+
+#[test]
+fn release_table_rows_are_cited_and_cover_every_known_minor() {
+    use talext::release::{config, KNOWN};
+    let cited = |s: &config::Source| {
+        assert!(
+            s.path.starts_with("pkg/") || s.path.starts_with("internal/"),
+            "{s:?}"
+        );
+        assert!(
+            s.tag == "main" || talext::release::Minor::of(s.tag).is_some(),
+            "{s:?}"
+        );
+    };
+    for minor in KNOWN {
+        let row = config::RELEASES
+            .iter()
+            .find(|r| r.minor == *minor)
+            .unwrap_or_else(|| panic!("no row for {minor}"));
+        cited(&row.source);
+        // Every fact of a row was read at that row's tag.
+        if row.tag == "main" {
+            let newest = config::RELEASES.last().unwrap();
+            assert!(
+                std::ptr::eq(row, newest),
+                "only the release in development reads `main`"
+            );
+        } else {
+            assert_eq!(
+                talext::release::Minor::of(row.tag),
+                Some(*minor),
+                "{}",
+                row.tag
+            );
+        }
+        let f = &row.forms;
+        for p in [
+            f.node_ip,
+            f.api_server_sans,
+            f.install_image,
+            f.kubespan,
+            f.sysctls,
+            f.machine_sans,
+            f.etcd_subnets,
+        ] {
+            cited(&p.source);
+            assert_eq!(p.source.tag, row.tag, "{minor}");
+        }
+        assert!(!row.forwarding.is_empty());
+        for s in row.forwarding {
+            cited(&s.source);
+            assert_eq!(s.source.tag, row.tag, "{minor}");
+        }
+    }
+    assert_eq!(config::RELEASES.len(), KNOWN.len());
+    for d in config::DOCUMENTS {
+        cited(&d.source);
+        assert_eq!(
+            talext::release::Minor::of(d.source.tag),
+            Some(d.since),
+            "{} is cited at the tag that added it",
+            d.kind
+        );
+        for r in d.replaces {
+            cited(&r.source);
+            assert!(r.since >= d.since, "{}", d.kind);
+        }
     }
 }

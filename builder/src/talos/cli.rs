@@ -57,6 +57,10 @@ pub struct LintArgs {
     /// Treat all files as the configuration of one node (patches applied together).
     #[arg(long)]
     pub merged: bool,
+    /// Talos release the configuration is for (`v1.14.0`): also report document kinds it does
+    /// not have and conflicts only it checks.
+    #[arg(long, value_name = "VERSION", env = "TALEXT_LINT_TALOS_VERSION")]
+    pub talos_version: Option<String>,
     /// Print findings as a JSON array.
     #[arg(long)]
     pub json: bool,
@@ -163,6 +167,15 @@ fn run_lint(a: LintArgs) -> Result<()> {
             RoleArg::Worker => Role::Worker,
         }),
         merged: a.merged,
+        talos_version: match &a.talos_version {
+            None => None,
+            Some(v) => Some(crate::release::Minor::of(v).ok_or_else(|| {
+                Error::input_hint(
+                    format!("`{v}` is not a Talos version"),
+                    "write it as `v1.14.0`",
+                )
+            })?),
+        },
     };
     let findings = lint::lint(&inputs, &opts);
     let mut stdout = std::io::stdout().lock();

@@ -4,10 +4,17 @@
 //! Each concern is a separate [`Part`] (so `--split` can write one patch per file, the way
 //! `manifests/patches/` holds them); the combined output merges the v1alpha1 parts into one
 //! document, because a multi-document patch may hold only one v1alpha1 document.
+//!
+//! Where a setting goes is read from the release table (`crate::release::config`): from v1.13
+//! KubeSpan is a `KubeSpanConfig` document, from v1.14 the node IP, the kube-apiserver SANs, the
+//! install image and the sysctls are `KubeNodeConfig`, `KubeAPIServerConfig`,
+//! `UnattendedInstallConfig` and `SysctlConfig` documents, as `talosctl gen config` writes them.
 
 use super::goyaml::{self, GoValue};
 use super::net::{parse_prefix, TAILNET_V4, TAILNET_V6};
 use super::spec::{NodeSpec, Role, Spec, TalosVersion};
+use crate::release::config::{self, Form, Placed, Release};
+use crate::release::Minor;
 
 /// Where the auth secret is mounted inside the extension container (read-only bind mount of an
 /// `ExtensionServiceConfig.configFiles` entry, contract §6.2). containerboot passes
@@ -25,8 +32,8 @@ pub const KUBESPAN_ENDPOINTS: [&str; 4] = [
 /// One rendered document with the file name it has in split output.
 #[derive(Debug, Clone)]
 pub struct Part {
-    /// `kubelet-node-ip`, `etcd-subnets`, `cert-sans`, `sysctls`, `kubespan`, `install-image`,
-    /// `extension-service-config`.
+    /// `kubelet-node-ip`, `etcd-subnets`, `cert-sans`, `api-server-cert-sans` (v1.14+),
+    /// `sysctls`, `kubespan`, `install-image`, `extension-service-config`.
     pub name: &'static str,
     /// Comment lines written above the document.
     pub comment: Vec<String>,
@@ -71,68 +78,111 @@ fn node_filters(spec: &Spec) -> Vec<String> {
     v
 }
 
-/// The documents for one node, in output order.
+/// Put `value` where `placed` says the release keeps it: nested under a v1alpha1 path, or in
+/// a document of its kind (`apiVersion` and `kind` first, as Talos writes them).
+fn place(placed: &Placed, value: GoValue) -> (GoValue, bool) {
+    fn nest(path: &[&str], value: GoValue) -> GoValue {
+        path.iter().rev().fold(value, |v, k| map(vec![(k, v)]))
+    }
+    match placed.form {
+        Form::V1Alpha1(path) => (nest(path, value), true),
+        Form::Document { kind, path } => {
+            let api_version = config::document(kind)
+                .map(|d| d.api_version)
+                .unwrap_or("v1alpha1");
+            let mut doc = map(vec![
+                ("apiVersion", GoValue::str(api_version)),
+                ("kind", GoValue::str(kind)),
+            ]);
+            merge(&mut doc, nest(path, value));
+            (doc, false)
+        }
+    }
+}
+
+fn part(name: &'static str, comment: Vec<String>, placed: &Placed, value: GoValue) -> Part {
+    let (value, v1alpha1) = place(placed, value);
+    Part {
+        name,
+        comment,
+        value,
+        v1alpha1,
+    }
+}
+
+/// The configuration facts of the spec's release (the spec refuses releases before v1.7, the
+/// first row of the table; a newer release than the table reads its newest row).
+pub fn release_of(spec: &Spec) -> &'static Release {
+    Minor::of(&spec.talos_version)
+        .and_then(config::release)
+        .expect("the spec was validated")
+}
+
+/// The documents for one node, in output order, in the forms the target release's own
+/// `talosctl gen config` uses (never a v1alpha1 field next to the document that replaces it).
 pub fn render_node(spec: &Spec, node: &NodeSpec, secret: &Secret) -> Vec<Part> {
     let version = TalosVersion::parse(&spec.talos_version).expect("validated");
+    let forms = &release_of(spec).forms;
     let ts = &spec.tailscale;
     let mut parts = Vec::new();
+    let cp = node.role == Role::Controlplane;
 
-    parts.push(Part {
-        name: "kubelet-node-ip",
-        comment: vec![
+    parts.push(part(
+        "kubelet-node-ip",
+        vec![
             "Pin the kubelet node IP to the LAN: Talos counts tailscale0's address as a node"
                 .into(),
             "address, and a node registered with its tailnet IP breaks pod networking.".into(),
         ],
-        value: map(vec![(
-            "machine",
-            map(vec![(
-                "kubelet",
-                map(vec![(
-                    "nodeIP",
-                    map(vec![("validSubnets", strs(&node_filters(spec)))]),
-                )]),
-            )]),
-        )]),
-        v1alpha1: true,
-    });
+        &forms.node_ip,
+        strs(&node_filters(spec)),
+    ));
 
-    if node.role == Role::Controlplane {
-        parts.push(Part {
-            name: "etcd-subnets",
-            comment: vec![
-                "Keep etcd peers on the LAN, never on the tailnet (control planes only).".into(),
-            ],
-            value: map(vec![(
-                "cluster",
-                map(vec![(
-                    "etcd",
-                    map(vec![("advertisedSubnets", strs(&node_filters(spec)))]),
-                )]),
-            )]),
-            v1alpha1: true,
-        });
+    if cp {
+        parts.push(part(
+            "etcd-subnets",
+            vec!["Keep etcd peers on the LAN, never on the tailnet (control planes only).".into()],
+            &forms.etcd_subnets,
+            strs(&node_filters(spec)),
+        ));
     }
 
     if let Some(tailnet) = &ts.tailnet {
         let host = node.hostname();
         let sans = vec![host.to_string(), format!("{host}.{tailnet}")];
-        let mut v = vec![("machine", map(vec![("certSANs", strs(&sans))]))];
-        if node.role == Role::Controlplane {
-            v.push((
-                "cluster",
-                map(vec![("apiServer", map(vec![("certSANs", strs(&sans))]))]),
-            ));
+        let comment = vec![
+            "MagicDNS names in the Talos API (and, on control planes, kube-apiserver)".into(),
+            "certificates; Talos adds the tailnet IP itself once it is up.".into(),
+        ];
+        let (mut value, v1alpha1) = place(&forms.machine_sans, strs(&sans));
+        let mut api_doc = None;
+        if cp {
+            let (api, api_v1) = place(&forms.api_server_sans, strs(&sans));
+            if api_v1 == v1alpha1 {
+                merge(&mut value, api);
+            } else {
+                api_doc = Some(api);
+            }
         }
         parts.push(Part {
             name: "cert-sans",
-            comment: vec![
-                "MagicDNS names in the Talos API (and, on control planes, kube-apiserver)".into(),
-                "certificates; Talos adds the tailnet IP itself once it is up.".into(),
-            ],
-            value: map(v),
-            v1alpha1: true,
+            comment,
+            value,
+            v1alpha1,
         });
+        if let Some(value) = api_doc {
+            parts.push(Part {
+                name: "api-server-cert-sans",
+                comment: vec![
+                    "MagicDNS names in the kube-apiserver certificate (control planes only). A patch"
+                        .into(),
+                    "of the KubeAPIServerConfig `talosctl gen config` writes: alone it lacks `image`."
+                        .into(),
+                ],
+                value,
+                v1alpha1: false,
+            });
+        }
     }
 
     let v4_routes = node
@@ -151,59 +201,62 @@ pub fn render_node(spec: &Spec, node: &NodeSpec, secret: &Secret) -> Vec<Part> {
         if v6_routes || node.exit_node {
             sysctls.push(("net.ipv6.conf.all.forwarding", GoValue::str("1")));
         }
-        parts.push(Part {
-            name: "sysctls",
-            comment: vec![
+        parts.push(part(
+            "sysctls",
+            vec![
                 "Forwarding for advertised routes: containerboot cannot write /proc/sys inside"
                     .into(),
                 "the extension, and Talos does not enable net.ipv6.conf.all.forwarding itself."
                     .into(),
             ],
-            value: map(vec![("machine", map(vec![("sysctls", map(sysctls))]))]),
-            v1alpha1: true,
-        });
+            &forms.sysctls,
+            map(sysctls),
+        ));
     }
 
     if spec.cluster.kubespan {
-        parts.push(Part {
-            name: "kubespan",
-            comment: vec![
-                "KubeSpan must not use tailnet addresses as WireGuard endpoints".into(),
-                "(WireGuard inside WireGuard, fragmenting at the tailnet's 1280 MTU).".into(),
-            ],
-            value: map(vec![(
-                "machine",
-                map(vec![(
-                    "network",
-                    map(vec![(
-                        "kubespan",
-                        map(vec![
-                            ("enabled", GoValue::Bool(true)),
-                            (
-                                "filters",
-                                map(vec![("endpoints", strs(&KUBESPAN_ENDPOINTS))]),
-                            ),
-                        ]),
-                    )]),
-                )]),
-            )]),
-            v1alpha1: true,
-        });
+        let mut filters = vec![("endpoints", strs(&KUBESPAN_ENDPOINTS))];
+        let mut comment = vec![
+            "KubeSpan must not use tailnet addresses as WireGuard endpoints".into(),
+            "(WireGuard inside WireGuard, fragmenting at the tailnet's 1280 MTU).".into(),
+        ];
+        if matches!(forms.kubespan.form, Form::Document { .. }) {
+            // The tailscale0 address is a node address KubeSpan would otherwise route to
+            // its peers; the tailnet stays reachable over tailscale0 itself.
+            filters.push(("excludeAdvertisedNetworks", strs(&[TAILNET_V4, TAILNET_V6])));
+            comment.push(
+                "Nor announce the tailnet ranges as networks reachable over KubeSpan.".into(),
+            );
+        }
+        parts.push(part(
+            "kubespan",
+            comment,
+            &forms.kubespan,
+            map(vec![
+                ("enabled", GoValue::Bool(true)),
+                ("filters", map(filters)),
+            ]),
+        ));
     }
 
     if let Some(image) = &spec.cluster.install_image {
-        parts.push(Part {
-            name: "install-image",
-            comment: vec![
-                "The installer that carries the extension, pinned by digest: installing or".into(),
-                "upgrading from an image without it silently removes ext-tailscale.".into(),
-            ],
-            value: map(vec![(
-                "machine",
-                map(vec![("install", map(vec![("image", GoValue::str(image))]))]),
-            )]),
-            v1alpha1: true,
-        });
+        let mut comment = vec![
+            "The installer that carries the extension, pinned by digest: installing or".into(),
+            "upgrading from an image without it silently removes ext-tailscale.".into(),
+        ];
+        if matches!(forms.install_image.form, Form::Document { .. }) {
+            comment.push(
+                "A patch of the UnattendedInstallConfig `talosctl gen config --install-disk`"
+                    .into(),
+            );
+            comment.push("writes: alone it lacks `provisioning.diskSelector`.".into());
+        }
+        parts.push(part(
+            "install-image",
+            comment,
+            &forms.install_image,
+            GoValue::str(image),
+        ));
     }
 
     parts.push(Part {
@@ -322,10 +375,21 @@ pub fn combined(spec: &Spec, node: &NodeSpec, parts: &[Part]) -> String {
         comment.push(format!("{}:", p.name));
         comment.extend(p.comment.iter().map(|l| format!("  {l}")));
     }
-    // The kubelet filter is always rendered, so the v1alpha1 document is never empty.
-    write_doc(&mut out, &comment, &v1);
+    // `machine` before `cluster`, as Talos writes the document.
+    if let GoValue::Map(m) = &mut v1 {
+        m.sort_by_key(|(k, _)| k != "machine");
+    }
+    // From v1.14 a worker without tailnet SANs may have no v1alpha1 setting at all.
+    let mut first = true;
+    if !matches!(&v1, GoValue::Map(m) if m.is_empty()) {
+        write_doc(&mut out, &comment, &v1);
+        first = false;
+    }
     for p in parts.iter().filter(|p| !p.v1alpha1) {
-        out.push_str("---\n");
+        if !first {
+            out.push_str("---\n");
+        }
+        first = false;
         write_doc(&mut out, &p.comment, &p.value);
     }
     out
@@ -380,5 +444,36 @@ mod tests {
         let out = combined(&s, &s.nodes[1], &parts);
         assert!(!out.contains("cluster:"), "{out}");
         assert!(!out.contains("sysctls"), "{out}");
+    }
+
+    #[test]
+    fn v1_14_worker_without_sans_has_no_v1alpha1_document() {
+        let text = SPEC
+            .replace("v1.11.5", "v1.14.0")
+            .replace("  tailnet: t.ts.net\n", "");
+        let s = spec::parse(&text, "s").unwrap();
+        let parts = render_node(&s, &s.nodes[1], &Secret::Redacted("x".into()));
+        assert!(parts.iter().all(|p| !p.v1alpha1));
+        let out = combined(&s, &s.nodes[1], &parts);
+        assert!(!out.contains("machine:"), "{out}");
+        assert!(out.contains("kind: KubeNodeConfig\n"), "{out}");
+        assert!(out.contains("kind: KubeSpanConfig\n"), "{out}");
+        assert!(!out.starts_with("---"), "{out}");
+        assert_eq!(out.matches("\n---\n").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn v1_13_moves_only_kubespan() {
+        let s = spec::parse(&SPEC.replace("v1.11.5", "v1.13.2"), "s").unwrap();
+        let parts = render_node(&s, &s.nodes[0], &Secret::Redacted("x".into()));
+        let docs: Vec<_> = parts
+            .iter()
+            .filter(|p| !p.v1alpha1)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(docs, vec!["kubespan", "extension-service-config"]);
+        let out = combined(&s, &s.nodes[0], &parts);
+        assert!(out.contains("  apiServer:\n    certSANs:\n"), "{out}");
+        assert!(out.contains("  excludeAdvertisedNetworks:\n"), "{out}");
     }
 }

@@ -1,14 +1,19 @@
-//! Rules on the Tailscale environment's own semantics and on the v1alpha1 machine config around
-//! it: node-IP and etcd filters, forwarding sysctls, KubeSpan endpoint filters, the install image
-//! (tailscale.md §1.2, §3, §5).
+//! Rules on the Tailscale environment's own semantics and on the machine config around it, in
+//! the v1alpha1 fields and in the documents that replace them from v1.13/v1.14: node-IP and
+//! etcd filters, KubeSpan endpoint filters, the install image, nameservers (tailscale.md §1.2,
+//! §3, §5; forwarding sysctls are in `forwarding.rs`).
 
 use super::env::{esc_env, is_tailscale, Env};
 use super::{Finding, Located, Options, Severity};
+use crate::release::config::{self, Form};
 use crate::talos::doc::Node;
 use crate::talos::net::tailnet_leaks;
 use crate::talos::receipt::is_pinned;
 use crate::talos::schematic::Schematic;
 use crate::talos::spec::Role;
+
+const KUBE_NODE: &str = "KubeNodeConfig";
+const UNATTENDED: &str = "UnattendedInstallConfig";
 
 /// Per-document checks of a tailscale `environment` (called from the ESC rules).
 pub fn check_tailscale_env(d: &Located, env: &Env, out: &mut Vec<Finding>) {
@@ -247,7 +252,7 @@ fn check_conflicts(d: &Located, env: &Env, out: &mut Vec<Finding>) {
     }
 }
 
-fn role_of(v1: &[&Located], opts: &Options) -> Option<Role> {
+fn role_of(group: &[Located], v1: &[&Located], opts: &Options) -> Option<Role> {
     for d in v1 {
         match d.doc.root.path(&["machine", "type"]).and_then(Node::as_str) {
             Some("controlplane") | Some("init") => return Some(Role::Controlplane),
@@ -260,6 +265,16 @@ fn role_of(v1: &[&Located], opts: &Options) -> Option<Role> {
         cp_keys
             .iter()
             .any(|k| d.doc.root.path(&["cluster", k]).is_some())
+    }) {
+        return Some(Role::Controlplane);
+    }
+    // From v1.14 the kube-apiserver and other control-plane settings are documents Talos
+    // accepts on control planes only.
+    if group.iter().any(|d| {
+        d.doc
+            .kind()
+            .and_then(config::document)
+            .is_some_and(|doc| doc.controlplane_only)
     }) {
         return Some(Role::Controlplane);
     }
@@ -315,27 +330,38 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
                 "bake the extension into the installer (imager or Image Factory) and set `machine.install.image`",
             ));
         }
-        if let Some(e) = d.doc.root.path_entry(&["machine", "install", "image"]) {
-            let image = e.value.as_str().unwrap_or("");
-            if !is_pinned(image) {
+    }
+
+    // `.machine.install.image`, or from v1.14 `UnattendedInstallConfig.installer.image`.
+    let images = v1
+        .iter()
+        .filter_map(|d| Some((*d, d.doc.root.path_entry(&["machine", "install", "image"])?)))
+        .chain(
+            group
+                .iter()
+                .filter(|d| d.doc.kind() == Some(UNATTENDED))
+                .filter_map(|d| Some((d, d.doc.root.path_entry(&["installer", "image"])?))),
+        );
+    for (d, e) in images {
+        let image = e.value.as_str().unwrap_or("");
+        if !is_pinned(image) {
+            out.push(d.finding(
+                "install-image-unpinned",
+                Severity::Warning,
+                e.value.line,
+                format!("install image `{image}` is not pinned by digest"),
+                "append `@sha256:<digest>` (see `talext build --receipt`) so upgrades keep the installer that carries the extension",
+            ));
+        }
+        if !ts.is_empty() {
+            if let Some(why) = lacks_extension(image) {
                 out.push(d.finding(
-                    "install-image-unpinned",
-                    Severity::Warning,
+                    "install-image-no-extension",
+                    Severity::Error,
                     e.value.line,
-                    format!("install image `{image}` is not pinned by digest"),
-                    "append `@sha256:<digest>` (see `talext build --receipt`) so upgrades keep the installer that carries the extension",
+                    format!("install image `{image}` {why}; installing or upgrading with it removes ext-tailscale"),
+                    "use an installer built with the extension (imager, or factory.talos.dev/metal-installer/4a0d65c669d46663f377e7161e50cfd570c401f26fd9e7bda34a0216b6f1922b:<version> for the official one)",
                 ));
-            }
-            if !ts.is_empty() {
-                if let Some(why) = lacks_extension(image) {
-                    out.push(d.finding(
-                        "install-image-no-extension",
-                        Severity::Error,
-                        e.value.line,
-                        format!("install image `{image}` {why}; installing or upgrading with it removes ext-tailscale"),
-                        "use an installer built with the extension (imager, or factory.talos.dev/metal-installer/4a0d65c669d46663f377e7161e50cfd570c401f26fd9e7bda34a0216b6f1922b:<version> for the official one)",
-                    ));
-                }
             }
         }
     }
@@ -344,33 +370,9 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
         return;
     }
     let envs: Vec<(&Located, Env)> = ts.iter().map(|d| (*d, esc_env(d))).collect();
-    forwarding(&v1, group, &envs, out);
-    if v1.is_empty() {
-        return;
-    }
-
-    match first_list(&v1, &["machine", "kubelet", "nodeIP", "validSubnets"]) {
-        None => {
-            let d = v1[0];
-            out.push(d.finding(
-                "kubelet-valid-subnets",
-                Severity::Error,
-                anchor_line(d, "machine"),
-                "`machine.kubelet.nodeIP.validSubnets` is not set; kubelet may register the node with its tailnet IP",
-                "set it to the LAN subnets plus `!100.64.0.0/10` and `!fd7a:115c:a1e0::/48` (before bootstrap: changing it later breaks CNIs)",
-            ));
-        }
-        Some((d, line, filters)) => leaks(
-            d,
-            line,
-            &filters,
-            "kubelet-valid-subnets-tailnet",
-            "kubelet node IP",
-            out,
-        ),
-    }
-
-    if role_of(&v1, opts) == Some(Role::Controlplane) {
+    super::forwarding::check(&v1, group, &envs, opts, out);
+    node_ip(group, &v1, opts, out);
+    if !v1.is_empty() && role_of(group, &v1, opts) == Some(Role::Controlplane) {
         match first_list(&v1, &["cluster", "etcd", "advertisedSubnets"]) {
             None => {
                 let d = v1[0];
@@ -394,23 +396,127 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
     }
 
     kubespan(group, &v1, out);
+    nameservers(group, &v1, out);
+}
 
-    for d in &v1 {
+/// `.machine.network.nameservers`, or from v1.12 `ResolverConfig.nameservers[].address`
+/// (`network/resolver.go`).
+fn nameservers(group: &[Located], v1: &[&Located], out: &mut Vec<Finding>) {
+    let mut lists: Vec<(&Located, usize, Vec<&str>)> = Vec::new();
+    for d in v1 {
         if let Some(e) = d
             .doc
             .root
             .path_entry(&["machine", "network", "nameservers"])
         {
-            let ns = e.value.str_items();
-            if !ns.is_empty() && ns.iter().all(|(s, _)| *s == "100.100.100.100") {
-                out.push(d.finding(
-                    "dns-quad100-only",
-                    Severity::Warning,
-                    e.key_line,
-                    "100.100.100.100 is the only nameserver; DNS breaks whenever ext-tailscale is down, and tailscaled needs DNS to start",
-                    "keep a LAN resolver; quad-100 answers only MagicDNS names on Talos",
-                ));
-            }
+            let ns = e.value.str_items().into_iter().map(|(s, _)| s).collect();
+            lists.push((*d, e.key_line, ns));
+        }
+    }
+    for d in group
+        .iter()
+        .filter(|d| d.doc.kind() == Some("ResolverConfig"))
+    {
+        if let Some(e) = d.doc.root.entry("nameservers") {
+            let ns = e
+                .value
+                .items()
+                .iter()
+                .filter_map(|n| n.get("address").and_then(Node::as_str))
+                .collect();
+            lists.push((d, e.key_line, ns));
+        }
+    }
+    for (d, line, ns) in lists {
+        if !ns.is_empty() && ns.iter().all(|s| *s == "100.100.100.100") {
+            out.push(d.finding(
+                "dns-quad100-only",
+                Severity::Warning,
+                line,
+                "100.100.100.100 is the only nameserver; DNS breaks whenever ext-tailscale is down, and tailscaled needs DNS to start",
+                "keep a LAN resolver; quad-100 answers only MagicDNS names on Talos",
+            ));
+        }
+    }
+}
+
+/// The kubelet node IP filter: `.machine.kubelet.nodeIP.validSubnets`, or from v1.14
+/// `KubeNodeConfig.nodeIP.validSubnets` (which takes `!` exclusions the same way).
+fn node_ip(group: &[Located], v1: &[&Located], opts: &Options, out: &mut Vec<Finding>) {
+    let docs: Vec<&Located> = group
+        .iter()
+        .filter(|d| d.doc.kind() == Some(KUBE_NODE))
+        .collect();
+    if v1.is_empty() && docs.is_empty() {
+        // Only the extension's own documents: nothing says how the node is configured.
+        return;
+    }
+    let mut found = false;
+    let lists = v1
+        .iter()
+        .filter_map(|d| {
+            Some((
+                *d,
+                d.doc
+                    .root
+                    .path_entry(&["machine", "kubelet", "nodeIP", "validSubnets"])?,
+            ))
+        })
+        .chain(
+            docs.iter()
+                .filter_map(|d| Some((*d, d.doc.root.path_entry(&["nodeIP", "validSubnets"])?))),
+        );
+    for (d, e) in lists {
+        found = true;
+        let filters: Vec<&str> = e.value.str_items().into_iter().map(|(s, _)| s).collect();
+        leaks(
+            d,
+            e.key_line,
+            &filters,
+            "kubelet-valid-subnets-tailnet",
+            "kubelet node IP",
+            out,
+        );
+    }
+    if found {
+        return;
+    }
+    // Say the form the release uses: the v1.14 documents in the group, or the release given.
+    let documents = !docs.is_empty()
+        || group.iter().any(|d| d.doc.kind() == Some("KubeletConfig"))
+        || opts.talos_version.is_some_and(|m| {
+            config::release(m)
+                .is_some_and(|r| matches!(r.forms.node_ip.form, Form::Document { .. }))
+        });
+    let fix = "the LAN subnets plus `!100.64.0.0/10` and `!fd7a:115c:a1e0::/48` (before bootstrap: changing it later breaks CNIs)";
+    match docs.first() {
+        Some(d) => out.push(d.finding(
+            "kubelet-valid-subnets",
+            Severity::Error,
+            d.doc.line,
+            "`KubeNodeConfig` without `nodeIP.validSubnets`; kubelet may register the node with its tailnet IP",
+            format!("set `nodeIP.validSubnets` to {fix}"),
+        )),
+        None => {
+            let d = v1[0];
+            let (field, hint) = if documents {
+                (
+                    "`KubeNodeConfig.nodeIP.validSubnets`",
+                    format!("add a `KubeNodeConfig` document with `nodeIP.validSubnets` set to {fix}"),
+                )
+            } else {
+                (
+                    "`machine.kubelet.nodeIP.validSubnets`",
+                    format!("set it to {fix}"),
+                )
+            };
+            out.push(d.finding(
+                "kubelet-valid-subnets",
+                Severity::Error,
+                anchor_line(d, "machine"),
+                format!("{field} is not set; kubelet may register the node with its tailnet IP"),
+                hint,
+            ));
         }
     }
 }
@@ -452,69 +558,6 @@ fn lacks_extension(image: &str) -> Option<&'static str> {
         }
     }
     None
-}
-
-fn sysctl<'a>(v1: &[&'a Located], group: &'a [Located], key: &str) -> Option<&'a str> {
-    v1.iter()
-        .find_map(|d| {
-            d.doc
-                .root
-                .path(&["machine", "sysctls"])
-                .and_then(|s| s.get(key))
-                .and_then(Node::as_str)
-        })
-        .or_else(|| {
-            group
-                .iter()
-                .filter(|d| d.doc.kind() == Some("SysctlConfig"))
-                .find_map(|d| {
-                    d.doc
-                        .root
-                        .get("params")
-                        .and_then(|p| p.get(key))
-                        .and_then(Node::as_str)
-                })
-        })
-}
-
-fn forwarding(
-    v1: &[&Located],
-    group: &[Located],
-    envs: &[(&Located, Env)],
-    out: &mut Vec<Finding>,
-) {
-    for (d, env) in envs {
-        let line = env
-            .get("TS_ROUTES")
-            .or(env.get("TS_EXTRA_ARGS"))
-            .map(|e| e.line)
-            .unwrap_or(d.doc.line);
-        if env.needs_v6_forwarding()
-            && sysctl(v1, group, "net.ipv6.conf.all.forwarding") != Some("1")
-        {
-            let (severity, seen) = if v1.is_empty() {
-                (Severity::Warning, "no machine config in this file sets")
-            } else {
-                (Severity::Error, "the machine config does not set")
-            };
-            out.push(d.finding(
-                "ts-routes-forwarding",
-                severity,
-                line,
-                format!("IPv6 routes or an exit node are advertised but {seen} `net.ipv6.conf.all.forwarding: \"1\"`"),
-                "containerboot cannot write /proc/sys inside the extension and exits; add `machine.sysctls` with `net.ipv6.conf.all.forwarding: \"1\"`",
-            ));
-        }
-        if env.needs_v4_forwarding() && sysctl(v1, group, "net.ipv4.ip_forward") == Some("0") {
-            out.push(d.finding(
-                "ts-routes-forwarding",
-                Severity::Error,
-                line,
-                "IPv4 routes are advertised but `net.ipv4.ip_forward` is set to \"0\"",
-                "set `net.ipv4.ip_forward: \"1\"` in `machine.sysctls`",
-            ));
-        }
-    }
 }
 
 fn kubespan(group: &[Located], v1: &[&Located], out: &mut Vec<Finding>) {

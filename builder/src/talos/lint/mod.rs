@@ -4,17 +4,22 @@
 //! errors make the command exit 1 (STYLE habit 5: report every finding, not the first).
 //!
 //! Rules live in [`esc`] (the `ExtensionServiceConfig` document and its environment) and
-//! [`machine`] (the v1alpha1 config and rules that need both documents). By default each file is
-//! one node's configuration; [`Options::merged`] treats all files as one node.
+//! [`machine`] (the v1alpha1 config, the documents that replace parts of it, and rules that need
+//! both) and [`release`] (v1alpha1 fields next to the documents that replace them, from the
+//! release table). By default each file is one node's configuration; [`Options::merged`] treats
+//! all files as one node.
 
 pub mod env;
 pub mod esc;
+pub mod forwarding;
 pub mod machine;
+pub mod release;
 
 use serde::Serialize;
 
 use super::doc::{self, Doc};
 use super::spec::Role;
+use crate::release::Minor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,6 +48,9 @@ pub struct Options {
     pub role: Option<Role>,
     /// Lint all inputs as one node's configuration.
     pub merged: bool,
+    /// The Talos release the configuration is for; unknown, only facts true of every release
+    /// that has a document are applied.
+    pub talos_version: Option<Minor>,
 }
 
 /// A document and the file it came from.
@@ -121,6 +129,7 @@ pub fn lint(inputs: &[(String, String)], opts: &Options) -> Vec<Finding> {
         }
         esc::check_group(group, &mut findings);
         machine::check_group(group, opts, &mut findings);
+        release::check_group(group, opts, &mut findings);
     }
     findings.sort_by(|a, b| (&a.file, a.line, a.rule).cmp(&(&b.file, b.line, b.rule)));
     findings.dedup();
