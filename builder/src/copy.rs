@@ -274,7 +274,7 @@ impl Dst {
             }
             (Dst::Layout { out, .. }, Src::Layout { layout: from, .. }) => {
                 let mut w = out.layout().blob_writer()?;
-                let mut f = from.open_blob(desc)?;
+                let mut f = from.open_blob_stream(desc)?;
                 std::io::copy(&mut f, &mut w).map_err(|e| {
                     Error::input(format!("copying from `{}`: {e}", from.root().display()))
                 })?;

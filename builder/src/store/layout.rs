@@ -9,13 +9,14 @@
 //!   other's entries.
 //! - Every read is verified and bounded: blobs, `index.json` and `oci-layout` are opened without
 //!   following symlinks and only as regular files, documents are size-capped, and a blob read
-//!   through [`Layout::open_blob`] hashes as it streams and fails at the first byte past its
-//!   descriptor's size or at EOF when the digest differs.
+//!   through [`Layout::open_blob`] is hashed whole before it is handed out (its reader may stop
+//!   early) and hashes again as it streams, failing at the first byte past its descriptor's
+//!   size or at EOF when the digest differs.
 //! - A new layout is assembled beside its destination and renamed into place by
 //!   [`Target::commit`], so a failed write leaves no layout behind.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -240,8 +241,32 @@ impl Layout {
         Ok((f, p))
     }
 
-    /// Open a blob for streaming: the reader verifies size and digest as it goes.
+    /// Open a blob whose digest has been checked over the whole file already, for a reader
+    /// that may stop before its end: a tar reader stops at the end-of-archive marker, so a
+    /// check made only at EOF would never run and another valid tar of the same size would be
+    /// read as this blob. The reader still checks as it streams, in case the file changes.
     pub fn open_blob(&self, desc: &Descriptor) -> Result<BlobReader> {
+        let (mut f, path) = self.open_blob_file(desc)?;
+        let clone = f.try_clone().at("reading", &path)?;
+        io::copy(
+            &mut BlobReader::new(clone, desc, path.clone()),
+            &mut io::sink(),
+        )
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData => Error::input(e.to_string()),
+            _ => Error::Io {
+                op: "reading",
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        f.seek(io::SeekFrom::Start(0)).at("reading", &path)?;
+        Ok(BlobReader::new(f, desc, path))
+    }
+
+    /// Open a blob for a reader that consumes it to EOF (a copy): it verifies size and digest
+    /// as it goes and fails at EOF when the digest differs, so the bytes are read only once.
+    pub fn open_blob_stream(&self, desc: &Descriptor) -> Result<BlobReader> {
         let (f, path) = self.open_blob_file(desc)?;
         Ok(BlobReader::new(f, desc, path))
     }
