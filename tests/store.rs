@@ -105,7 +105,8 @@ fn concurrent_builds_and_copies_keep_every_entry() {
     let (procs, rounds) = (8, 25);
     std::thread::scope(|s| {
         for p in 0..procs {
-            let (source, cache, shared, origin, digest) = (&source, &cache, &shared, &origin, &digest);
+            let (source, cache, shared, origin, digest) =
+                (&source, &cache, &shared, &origin, &digest);
             s.spawn(move || {
                 for r in 0..rounds {
                     let tag = format!("p{p}-r{r}");
