@@ -653,7 +653,7 @@ mod tests {
         });
         assert_eq!(a, b);
         let mut idx = l.index().unwrap();
-        let mut desc = Descriptor::new(super::super::MT_OCI_MANIFEST, d.clone(), 2);
+        let mut desc = Descriptor::new(crate::oci::MT_OCI_MANIFEST, d.clone(), 2);
         desc.annotations
             .insert(crate::oci::ANN_REF_NAME.into(), "v1".into());
         idx.manifests.push(desc);
