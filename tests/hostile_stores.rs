@@ -837,6 +837,76 @@ fn bundle_verify_fails_on_every_bundle_push_refuses() {
     );
     bundle_refused(&file, &registry, &image.layer.digest);
 
+    // The same lie with a manifest a reader must look harder at: JSON after whitespace, and
+    // JSON padded past 4 MiB; each still a manifest to `push`, whose layer is missing.
+    let mut padded = image.manifest.bytes.clone();
+    padded.resize(5 << 20, b' ');
+    for (name, bytes) in [
+        (
+            "spaced",
+            [b" \n".to_vec(), image.manifest.bytes.clone()].concat(),
+        ),
+        ("padded", padded),
+    ] {
+        let manifest = Blob::new(MT_LAYER, bytes);
+        let file = work.path().join(format!("lie-{name}.tar"));
+        write_bundle(
+            &file,
+            &[(
+                "registry.example/site/app:v1",
+                manifest.descriptor(json!({})),
+            )],
+            &[image.config.clone(), manifest.clone()],
+        );
+        bundle_refused(&file, &registry, &image.layer.digest);
+    }
+    // An image that is no manifest at all (a layer), and an index naming a layer as one of
+    // its images: `push` copies only manifests and indexes.
+    let file = work.path().join("layer-image.tar");
+    write_bundle(
+        &file,
+        &[(
+            "registry.example/site/app:v1",
+            image.layer.descriptor(json!({})),
+        )],
+        &[image.layer.clone()],
+    );
+    bundle_refused(&file, &registry, &image.layer.digest);
+    let index = Blob::new(
+        MT_INDEX,
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": MT_INDEX,
+            "manifests": [image.layer.descriptor(json!({"platform": {"architecture": "amd64", "os": "linux"}}))],
+        }))
+        .unwrap(),
+    );
+    let file = work.path().join("layer-in-index.tar");
+    write_bundle(
+        &file,
+        &[("registry.example/site/app:v1", index.descriptor(json!({})))],
+        &[image.layer.clone(), index.clone()],
+    );
+    bundle_refused(&file, &registry, &image.layer.digest);
+    // The same, with the blob also a good image's config (seen as a blob first).
+    let index = Blob::new(
+        MT_INDEX,
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": MT_INDEX,
+            "manifests": [
+                image.config.descriptor(json!({"platform": {"architecture": "arm64", "os": "linux"}})),
+                image.platform_descriptor(),
+            ],
+        }))
+        .unwrap(),
+    );
+    let file = work.path().join("config-in-index.tar");
+    write_bundle(
+        &file,
+        &[("registry.example/site/app:v1", index.descriptor(json!({})))],
+        &[blobs.to_vec(), vec![index.clone()]].concat(),
+    );
+    bundle_refused(&file, &registry, &image.config.digest);
+
     // The same image under a good reference verifies and pushes.
     let file = work.path().join("good.tar");
     write_bundle(&file, &[("registry.example/site/app:v1", held)], &blobs);
