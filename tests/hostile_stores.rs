@@ -25,7 +25,7 @@ const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// The longest any command may take on a hostile input before the test calls it a hang.
-const PATIENCE: Duration = Duration::from_secs(120);
+const PATIENCE: Duration = Duration::from_secs(60);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -1036,4 +1036,100 @@ fn an_index_chain_20000_deep_in_a_registry_is_refused_by_every_command() {
     assert!(!out.exists(), "a refused command wrote `{}`", out.display());
     assert!(!bundle.exists(), "a refused bundle was written");
     assert_eq!(catalog(&registry), ["site/deep"]);
+}
+
+/// A layout whose top index names one index 1,000 times, which names one index 1,000 times,
+/// which names one image 1,000 times: a billion paths to one image.
+fn fan_out(dir: &Path) {
+    let image = TestImage::new("fan\n", "amd64");
+    let mut blobs = vec![
+        image.layer.clone(),
+        image.config.clone(),
+        image.manifest.clone(),
+    ];
+    let mut child = image.platform_descriptor();
+    for _ in 0..3 {
+        let index = Blob::new(
+            MT_INDEX,
+            serde_json::to_vec(&json!({
+                "schemaVersion": 2, "mediaType": MT_INDEX,
+                "manifests": vec![child.clone(); 1000],
+            }))
+            .unwrap(),
+        );
+        child = index.descriptor(json!({"platform": {"architecture": "amd64", "os": "linux"}}));
+        blobs.push(index);
+    }
+    fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    for b in &blobs {
+        fs::write(blob_file(dir, &b.digest), &b.bytes).unwrap();
+    }
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    child["annotations"] = json!({REF_NAME: "v1"});
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [child]})).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_index_that_names_one_image_a_billion_ways_is_read_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("fan");
+    fan_out(&dir);
+    let loc = format!("oci:{}:v1", dir.display());
+    let def = repo().join("extension/tailscale");
+    let out = work.path().join("out");
+    for args in [
+        vec![
+            "build",
+            def.to_str().unwrap(),
+            "--platform",
+            "linux/amd64",
+            "--no-cache",
+            "--source",
+            &format!("tailscale={loc}"),
+            "--output",
+            &format!("oci:{}:v1", out.display()),
+        ],
+        vec!["validate", &loc],
+    ] {
+        let started = Instant::now();
+        let run = talext(&args);
+        assert!(
+            matches!(run.code, Some(0 | 1)),
+            "{}: {:?}\n{}",
+            run.line,
+            run.code,
+            run.stderr
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "`{}` took {:?}",
+            run.line,
+            started.elapsed()
+        );
+    }
+    // Copied and described as what it is: one image, the index bytes kept.
+    let started = Instant::now();
+    let copy = work.path().join("copy");
+    let top: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let top = top["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let copied = expect(
+        talext(&["copy", &loc, &format!("oci:{}:v1", copy.display())]),
+        0,
+    );
+    assert!(
+        copied.stdout.contains(&top) || copied.stderr.contains(&top),
+        "{}",
+        copied.stderr
+    );
+    assert_eq!(
+        fs::read(blob_file(&copy, &top)).unwrap(),
+        fs::read(blob_file(&dir, &top)).unwrap()
+    );
+    let shown = expect(talext(&["inspect", "--json", &loc]), 0).json();
+    assert_eq!(shown["platforms"].as_array().unwrap().len(), 1, "{shown}");
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
