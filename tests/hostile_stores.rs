@@ -869,7 +869,7 @@ fn bundle_verify_fails_on_every_bundle_push_refuses() {
             "registry.example/site/app:v1",
             image.layer.descriptor(json!({})),
         )],
-        &[image.layer.clone()],
+        std::slice::from_ref(&image.layer),
     );
     bundle_refused(&file, &registry, &image.layer.digest);
     let index = Blob::new(

@@ -29,7 +29,7 @@ fn elf(machine: u16, seed: u32, len: usize) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        if x % 3 == 0 {
+        if x.is_multiple_of(3) {
             b.extend_from_slice(b"runtime.gopanic main.main ");
         } else {
             b.extend_from_slice(&x.to_le_bytes());

@@ -287,9 +287,9 @@ fn drop_dangling(dirs: &Dirs) -> Result<()> {
     }
     if let Ok(images) = Layout::open(&dirs.images) {
         let mut index = images.index()?;
-        index
-            .manifests
-            .retain(|d| reachable(&images, &[d.clone()]).is_ok_and(|(_, complete)| complete));
+        index.manifests.retain(|d| {
+            reachable(&images, std::slice::from_ref(d)).is_ok_and(|(_, complete)| complete)
+        });
         write_index_locked(&images, index)?;
     }
     Ok(())
