@@ -1,9 +1,10 @@
-//! Hostile layouts, archives and bundles, through the binary: every command that reads a store
-//! (`build` of a source, `validate`, `inspect`, `copy`, `bundle verify`/`push`) refuses a blob
-//! whose bytes are not the ones its digest names, a blob that is a symlink, a wrong declared
-//! size, an `index.json` that is not a small regular file, and an index chain nested 20,000
-//! deep, with exit 1 and the offending blob named; `bundle verify` fails on every bundle that
-//! `bundle push` refuses, and such a push sends nothing.
+//! Hostile layouts, archives, registries and bundles, through the binary: every command that
+//! reads a store (`build` of a source, `validate`, `inspect`, `copy`, `bundle create`/`verify`/
+//! `push`) refuses a blob whose bytes are not the ones its digest names, a blob that is a
+//! symlink or a FIFO, a wrong declared size, an `index.json` that is not a small regular file,
+//! and an index chain nested 20,000 deep, with exit 1 and the offending blob named, quickly and
+//! writing nothing; an index that names one image a billion ways is read once; `bundle verify`
+//! fails on every bundle that `bundle push` refuses, and such a push sends nothing.
 
 use std::fs;
 use std::io::Write;
