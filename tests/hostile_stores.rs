@@ -509,6 +509,25 @@ fn a_layer_that_is_a_symlink_to_dev_zero_is_refused() {
 }
 
 #[test]
+fn a_blobs_directory_that_is_a_symlink_out_of_the_layout_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let outside = work.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    for (inner, name) in [("blobs", "whole"), ("blobs/sha256", "sha256")] {
+        let work = work.path().join(name);
+        fs::create_dir(&work).unwrap();
+        let outside = outside.join(name);
+        refused_everywhere(&work, |dir, _| {
+            let moved = outside.join(dir.file_name().unwrap());
+            fs::create_dir_all(&moved).unwrap();
+            fs::rename(dir.join(inner), moved.join("blobs")).unwrap();
+            symlink(moved.join("blobs"), dir.join(inner)).unwrap();
+            inner.to_string()
+        });
+    }
+}
+
+#[test]
 fn a_wrong_declared_layer_size_is_refused() {
     let work = tempfile::tempdir().unwrap();
     refused_everywhere(work.path(), |dir, layer| {
@@ -586,6 +605,29 @@ fn an_index_json_that_is_not_a_small_regular_file_is_refused_quickly() {
             );
             assert!(!out.exists(), "a refused command wrote `{}`", out.display());
         }
+        // As a destination: refused before anything is written into it.
+        let before = tools::list_tree(&dir).into_keys().collect::<Vec<_>>();
+        let good = format!("oci:{}:v1", f.payload.display());
+        let into = format!("oci:{}:v2", dir.display());
+        refused(talext(&["copy", &good, &into]), "index.json");
+        refused(
+            talext(&[
+                "build",
+                def,
+                "--platform",
+                "linux/amd64",
+                "--no-cache",
+                "--source",
+                &format!("tailscale={good}"),
+                "--output",
+                &into,
+            ]),
+            "index.json",
+        );
+        assert_eq!(
+            tools::list_tree(&dir).into_keys().collect::<Vec<_>>(),
+            before
+        );
         if name == "whitespace" {
             // Refused before it is unpacked: with files capped at 50 MiB, unpacking it would
             // fail with "file too large" instead.
