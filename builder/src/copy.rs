@@ -401,12 +401,17 @@ fn image_platform(src: &Src, doc: &Doc) -> Result<Platform> {
     })
 }
 
-/// What a copy moves: the blobs (each once) and the child manifests, children before the
-/// index that names them.
+/// What a copy moves: the blobs (each once) and the child manifests (each once), children
+/// before the index that names them.
 #[derive(Default)]
 struct Walk {
     blobs: Vec<Descriptor>,
     manifests: Vec<Doc>,
+    /// Child manifests and indexes already walked: an index that names one child many times, at
+    /// several levels, is walked once per distinct document, not once per path.
+    seen: std::collections::HashSet<Digest>,
+    /// Blobs already listed.
+    listed: std::collections::HashSet<Digest>,
 }
 
 impl Walk {
@@ -428,6 +433,9 @@ impl Walk {
             let index: Index = serde_json::from_slice(&doc.bytes)
                 .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", doc.digest)))?;
             for child in &index.manifests {
+                if !self.seen.insert(child.digest.clone()) {
+                    continue;
+                }
                 let child_doc = src.manifest(child)?;
                 self.children_at(src, &child_doc, depth + 1)?;
                 self.manifests.push(child_doc);
@@ -447,7 +455,7 @@ impl Walk {
             if blob.urls.as_ref().is_some_and(|u| !u.is_empty()) {
                 continue;
             }
-            if !self.blobs.iter().any(|b| b.digest == blob.digest) {
+            if self.listed.insert(blob.digest.clone()) {
                 self.blobs.push(blob.clone());
             }
         }

@@ -88,7 +88,8 @@ pub fn open_layout(
     let root = layout.resolve(tag)?;
     let mut structure = Vec::new();
     let mut images = Vec::new();
-    collect(&layout, &root, &mut images, &mut structure, 0)?;
+    let mut seen = std::collections::HashMap::new();
+    collect(&layout, &root, &mut images, &mut structure, &mut seen, 0)?;
     // The imager's `ociPath` input takes the first `index.json` entry whose platform matches and
     // does not descend into an index (contract §2.1).
     if oci::is_index_type(&root.media_type) {
@@ -125,16 +126,24 @@ pub fn open_layout(
     })
 }
 
+/// Collect the images `desc` names into `out`. Each document is read once: `seen` maps every
+/// digest already visited to its image in `out` (if it is one), so an index that names the same
+/// child many times, at several levels, costs one read per distinct document, not one per path.
 fn collect(
     layout: &Layout,
     desc: &Descriptor,
     out: &mut Vec<PlatformImage>,
     structure: &mut Vec<(&'static str, String)>,
+    seen: &mut std::collections::HashMap<Digest, Option<usize>>,
     depth: usize,
 ) -> Result<()> {
     if depth > 4 {
         return Err(Error::input("indexes nested too deeply"));
     }
+    if seen.contains_key(&desc.digest) {
+        return Ok(());
+    }
+    seen.insert(desc.digest.clone(), None);
     let bytes = layout.read_document(&desc.digest)?;
     let mt = if desc.media_type.is_empty() {
         oci::sniff_media_type(&bytes).unwrap_or_default()
@@ -157,11 +166,10 @@ fn collect(
                 Some(p) if p.os == "unknown" => continue,
                 Some(_) => {}
             }
-            collect(layout, child, out, structure, depth + 1)?;
-            if let (Some(p), Some(img)) = (&child.platform, out.last()) {
-                if img.descriptor.digest == child.digest
-                    && (p.os != img.config.os || p.architecture != img.config.architecture)
-                {
+            collect(layout, child, out, structure, seen, depth + 1)?;
+            let img = seen.get(&child.digest).copied().flatten().map(|i| &out[i]);
+            if let (Some(p), Some(img)) = (&child.platform, img) {
+                if p.os != img.config.os || p.architecture != img.config.architecture {
                     structure.push((
                         "config-platform-mismatch",
                         format!(
@@ -204,14 +212,12 @@ fn collect(
             manifest.config.digest
         ))
     })?;
+    // Present as a regular file of the declared size (a symlink or FIFO is refused, not
+    // reported as missing); the bytes are verified when the layer is read.
     for l in &manifest.layers {
-        if layout.blob_size(&l.digest).is_none() {
-            return Err(Error::input(format!(
-                "layer `{}` of manifest `{}` is missing",
-                l.digest, desc.digest
-            )));
-        }
+        layout.open_blob_file(l)?;
     }
+    seen.insert(desc.digest.clone(), Some(out.len()));
     out.push(PlatformImage {
         descriptor: desc.clone(),
         manifest,

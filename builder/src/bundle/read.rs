@@ -16,9 +16,10 @@ use super::{
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{self, Digest, HashingWriter, Index, Manifest, ANN_REF_NAME};
 
-/// Blobs up to this size that look like JSON are kept for the reference walk (the
-/// distribution spec has registries accept manifests of at least 4 MiB; talext refuses larger).
-const KEEP_MAX: u64 = 4 << 20;
+/// Blobs up to this size that look like JSON (a `{` after any whitespace) are kept on disk for
+/// the reference walk: the size `push` (through `copy`) still reads as a manifest, so whatever
+/// `push` would read as one, the walk reads too.
+const KEEP_MAX: u64 = crate::store::layout::MAX_DOCUMENT;
 /// Our own metadata files are small; refuse anything larger rather than read it into memory.
 const META_MAX: u64 = 64 << 20;
 const META_FILES: [&str; 4] = [LAYOUT_FILE, INDEX_FILE, BUNDLE_FILE, SUMS_FILE];
@@ -175,7 +176,13 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
             hashed
                 .write_all(&buf[..n])
                 .at("writing", dest.unwrap_or(file))?;
-            first = first.or(buf.first().copied());
+            // The first byte that is not JSON whitespace tells whether it may be a document.
+            if first.is_none() {
+                first = buf[..n]
+                    .iter()
+                    .copied()
+                    .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+            }
             if keep {
                 kept.extend_from_slice(&buf[..n]);
             }
@@ -395,12 +402,15 @@ impl Scan {
         media_type: &str,
         owner: &str,
         blobs: &BTreeMap<Digest, u64>,
-        visited: &mut BTreeSet<Digest>,
+        visited: &mut BTreeSet<(Digest, bool)>,
         problems: &mut Vec<String>,
     ) {
-        let mut stack = vec![(digest.clone(), size, media_type.to_string(), 0usize)];
-        while let Some((digest, size, media_type, depth)) = stack.pop() {
-            if !visited.insert(digest.clone()) {
+        // Each entry: (digest, size, media type, depth, whether it must be a manifest or an
+        // index: an image itself or an index's entry, which `push` copies only as documents).
+        let mut stack = vec![(digest.clone(), size, media_type.to_string(), 0usize, true)];
+        while let Some((digest, size, media_type, depth, document)) = stack.pop() {
+            // Seen as a plain blob is not seen as a document: each is checked once as each.
+            if !visited.insert((digest.clone(), document)) {
                 continue;
             }
             match blobs.get(&digest) {
@@ -432,6 +442,12 @@ impl Scan {
                     mt.clone()
                 }
                 (_, true) => media_type.clone(),
+                _ if document => {
+                    problems.push(format!(
+                        "`{digest}` of `{owner}` is named as an image but is not an image manifest or index (`{media_type}`)"
+                    ));
+                    continue;
+                }
                 _ => continue,
             };
             let Some(bytes) = bytes else {
@@ -445,15 +461,16 @@ impl Scan {
                 ));
                 continue;
             }
-            let mut push = |d: &crate::oci::Descriptor| {
+            let mut push = |d: &crate::oci::Descriptor, document: bool| {
                 // Non-distributable content stays where its `urls` point (image-spec "urls").
                 if d.urls.as_ref().is_none_or(|u| u.is_empty()) {
-                    stack.push((d.digest.clone(), d.size, d.media_type.clone(), depth + 1));
+                    let mt = d.media_type.clone();
+                    stack.push((d.digest.clone(), d.size, mt, depth + 1, document));
                 }
             };
             if oci::is_index_type(&kind) {
                 match serde_json::from_slice::<Index>(&bytes) {
-                    Ok(index) => index.manifests.iter().for_each(&mut push),
+                    Ok(index) => index.manifests.iter().for_each(|d| push(d, true)),
                     Err(e) => {
                         problems.push(format!("index `{digest}` of `{owner}` is not valid: {e}"))
                     }
@@ -462,7 +479,7 @@ impl Scan {
                 match serde_json::from_slice::<Manifest>(&bytes) {
                     Ok(m) => std::iter::once(&m.config)
                         .chain(&m.layers)
-                        .for_each(&mut push),
+                        .for_each(|d| push(d, false)),
                     Err(e) => problems.push(format!(
                         "manifest `{digest}` of `{owner}` is not valid: {e}"
                     )),

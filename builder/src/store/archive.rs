@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::layout::Layout;
+use super::layout::{Layout, MAX_INDEX};
 use super::lock::Lock;
 use super::scratch;
 use crate::error::{Error, IoContext, Result};
@@ -66,6 +66,14 @@ pub fn open(file: &Path) -> Result<Unpacked> {
         match entry.header().entry_type() {
             tar::EntryType::Directory => fs::create_dir_all(&dest).at("creating", &dest)?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                // The layout's own documents are read under a cap; refuse a larger one before
+                // it is unpacked rather than write it out first.
+                let size = entry.header().size().map_err(|e| bad(e.to_string()))?;
+                if ["index.json", "oci-layout"].contains(&rel.as_str()) && size > MAX_INDEX {
+                    return Err(bad(format!(
+                        "`{rel}` is larger than {MAX_INDEX} bytes; refused"
+                    )));
+                }
                 if let Some(p) = dest.parent() {
                     fs::create_dir_all(p).at("creating", p)?;
                 }

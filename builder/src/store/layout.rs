@@ -10,7 +10,8 @@
 //! - Every read is verified and bounded: blobs, `index.json` and `oci-layout` are opened without
 //!   following symlinks and only as regular files, documents are size-capped, and a blob read
 //!   through [`Layout::open_blob`] hashes as it streams and fails at the first byte past its
-//!   descriptor's size or at EOF when the digest differs.
+//!   descriptor's size or at EOF when the digest differs (readers read to the end, so the check
+//!   at EOF always runs).
 //! - A new layout is assembled beside its destination and renamed into place by
 //!   [`Target::commit`], so a failed write leaves no layout behind.
 
@@ -242,7 +243,10 @@ impl Layout {
         Ok((f, p))
     }
 
-    /// Open a blob for streaming: the reader verifies size and digest as it goes.
+    /// Open a blob for streaming: the reader counts and hashes every byte, fails at the first
+    /// byte past the descriptor's size, and at EOF when the size or digest differs. The check
+    /// at EOF runs only if the reader is read to its end, so every caller does (a copy does by
+    /// nature; flattening drains each layer after its tar's end-of-archive marker).
     pub fn open_blob(&self, desc: &Descriptor) -> Result<BlobReader> {
         let (f, path) = self.open_blob_file(desc)?;
         Ok(BlobReader::new(f, desc, path))
