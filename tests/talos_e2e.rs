@@ -23,6 +23,10 @@ fn payload(dir: &Path) -> String {
     for b in ["containerboot", "tailscale", "tailscaled"] {
         std::fs::copy("/bin/busybox", bin.join(b)).unwrap();
     }
+    // The nft iptables backend the definition's `links` point at.
+    let sbin = dir.join("src/amd64/sbin");
+    std::fs::create_dir_all(&sbin).unwrap();
+    std::fs::copy("/bin/busybox", sbin.join("xtables-nft-multi")).unwrap();
     format!("tailscale={}/src/{{arch}}", dir.display())
 }
 
