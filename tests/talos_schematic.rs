@@ -249,6 +249,8 @@ fn odd_inputs_get_the_factory_id() {
             "customization: {secureboot: {enrollKeys: maybe}}\n",
             "df805582332a539e7ccacd05ded3ba8f3da07a9fb8367e5b76933b328d42f8f4",
         ),
+        // A byte order mark is dropped, as go-yaml's reader drops it.
+        ("\u{feff}customization: {}\n", EMPTY_ID),
         // With several documents the first is decoded.
         (
             "customization: {extraKernelArgs: [noapic, nolapic]}\n---\nowner: someone\nbogus: 1\n",

@@ -1,6 +1,11 @@
-//! Scalar decisions of go-yaml's encoder: how `resolve` would read a plain string back, what
-//! `yaml_emitter_analyze_scalar` allows, and the double-quoted writer's escapes. Used by
-//! [`super::goyaml`] to quote exactly where go-yaml quotes.
+//! Scalar decisions of go-yaml, following go.yaml.in/yaml/v4 v4.0.0-rc.6 (the version the Image
+//! Factory pins): how `resolve` reads a plain scalar (`internal/libyaml/resolver.go`: null and
+//! bool spellings, `strconv.ParseInt(s, 0, 64)` integers with `_` removed, floats, the
+//! timestamp layouts of `parseTimestamp`), which strings the representer single-quotes for
+//! YAML 1.1 readers (`representer.go`: `isOldBool`, `isBase60Float`, `looksLikeMerge`), what
+//! `analyzeScalar` allows (`emitter.go`), and the double-quoted writer's escapes. Used by
+//! [`super::goyaml`] to quote exactly where go-yaml quotes, and by the schematic decoder to read
+//! scalars as go-yaml reads them.
 
 pub(super) struct Analysis {
     pub multiline: bool,

@@ -76,6 +76,8 @@ fn short_tag(tag: Option<Tag>) -> String {
 /// The first document of a stream as a node tree, aliases expanded. An empty stream is an
 /// error (`EOF`), as for the factory.
 pub fn first_document(text: &str) -> DResult<Node> {
+    // go-yaml's reader drops a byte order mark at the start of the stream.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<(Node, usize, Option<Node>)> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -101,9 +103,10 @@ pub fn first_document(text: &str) -> DResult<Node> {
                     message: "EOF".into(),
                 });
             }
-            Event::DocumentEnd if root.is_some() => {
-                return Ok(root.unwrap_or_else(|| unreachable!()))
-            }
+            Event::DocumentEnd => match root.take() {
+                Some(r) => return Ok(r),
+                None => continue,
+            },
             Event::Scalar(value, style, anchor, tag) => (
                 at(
                     Kind::Scalar {
