@@ -24,6 +24,8 @@ use crate::talos::goyaml::{sort_any_map_keys, sort_map_keys, GoValue};
 
 /// Aliases are expanded by copying; this bounds what a small document can expand to.
 const MAX_NODES: usize = 200_000;
+/// Decoding recurses per level; go-yaml bounds nesting too.
+const MAX_DEPTH: usize = 500;
 
 #[derive(Debug)]
 pub struct DecodeError {
@@ -126,6 +128,13 @@ pub fn first_document(text: &str) -> DResult<Node> {
                 })?;
                 count += size(&node);
                 (node, 0)
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+                return Err(DecodeError {
+                    line: mark.line(),
+                    col: mark.col() + 1,
+                    message: format!("document nested deeper than {MAX_DEPTH} levels"),
+                });
             }
             Event::SequenceStart(anchor, tag) => {
                 stack.push((at(Kind::Seq(Vec::new()), tag, &mark), anchor, None));
