@@ -312,3 +312,96 @@ fn registry_catalog_is_pullable_by_tag() {
     );
     assert_eq!(lines.len(), 2);
 }
+
+/// The factory parses every line with go-containerregistry's `name.NewTag`, which allows only
+/// lower-case repositories; one bad line makes it drop the whole catalog, so we refuse it.
+#[test]
+fn lines_the_factory_cannot_parse_are_refused_by_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h: String = std::iter::repeat_n('d', 64).collect();
+    let line = format!("registry.example.com/Acme/Tail:1.0@sha256:{h}");
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--image",
+        &line,
+        "-o",
+        &format!("dir:{}", tmp.path().join("out").display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&line), "{err}");
+    assert!(err.contains("`Acme/Tail` has `A`"), "{err}");
+    assert!(err.contains("lower case"), "{err}");
+    assert!(!tmp.path().join("out").exists());
+
+    // In a catalog being merged, the error names the line number.
+    let base = tmp.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    std::fs::write(
+        base.join("image-digests"),
+        format!("ghcr.io/siderolabs/gvisor:1@sha256:{h}\n{line}\n"),
+    )
+    .unwrap();
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--image",
+        &format!("registry.example.com/acme/tail:1.0@sha256:{h}"),
+        "--merge",
+        base.to_str().unwrap(),
+        "-o",
+        &format!("dir:{}", tmp.path().join("out").display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`image-digests` line 2"), "{err}");
+
+    for bad in [
+        format!("registry.example.com/acme/tail:@sha256:{h}"),
+        format!("registry.example.com/acme/tail:1+2@sha256:{h}"),
+        format!(
+            "registry.example.com/acme/tail:1@sha256:{}",
+            h.to_uppercase()
+        ),
+        format!("registry.example.com:port/acme/tail:1@sha256:{h}"),
+    ] {
+        let o = talext(&[
+            "catalog",
+            "build",
+            "--image",
+            &bad,
+            "-o",
+            &format!("dir:{}", tmp.path().join("out").display()),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{bad} was accepted");
+    }
+}
+
+/// A one-component Docker Hub name is `library/<name>` to go-containerregistry, so that is the
+/// extension's name in the catalog.
+#[test]
+fn docker_hub_names_get_their_implicit_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h: String = std::iter::repeat_n('e', 64).collect();
+    let line = format!("tailscale:1.0@sha256:{h}");
+    let dir = tmp.path().join("out");
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--image",
+        &line,
+        "-o",
+        &format!("dir:{}", dir.display()),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("image-digests")).unwrap(),
+        format!("{line}\n")
+    );
+    let descs = std::fs::read_to_string(dir.join("descriptions.yaml")).unwrap();
+    assert!(
+        descs.contains("library/tailscale system extension"),
+        "{descs}"
+    );
+}

@@ -7,6 +7,18 @@
 //!   discarded), by digest.
 //! * `descriptions.yaml` — a map keyed by those full lines, values `{author, description}`.
 //!
+//! The factory (`image-factory:internal/artifacts/versions.go`, `extractExtensionList`, at
+//! 26b95ca) trims each line, cuts it at the first `@` and parses the part before it with
+//! go-containerregistry's `name.NewTag` (default, non-strict options); one line it cannot parse
+//! makes the whole catalog fail to load. [`parse_line`] applies the same rules
+//! (`go-containerregistry:pkg/name/{tag,repository,registry,check}.go` at v0.21.9-11-g3f4ff3c):
+//! a first component with `.` or `:` or equal to `localhost` is the registry and must be a valid
+//! URI authority; the repository is 1–255 characters of `a-z0-9_-./` (so never upper case); a
+//! tag is 1–128 characters of `A-Za-z0-9_-.`. With no registry the name is Docker Hub's
+//! (`index.docker.io`, `docker.io` being its alias) and a one-component repository gets the
+//! implicit `library/` namespace, so `tailscale:1.0@…` is the extension `library/tailscale`. We
+//! also require what the factory needs to pull the image: a tag and a `sha256` digest.
+//!
 //! Everything here is a pure function of its inputs; packing the tree into an image is the
 //! image writer's job.
 
@@ -35,16 +47,152 @@ impl Entry {
     }
 }
 
-/// `ghcr.io/siderolabs/tailscale:1.2@sha256:…` → `siderolabs/tailscale`.
+/// `ghcr.io/siderolabs/tailscale:1.2@sha256:…` → `siderolabs/tailscale`; a Docker Hub name
+/// gets its implicit namespace (`tailscale:1` → `library/tailscale`), as `RepositoryStr` does.
 pub fn extension_name(line: &str) -> String {
-    let repo = strip_tag(line.split('@').next().unwrap_or(line));
-    match repo.split_once('/') {
-        // The first component is a registry host when it has a `.` or `:` or is `localhost`.
-        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
-            rest.to_string()
+    let tagged = line.split_once('@').map(|(t, _)| t).unwrap_or(line);
+    match parse_tagged(tagged) {
+        Ok(r) => r.repository,
+        Err(_) => {
+            let repo = strip_tag(tagged);
+            match repo.split_once('/') {
+                Some((host, rest)) if is_registry_part(host) => rest.to_string(),
+                _ => repo.to_string(),
+            }
         }
-        _ => repo.to_string(),
     }
+}
+
+/// A catalog line as go-containerregistry reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRef {
+    /// `index.docker.io` when the line names none (or `docker.io`).
+    pub registry: String,
+    /// `RepositoryStr`: with `library/` for a one-component Docker Hub name.
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+const DEFAULT_REGISTRY: &str = "index.docker.io";
+const REPOSITORY_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789_-./";
+const TAG_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789_-.ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// `NewRepository`'s split: the first component is a registry when it is `localhost` or has a
+/// `.` or `:`.
+fn is_registry_part(s: &str) -> bool {
+    s == "localhost" || s.contains(['.', ':'])
+}
+
+/// `checkElement`: a length in characters and an alphabet.
+fn check_element(
+    what: &str,
+    element: &str,
+    allowed: &str,
+    min: usize,
+    max: usize,
+) -> std::result::Result<(), String> {
+    let n = element.chars().count();
+    if n < min || n > max {
+        return Err(format!(
+            "{what} `{element}` must be between {min} and {max} characters long"
+        ));
+    }
+    if let Some(bad) = element.chars().find(|c| !allowed.contains(*c)) {
+        return Err(format!(
+            "{what} `{element}` has `{bad}`; it can only contain the characters `{allowed}`"
+        ));
+    }
+    Ok(())
+}
+
+/// `checkRegistry`: `url.Parse("//" + name)` must give back `name` as the host, so only the
+/// characters Go's URL parser allows in a host, an optional `:port` of digits, and an IPv6
+/// literal in brackets.
+fn check_registry(name: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "registry `{name}` is not a valid RFC 3986 URI authority ({why})"
+        ))
+    };
+    let (host, port) = if let Some(rest) = name.strip_prefix('[') {
+        match rest.rfind(']') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => return bad("missing `]`"),
+        }
+    } else {
+        match name.rfind(':') {
+            Some(i) => (&name[..i], &name[i..]),
+            None => (name, ""),
+        }
+    };
+    let digits = |p: &str| p.chars().all(|c| c.is_ascii_digit());
+    let port_ok = port.is_empty() || port.strip_prefix(':').is_some_and(digits);
+    if !port_ok {
+        return bad("the port is not a number");
+    }
+    let allowed = |c: char| {
+        !c.is_ascii() || c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:[]<>\"".contains(c)
+    };
+    if let Some(c) = host.chars().find(|c| !allowed(*c)) {
+        return bad(&format!("`{c}` is not allowed in a host"));
+    }
+    Ok(())
+}
+
+/// `name.NewTag` with default options, plus our requirement of an explicit tag.
+fn parse_tagged(tagged: &str) -> std::result::Result<LineRef, String> {
+    let (base, tag) = match tagged.rsplit_once(':') {
+        Some((base, tag)) if !tag.contains('/') => (base, tag),
+        _ => return Err("no tag".into()),
+    };
+    if tag.is_empty() {
+        return Err("no tag name after the colon".into());
+    }
+    check_element("tag", tag, TAG_CHARS, 1, 128)?;
+    if base.is_empty() {
+        return Err("no repository name".into());
+    }
+    let (registry, repo) = match base.split_once('/') {
+        Some((first, rest)) if is_registry_part(first) => (first, rest),
+        _ => ("", base),
+    };
+    check_element("repository", repo, REPOSITORY_CHARS, 1, 255)?;
+    check_registry(registry)?;
+    let registry = match registry {
+        "" | "docker.io" => DEFAULT_REGISTRY,
+        r => r,
+    };
+    let repository = if registry == DEFAULT_REGISTRY && !repo.contains('/') {
+        format!("library/{repo}")
+    } else {
+        repo.to_string()
+    };
+    Ok(LineRef {
+        registry: registry.to_string(),
+        repository,
+        tag: tag.to_string(),
+        digest: String::new(),
+    })
+}
+
+/// Parse a catalog line the way the factory does, refusing what it (or the pull by digest
+/// that follows) would refuse; the error says which rule.
+pub fn parse_line(line: &str) -> std::result::Result<LineRef, String> {
+    if line.contains(char::is_whitespace) {
+        return Err("white space in the line".into());
+    }
+    let (tagged, digest) = line
+        .split_once('@')
+        .ok_or_else(|| "no `@sha256:` digest".to_string())?;
+    if !is_sha256_digest(digest) {
+        return Err(format!(
+            "digest `{digest}` is not `sha256:` and 64 lower-case hex digits"
+        ));
+    }
+    let mut r = parse_tagged(tagged)?;
+    r.digest = digest.to_string();
+    Ok(r)
 }
 
 /// A catalog: entries keyed by extension name, so ours replace existing ones of the same name.
@@ -61,23 +209,23 @@ struct Description {
     description: String,
 }
 
-/// Check a catalog line: a tagged repository pinned by a sha256 digest.
+/// Check a catalog line: a tagged repository go-containerregistry can parse, pinned by a sha256
+/// digest.
 pub fn check_line(line: &str) -> Result<()> {
-    let (name, digest) = line
-        .rsplit_once('@')
-        .ok_or_else(|| Error::input(format!("catalog line `{line}` has no `@sha256:` digest")))?;
-    if !is_sha256_digest(digest) {
-        return Err(Error::input(format!(
-            "catalog line `{line}` has no sha256 digest"
-        )));
-    }
-    if strip_tag(name) == name || name.contains(char::is_whitespace) {
-        return Err(Error::input_hint(
-            format!("catalog line `{line}` has no tag"),
-            "lines look like `registry/repo:tag@sha256:<digest>`",
-        ));
-    }
-    Ok(())
+    check_line_at(line, None)
+}
+
+fn check_line_at(line: &str, at: Option<usize>) -> Result<()> {
+    parse_line(line).map(|_| ()).map_err(|rule| {
+        let place = match at {
+            Some(n) => format!("`image-digests` line {n}: "),
+            None => String::new(),
+        };
+        Error::input_hint(
+            format!("{place}catalog line `{line}`: {rule}"),
+            "lines look like `registry/repo:tag@sha256:<digest>`, repository in lower case; the Image Factory parses them with go-containerregistry and refuses the whole catalog over one bad line",
+        )
+    })
 }
 
 impl Catalog {
@@ -93,13 +241,13 @@ impl Catalog {
             })?
         };
         let mut c = Catalog::default();
-        for raw in image_digests.lines() {
+        for (n, raw) in image_digests.lines().enumerate() {
             let line = raw.trim();
             // The factory skips lines without `@` (`extractExtensionList`).
             if line.is_empty() || !line.contains('@') {
                 continue;
             }
-            check_line(line)?;
+            check_line_at(line, Some(n + 1))?;
             let d = descs.get(line);
             c.add(Entry {
                 line: line.to_string(),
@@ -212,6 +360,42 @@ mod tests {
             "acme/tailscale"
         );
         assert_eq!(extension_name("acme/tailscale:1"), "acme/tailscale");
+    }
+
+    #[test]
+    fn lines_follow_go_containerregistry() {
+        let ok = |l: &str| parse_line(&format!("{l}@{}", d('a'))).unwrap();
+        let r = ok("tailscale:1.0");
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_str()),
+            ("index.docker.io", "library/tailscale", "1.0")
+        );
+        assert_eq!(ok("docker.io/tailscale:1").repository, "library/tailscale");
+        assert_eq!(
+            ok("docker.io/acme/tailscale:1").repository,
+            "acme/tailscale"
+        );
+        assert_eq!(ok("ghcr.io/tailscale:1").repository, "tailscale");
+        assert_eq!(ok("localhost/x:1").registry, "localhost");
+        assert_eq!(ok("[::1]:5000/a/b:V1_x-y.z").tag, "V1_x-y.z");
+        assert_eq!(
+            extension_name(&format!("tailscale:1.0@{}", d('a'))),
+            "library/tailscale"
+        );
+        let bad = |l: &str| parse_line(&format!("{l}@{}", d('a'))).unwrap_err();
+        assert!(bad("registry.example.com/Acme/Tail:1.0").contains("`Acme/Tail` has `A`"));
+        assert!(bad("Acme/tail:1").contains("repository"));
+        assert!(bad("r.example.com/a b:1").contains("white space"));
+        assert!(bad("r.example.com/a:").contains("after the colon"));
+        assert!(bad("r.example.com/a:1+2").contains("tag"));
+        assert!(bad(&format!("r.example.com/a:{}", "t".repeat(129))).contains("128"));
+        assert!(bad("r.example.com/a").contains("no tag"));
+        assert!(bad("r.example.com:x/a:1").contains("port"));
+        assert!(bad("r{x}.com/a:1").contains("host"));
+        assert!(bad("r.example.com/a@b:1").contains("digest"));
+        assert!(parse_line("r.example.com/a:1@sha256:ABC")
+            .unwrap_err()
+            .contains("digest"));
     }
 
     #[test]

@@ -416,6 +416,9 @@ pub struct SchematicIdArgs {
     /// Print the canonical YAML the ID is the hash of, instead of the ID.
     #[arg(long, conflicts_with = "json")]
     pub canonical: bool,
+    /// Decode as the Enterprise edition of the factory does: an `owner` is accepted.
+    #[arg(long, env = "TALEXT_ENTERPRISE")]
+    pub enterprise: bool,
 }
 
 #[derive(Debug, Args)]
@@ -442,7 +445,7 @@ pub fn run_schematic(cmd: SchematicCommand) -> Result<()> {
     let (schematic, json, canonical, output, private) = match cmd {
         SchematicCommand::Id(a) => {
             let text = read_input(&a.file)?;
-            let s = Schematic::parse(&text, &a.file.display().to_string())?;
+            let s = Schematic::parse_for(&text, &a.file.display().to_string(), a.enterprise)?;
             (s, a.json, a.canonical, None, false)
         }
         SchematicCommand::Create(a) => {
@@ -452,7 +455,7 @@ pub fn run_schematic(cmd: SchematicCommand) -> Result<()> {
                 .map(|m| parse_meta(m))
                 .collect::<Result<Vec<_>>>()?;
             let s = Schematic::with_extensions(&a.extensions, &a.kernel_args, &meta);
-            s.validate()?;
+            s.validate(false)?;
             // META values are free-form and reach the node before its configuration does, so
             // a schematic carrying them is written like any other file that may hold a secret.
             let private = !a.meta.is_empty();

@@ -1,17 +1,27 @@
 //! A YAML emitter that writes what go-yaml v4's `yaml.Marshal` writes for the values Talos and the
 //! Image Factory serialise: block style, keys in the order given, sequences indented under their
-//! key, empty collections as `{}` / `[]`, strings quoted only when go-yaml would quote them
-//! (double quotes when a plain scalar would resolve to another type, single quotes when the
-//! emitter's scalar analysis forbids plain style), multi-line strings as literal blocks, and no
-//! line folding (go-yaml initialises `best_width` to -1).
+//! key, empty collections as `{}` / `[]`, strings quoted only when go-yaml would quote them, and
+//! no line folding (`Marshal` sets an unlimited line width).
 //!
-//! The Image Factory hashes these bytes to name a schematic (reference §1.2), so this is a port of
-//! go-yaml's `stringv`, `yaml_emitter_analyze_scalar`, `yaml_emitter_select_scalar_style`,
-//! `increaseIndent` and the literal/double-quoted writers, not a general YAML library.
+//! Quoting follows go.yaml.in/yaml/v4 v4.0.0-rc.6 (the version the Image Factory pins), whose
+//! `Marshal` uses the v3 defaults with the legacy quote preference: a string that would read
+//! back as another type is double-quoted (`internal/libyaml/desolver.go`), a YAML 1.1 boolean
+//! (`yes`, `off`), a base-60 float or `<<` is single-quoted (`representer.go`, `stringv`), a
+//! string the scalar analysis forbids plain is single-quoted, or double-quoted when single
+//! quotes cannot hold it (`emitter.go`, `analyzeScalar`, `selectScalarStyle`), and a multi-line
+//! string is a literal block whose indentation hint is written only for a leading space
+//! (`writeBlockScalarHints`). A key longer than 128 bytes or spanning lines is written as a
+//! complex `? key` / `: value` pair (`checkSimpleKey`).
+//!
+//! The Image Factory hashes these bytes to name a schematic (reference §1.2), so this follows
+//! those functions closely for the shapes we emit; it is not a general YAML library.
 
 use std::cmp::Ordering;
 
-use super::goscalar::{analyze, can_use_plain, double_quote, is_break, should_use_literal};
+use super::goscalar::{
+    analyze, double_quote, is_break, needs_compat_quotes, resolves_to_string, should_use_literal,
+    Timestamp,
+};
 
 /// A value as go-yaml's encoder sees it after reflection.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,9 +32,13 @@ pub enum GoValue {
     Uint(u64),
     Float(f64),
     Str(String),
+    /// A `time.Time`, written in RFC 3339 with nanoseconds.
+    Time(Timestamp),
     Seq(Vec<GoValue>),
     /// A struct (fields in declaration order) or a map already sorted with [`sort_map_keys`].
     Map(Vec<(String, GoValue)>),
+    /// A `map[any]any` (keys of mixed types), sorted with [`sort_any_map_keys`].
+    AnyMap(Vec<(GoValue, GoValue)>),
 }
 
 impl GoValue {
@@ -41,8 +55,10 @@ impl GoValue {
             GoValue::Uint(u) => *u == 0,
             GoValue::Float(f) => *f == 0.0,
             GoValue::Str(s) => s.is_empty(),
+            GoValue::Time(_) => false,
             GoValue::Seq(v) => v.is_empty(),
             GoValue::Map(m) => m.is_empty(),
+            GoValue::AnyMap(m) => m.is_empty(),
         }
     }
 }
@@ -75,6 +91,67 @@ pub fn sort_map_keys(entries: &mut [(String, GoValue)]) {
             Ordering::Equal
         }
     });
+}
+
+/// `keyList.Less` over keys of any type: numbers and booleans by value, then by Go kind
+/// (`bool < int < uint < float64 < interface(nil) < string < struct(time)`), strings naturally.
+pub fn sort_any_map_keys(entries: &mut [(GoValue, GoValue)]) {
+    entries.sort_by(|a, b| {
+        if any_key_less(&a.0, &b.0) {
+            Ordering::Less
+        } else if any_key_less(&b.0, &a.0) {
+            Ordering::Greater
+        } else {
+            Ordering::Equal
+        }
+    });
+}
+
+fn go_kind(v: &GoValue) -> u8 {
+    match v {
+        GoValue::Bool(_) => 1,
+        GoValue::Int(_) => 2,
+        GoValue::Uint(_) => 7,
+        GoValue::Float(_) => 14,
+        GoValue::Null => 20,
+        GoValue::AnyMap(_) | GoValue::Map(_) => 21,
+        GoValue::Seq(_) => 23,
+        GoValue::Str(_) => 24,
+        GoValue::Time(_) => 25,
+    }
+}
+
+fn key_number(v: &GoValue) -> Option<f64> {
+    match v {
+        GoValue::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        GoValue::Int(i) => Some(*i as f64),
+        GoValue::Uint(u) => Some(*u as f64),
+        GoValue::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+fn any_key_less(a: &GoValue, b: &GoValue) -> bool {
+    let (ak, bk) = (go_kind(a), go_kind(b));
+    if let (Some(af), Some(bf)) = (key_number(a), key_number(b)) {
+        if af != bf {
+            return af < bf;
+        }
+        if ak != bk {
+            return ak < bk;
+        }
+        return match (a, b) {
+            (GoValue::Int(x), GoValue::Int(y)) => x < y,
+            (GoValue::Uint(x), GoValue::Uint(y)) => x < y,
+            (GoValue::Float(x), GoValue::Float(y)) => x < y,
+            (GoValue::Bool(x), GoValue::Bool(y)) => !x && *y,
+            _ => false,
+        };
+    }
+    match (a, b) {
+        (GoValue::Str(x), GoValue::Str(y)) => key_less(x, y),
+        _ => ak < bk,
+    }
 }
 
 fn key_less(a: &str, b: &str) -> bool {
@@ -147,6 +224,12 @@ enum Place {
     SeqItem(usize),
 }
 
+enum Key<'a> {
+    Str(&'a str),
+    /// A key of another type, already in its plain spelling.
+    Plain(String),
+}
+
 struct Emitter {
     out: String,
     best_indent: usize,
@@ -201,17 +284,24 @@ impl Emitter {
         match v {
             GoValue::Map(entries) if entries.is_empty() => self.flow_empty("{}"),
             GoValue::Seq(items) if items.is_empty() => self.flow_empty("[]"),
+            GoValue::AnyMap(entries) if entries.is_empty() => self.flow_empty("{}"),
             GoValue::Map(entries) => {
                 let indent = self.child_indent(place);
                 for (n, (k, val)) in entries.iter().enumerate() {
                     // The first key of a mapping inside a sequence item shares the dash's line.
                     let same_line = n == 0 && matches!(place, Place::SeqItem(_));
-                    if !same_line {
-                        self.indent_to(indent);
-                    }
-                    self.scalar(k, true, indent);
-                    self.put(":");
-                    self.node(val, Place::MapValue(indent));
+                    self.entry(same_line, Key::Str(k), val, indent);
+                }
+            }
+            GoValue::AnyMap(entries) => {
+                let indent = self.child_indent(place);
+                for (n, (k, val)) in entries.iter().enumerate() {
+                    let same_line = n == 0 && matches!(place, Place::SeqItem(_));
+                    let key = match k {
+                        GoValue::Str(s) => Key::Str(s),
+                        other => Key::Plain(plain_text(other)),
+                    };
+                    self.entry(same_line, key, val, indent);
                 }
             }
             GoValue::Seq(items) => {
@@ -245,6 +335,34 @@ impl Emitter {
         }
     }
 
+    /// One `key: value` pair of a block mapping whose keys sit at `indent`. A key that is not
+    /// simple (`checkSimpleKey`: over 128 bytes or multi-line) takes the `? key` / `: value` form.
+    fn entry(&mut self, same_line: bool, key: Key<'_>, val: &GoValue, indent: usize) {
+        if !same_line {
+            self.indent_to(indent);
+        }
+        match key {
+            Key::Str(k) if k.len() > 128 || analyze(k).multiline => {
+                self.space();
+                self.put("?");
+                let key_indent = self.child_indent(Place::MapValue(indent));
+                self.scalar(k, false, key_indent);
+                self.indent_to(indent);
+                self.put(":");
+            }
+            Key::Str(k) => {
+                self.scalar(k, true, indent);
+                self.put(":");
+            }
+            Key::Plain(text) => {
+                self.space();
+                self.put(&text);
+                self.put(":");
+            }
+        }
+        self.node(val, Place::MapValue(indent));
+    }
+
     fn space(&mut self) {
         if !self.whitespace {
             self.put(" ");
@@ -265,10 +383,12 @@ impl Emitter {
             } else {
                 Style::Double
             }
-        } else if can_use_plain(s) {
-            Style::Plain
-        } else {
+        } else if needs_compat_quotes(s) {
+            Style::Single
+        } else if !resolves_to_string(s) {
             Style::Double
+        } else {
+            Style::Plain
         };
         if simple_key && a.multiline {
             style = Style::Double;
@@ -310,11 +430,12 @@ impl Emitter {
         }
     }
 
+    /// `writeLiteralScalar`: the header, a line break, then each line at `indent`.
     fn literal(&mut self, s: &str, indent: usize) {
         self.space();
         let mut head = String::from("|");
-        let first = s.chars().next();
-        if first.is_some_and(|c| c == ' ' || is_break(c)) {
+        // v4 writes an indentation hint only for a leading space (go-yaml issue 65).
+        if s.starts_with(' ') {
             head.push_str(&self.best_indent.to_string());
         }
         // Chomping: `-` without a final break, `+` when the value ends in two breaks (or is a
@@ -327,7 +448,7 @@ impl Emitter {
             _ => {}
         }
         self.put(&head);
-        self.whitespace = true;
+        self.newline();
         let mut breaks = true;
         for c in chars {
             if is_break(c) {
@@ -354,6 +475,7 @@ fn plain_text(v: &GoValue) -> String {
         GoValue::Int(i) => i.to_string(),
         GoValue::Uint(u) => u.to_string(),
         GoValue::Float(f) => format_go_float(*f),
+        GoValue::Time(t) => t.rfc3339_nano(),
         _ => unreachable!("collections and strings are written elsewhere"),
     }
 }
@@ -454,7 +576,10 @@ mod tests {
         let q = |s: &str| marshal(&m(vec![("k", GoValue::str(s))]), 4);
         assert_eq!(q("plain"), "k: plain\n");
         assert_eq!(q("true"), "k: \"true\"\n");
-        assert_eq!(q("yes"), "k: \"yes\"\n");
+        assert_eq!(q("yes"), "k: 'yes'\n");
+        assert_eq!(q("off"), "k: 'off'\n");
+        assert_eq!(q("1:20"), "k: '1:20'\n");
+        assert_eq!(q("<<"), "k: '<<'\n");
         assert_eq!(q("10"), "k: \"10\"\n");
         assert_eq!(q("0x1f"), "k: \"0x1f\"\n");
         assert_eq!(q("1.5"), "k: \"1.5\"\n");
@@ -470,7 +595,6 @@ mod tests {
         assert_eq!(q("- x"), "k: '- x'\n");
         assert_eq!(q("a #b"), "k: 'a #b'\n");
         assert_eq!(q("a#b"), "k: a#b\n");
-        assert_eq!(q("1:20"), "k: \"1:20\"\n");
     }
 
     #[test]
@@ -517,6 +641,42 @@ mod tests {
         sort_map_keys(&mut e);
         let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, vec!["_x", "A", "a2", "a10", "b"]);
+    }
+
+    #[test]
+    fn long_and_multi_line_keys_are_complex() {
+        let long = "k".repeat(129);
+        let v = m(vec![
+            (long.as_str(), GoValue::Int(1)),
+            ("a\nb", GoValue::Int(2)),
+        ]);
+        assert_eq!(
+            marshal(&v, 4),
+            format!("? {long}\n: 1\n? |-\n    a\n    b\n: 2\n")
+        );
+        let v = m(vec![("k".repeat(128).as_str(), GoValue::Int(1))]);
+        assert_eq!(marshal(&v, 4), format!("{}: 1\n", "k".repeat(128)));
+    }
+
+    #[test]
+    fn leading_break_has_no_indent_hint() {
+        let v = m(vec![("k", GoValue::Seq(vec![GoValue::str("\nx")]))]);
+        assert_eq!(marshal(&v, 4), "k:\n    - |-\n\n      x\n");
+    }
+
+    #[test]
+    fn mixed_keys_sort_by_kind() {
+        let mut e = vec![
+            (GoValue::str("b"), GoValue::Null),
+            (GoValue::Int(2), GoValue::Null),
+            (GoValue::Bool(true), GoValue::Null),
+            (GoValue::Null, GoValue::Null),
+        ];
+        sort_any_map_keys(&mut e);
+        assert_eq!(
+            marshal(&GoValue::AnyMap(e), 4),
+            "true: null\n2: null\nnull: null\nb: null\n"
+        );
     }
 
     #[test]

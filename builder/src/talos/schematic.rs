@@ -1,97 +1,112 @@
 //! Image Factory schematics: the document users submit to `POST /schematics`, and the ID the
 //! factory gives it, computed offline.
 //!
-//! The factory decodes the body strictly into its Go struct, re-encodes it with go-yaml v4's
-//! `yaml.Marshal` (4-space indent, struct field order, `omitempty`) and names it by the SHA-256 of
-//! those bytes (reference §1.2, `image-factory:pkg/schematic/schematic.go`). We do the same:
-//! [`Schematic::parse`] is as strict as the factory (unknown keys are errors), and
-//! [`Schematic::canonical_yaml`] goes through [`super::goyaml`], our port of go-yaml's emitter.
+//! The factory (`image-factory:pkg/schematic/schematic.go` at 26b95ca) decodes the body strictly
+//! into its Go structs ([`decode`], go-yaml v4 rules), refuses an `owner` unless it runs as the
+//! Enterprise edition (`Schematic.Validate`), re-encodes the structs with go-yaml v4's
+//! `yaml.Marshal` (4-space indent, struct field order, `omitempty`) and names the schematic by
+//! the SHA-256 of those bytes (reference §1.2). [`Schematic::parse`] does the same decoding and
+//! [`Schematic::canonical_yaml`] goes through [`super::goyaml`], our go-yaml v4 emitter. Nothing
+//! else is checked at creation: duplicate or empty `officialExtensions` entries and any
+//! `enrollKeys` string are stored as given (the factory only looks at them when it builds an
+//! image). The bootloader is Talos's `imageropts.BootloaderKind`
+//! (`talos:pkg/machinery/imager/imageropts` at v1.14.0-rc.1, the version the factory pins), an
+//! enum read case-insensitively from its names `none`, `dual-boot`, `sd-boot` and `grub`.
 
-use std::collections::BTreeSet;
+mod decode;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use self::decode::{DResult, DecodeError, Node};
 use super::goyaml::{self, GoValue};
 use crate::error::{Error, Result};
 
 /// `schematic.Schematic`: keys in serialisation order `owner`, `overlay`, `customization`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Schematic {
     /// Enterprise only; the community factory rejects a non-empty owner.
-    #[serde(default)]
     pub owner: String,
-    #[serde(default)]
     pub overlay: Overlay,
-    #[serde(default)]
     pub customization: Customization,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overlay {
-    #[serde(default)]
     pub image: String,
-    #[serde(default)]
     pub name: String,
-    /// Free-form options passed to the overlay (`map[string]any`, emitted with sorted keys).
-    #[serde(default)]
-    pub options: Option<serde_yaml::Mapping>,
+    /// Free-form options passed to the overlay (`map[string]any`), keys in go-yaml's order.
+    pub options: Vec<(String, GoValue)>,
 }
 
 /// Field order is part of the ID (the factory's struct comment forbids reordering it).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Customization {
-    #[serde(default)]
     pub embedded_machine_configuration: String,
-    #[serde(default)]
     pub extra_kernel_args: Vec<String>,
-    #[serde(default)]
     pub meta: Vec<MetaValue>,
-    #[serde(default)]
     pub system_extensions: SystemExtensions,
-    /// `auto` (the zero value, omitted), `dual-boot`, `grub` or `sd-boot`.
-    #[serde(default)]
-    pub bootloader: String,
-    #[serde(default)]
+    pub bootloader: Bootloader,
     pub secureboot: SecureBoot,
-    #[serde(default)]
     pub disk_image: DiskImage,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetaValue {
-    /// A META tag, 0–255; YAML spellings such as `0xa` are accepted, as by the factory.
+    /// A META tag, 0–255; YAML spellings such as `0xa` or `012` are read as go-yaml reads them.
     pub key: u8,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SystemExtensions {
-    #[serde(default)]
     pub official_extensions: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SecureBoot {
-    /// `if-safe` (the zero value, omitted), `off`, `manual` or `force`.
-    #[serde(default)]
+    /// Stored as given; omitted only when empty (an explicit `if-safe` is kept).
     pub enroll_keys: String,
-    #[serde(default)]
     pub include_well_known_certificates: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DiskImage {
     /// Omitted when 0 (the factory then uses 512).
-    #[serde(default)]
-    pub sector_size: u32,
+    pub sector_size: u64,
+}
+
+/// `imageropts.BootloaderKind`; `None` is the zero value and is omitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Bootloader {
+    #[default]
+    None,
+    DualBoot,
+    SdBoot,
+    Grub,
+}
+
+impl Bootloader {
+    /// `BootloaderKindString`: an exact name, else its lower-case form.
+    pub fn from_name(s: &str) -> Option<Self> {
+        let pick = |n: &str| match n {
+            "none" => Some(Bootloader::None),
+            "dual-boot" => Some(Bootloader::DualBoot),
+            "sd-boot" => Some(Bootloader::SdBoot),
+            "grub" => Some(Bootloader::Grub),
+            _ => None,
+        };
+        pick(s).or_else(|| pick(&s.to_lowercase()))
+    }
+
+    /// `MarshalText`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bootloader::None => "none",
+            Bootloader::DualBoot => "dual-boot",
+            Bootloader::SdBoot => "sd-boot",
+            Bootloader::Grub => "grub",
+        }
+    }
 }
 
 impl Schematic {
@@ -121,74 +136,64 @@ impl Schematic {
         }
     }
 
-    /// Decode a schematic as the factory does: YAML or JSON, unknown keys refused.
+    /// Decode a schematic as the community factory does: YAML or JSON, first document only,
+    /// unknown keys refused, `owner` refused.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let schematic: Schematic = if text.trim().is_empty() {
-            Schematic::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| {
-                let at = e
-                    .location()
-                    .map(|l| format!("{origin}:{}:{}", l.line(), l.column()))
-                    .unwrap_or_else(|| origin.to_string());
+        Self::parse_for(text, origin, false)
+    }
+
+    /// [`Self::parse`], for the Enterprise edition when `enterprise` is set (an `owner` is
+    /// accepted).
+    pub fn parse_for(text: &str, origin: &str, enterprise: bool) -> Result<Self> {
+        let schematic = decode::first_document(text)
+            .and_then(|root| Self::from_node(&root))
+            .map_err(|e| {
+                let at = if e.line == 0 {
+                    origin.to_string()
+                } else {
+                    format!("{origin}:{}:{}", e.line, e.col)
+                };
                 Error::input_hint(
-                    format!("{at}: invalid schematic: {e}"),
+                    format!("{at}: invalid schematic: {}", e.message),
                     "the Image Factory decodes schematics strictly; see manifests/schematic/ for the accepted keys",
                 )
-            })?
-        };
-        schematic.validate()?;
+            })?;
+        schematic.validate(enterprise)?;
         Ok(schematic)
     }
 
-    /// The checks the factory makes before it stores a schematic.
-    pub fn validate(&self) -> Result<()> {
-        let c = &self.customization;
-        if !matches!(
-            c.bootloader.as_str(),
-            "" | "auto" | "dual-boot" | "grub" | "sd-boot"
-        ) {
-            return Err(Error::input(format!(
-                "unknown bootloader `{}` (expected `auto`, `dual-boot`, `grub` or `sd-boot`)",
-                c.bootloader
-            )));
-        }
-        if !matches!(
-            c.secureboot.enroll_keys.as_str(),
-            "" | "if-safe" | "off" | "manual" | "force"
-        ) {
-            return Err(Error::input(format!(
-                "unknown secureboot enrollKeys `{}` (expected `off`, `manual`, `if-safe` or `force`)",
-                c.secureboot.enroll_keys
-            )));
-        }
-        let mut seen = BTreeSet::new();
-        for name in &c.system_extensions.official_extensions {
-            if name.trim().is_empty() {
-                return Err(Error::input("empty extension name in `officialExtensions`"));
-            }
-            if !seen.insert(name) {
-                return Err(Error::input(format!(
-                    "extension `{name}` is listed twice in `officialExtensions`"
-                )));
-            }
-        }
-        if let Some(opts) = &self.overlay.options {
-            for (k, v) in opts {
-                if !k.is_string() {
-                    return Err(Error::input(
-                        "overlay option keys must be strings (the factory decodes them into map[string]any)",
-                    ));
-                }
-                to_go(v)?;
-            }
+    /// `Schematic.Validate`: the only check the factory makes before it stores a schematic.
+    pub fn validate(&self, enterprise: bool) -> Result<()> {
+        if !enterprise && !self.owner.is_empty() {
+            return Err(Error::input_hint(
+                "invalid schematic: `owner` is only supported in the Enterprise edition",
+                "drop `owner`, or pass `--enterprise` for an Enterprise factory",
+            ));
         }
         Ok(())
     }
 
+    fn from_node(root: &Node) -> DResult<Self> {
+        let mut s = Schematic::default();
+        decode::structure(
+            root,
+            "schematic.Schematic",
+            &["owner", "overlay", "customization"],
+            &mut |k, v| {
+                match k {
+                    "owner" => set(&mut s.owner, decode::string(v)?),
+                    "overlay" => s.overlay.decode(v)?,
+                    _ => s.customization.decode(v)?,
+                }
+                Ok(())
+            },
+        )?;
+        Ok(s)
+    }
+
     /// The bytes the factory hashes: go-yaml v4 `Marshal` of the decoded struct.
     pub fn canonical_yaml(&self) -> Result<String> {
-        Ok(goyaml::marshal(&self.to_go()?, 4))
+        Ok(goyaml::marshal(&self.to_go(), 4))
     }
 
     /// Lower-case hex SHA-256 of [`Self::canonical_yaml`].
@@ -196,29 +201,21 @@ impl Schematic {
         Ok(id_of(&self.canonical_yaml()?))
     }
 
-    fn to_go(&self) -> Result<GoValue> {
+    fn to_go(&self) -> GoValue {
         let mut top = Vec::new();
-        if !self.owner.is_empty() {
-            top.push(("owner".to_string(), GoValue::str(&self.owner)));
-        }
-        // `overlay` is omitempty: dropped when every field is zero.
-        let mut overlay = Vec::new();
-        push_str(&mut overlay, "image", &self.overlay.image);
-        push_str(&mut overlay, "name", &self.overlay.name);
-        if let Some(opts) = self.overlay.options.as_ref().filter(|o| !o.is_empty()) {
-            overlay.push((
-                "options".to_string(),
-                to_go(&serde_yaml::Value::Mapping(opts.clone()))?,
-            ));
-        }
-        if !(self.overlay.image.is_empty() && self.overlay.name.is_empty() && overlay.is_empty()) {
-            // A non-zero struct emits its non-omitempty fields even when empty.
-            let mut full = vec![
-                ("image".to_string(), GoValue::str(&self.overlay.image)),
-                ("name".to_string(), GoValue::str(&self.overlay.name)),
+        push_str(&mut top, "owner", &self.owner);
+        // `overlay` is omitempty: dropped when every field is zero; a non-zero one keeps its
+        // non-omitempty `image` and `name` even when empty.
+        let o = &self.overlay;
+        if !(o.image.is_empty() && o.name.is_empty() && o.options.is_empty()) {
+            let mut overlay = vec![
+                ("image".to_string(), GoValue::str(&o.image)),
+                ("name".to_string(), GoValue::str(&o.name)),
             ];
-            full.extend(overlay.into_iter().filter(|(k, _)| k == "options"));
-            top.push(("overlay".to_string(), GoValue::Map(full)));
+            if !o.options.is_empty() {
+                overlay.push(("options".to_string(), GoValue::Map(o.options.clone())));
+            }
+            top.push(("overlay".to_string(), GoValue::Map(overlay)));
         }
         let c = &self.customization;
         let mut cust = Vec::new();
@@ -258,16 +255,11 @@ impl Schematic {
                 GoValue::Map(vec![("officialExtensions".to_string(), GoValue::Seq(list))]),
             ));
         }
-        if !matches!(c.bootloader.as_str(), "" | "auto") {
-            cust.push(("bootloader".to_string(), GoValue::str(&c.bootloader)));
+        if c.bootloader != Bootloader::None {
+            cust.push(("bootloader".to_string(), GoValue::str(c.bootloader.name())));
         }
         let mut sb = Vec::new();
-        if !matches!(c.secureboot.enroll_keys.as_str(), "" | "if-safe") {
-            sb.push((
-                "enrollKeys".to_string(),
-                GoValue::str(&c.secureboot.enroll_keys),
-            ));
-        }
+        push_str(&mut sb, "enrollKeys", &c.secureboot.enroll_keys);
         if c.secureboot.include_well_known_certificates {
             sb.push((
                 "includeWellKnownCertificates".to_string(),
@@ -282,13 +274,169 @@ impl Schematic {
                 "diskImage".to_string(),
                 GoValue::Map(vec![(
                     "sectorSize".to_string(),
-                    GoValue::Uint(c.disk_image.sector_size as u64),
+                    GoValue::Uint(c.disk_image.sector_size),
                 )]),
             ));
         }
         // `customization` is not omitempty: an empty one is written as `{}`.
         top.push(("customization".to_string(), GoValue::Map(cust)));
-        Ok(GoValue::Map(top))
+        GoValue::Map(top)
+    }
+}
+
+impl Overlay {
+    fn decode(&mut self, node: &Node) -> DResult<()> {
+        decode::structure(
+            node,
+            "schematic.Overlay",
+            &["image", "name", "options"],
+            &mut |k, v| {
+                match k {
+                    "image" => set(&mut self.image, decode::string(v)?),
+                    "name" => set(&mut self.name, decode::string(v)?),
+                    _ => match decode::any_map(v, "map[string]interface {}")? {
+                        Some(GoValue::Map(m)) => self.options = m,
+                        _ => self.options.clear(),
+                    },
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+impl Customization {
+    fn decode(&mut self, node: &Node) -> DResult<()> {
+        decode::structure(
+            node,
+            "schematic.Customization",
+            &[
+                "embeddedMachineConfiguration",
+                "extraKernelArgs",
+                "meta",
+                "systemExtensions",
+                "bootloader",
+                "secureboot",
+                "diskImage",
+            ],
+            &mut |k, v| {
+                match k {
+                    "embeddedMachineConfiguration" => {
+                        set(&mut self.embedded_machine_configuration, decode::string(v)?)
+                    }
+                    "extraKernelArgs" => set(
+                        &mut self.extra_kernel_args,
+                        decode::seq(v, "[]string", decode::string)?,
+                    ),
+                    "meta" => set(
+                        &mut self.meta,
+                        decode::seq(v, "[]schematic.MetaValue", MetaValue::decode)?,
+                    ),
+                    "systemExtensions" => self.system_extensions.decode(v)?,
+                    "bootloader" => {
+                        if let Some(t) = decode::text(v, "imageropts.BootloaderKind")? {
+                            self.bootloader = Bootloader::from_name(&t).ok_or_else(|| DecodeError {
+                                line: v.line,
+                                col: v.col,
+                                message: format!(
+                                    "`{t}` does not belong to BootloaderKind values (`none`, `dual-boot`, `sd-boot`, `grub`)"
+                                ),
+                            })?;
+                        }
+                    }
+                    "secureboot" => self.secureboot.decode(v)?,
+                    _ => decode::structure(
+                        v,
+                        "schematic.DiskImageCustomization",
+                        &["sectorSize"],
+                        &mut |_, v| {
+                            set(
+                                &mut self.disk_image.sector_size,
+                                decode::uint(v, u64::MAX, "uint")?,
+                            );
+                            Ok(())
+                        },
+                    )?,
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+impl MetaValue {
+    /// A list item: a null item is dropped, a mapping fills `key` and `value`.
+    fn decode(node: &Node) -> DResult<Option<MetaValue>> {
+        if matches!(node.kind, decode::Kind::Scalar { .. })
+            && decode::resolve(node)? == decode::Scalar::Null
+        {
+            return Ok(None);
+        }
+        let mut m = MetaValue {
+            key: 0,
+            value: String::new(),
+        };
+        decode::structure(
+            node,
+            "schematic.MetaValue",
+            &["key", "value"],
+            &mut |k, v| {
+                match k {
+                    "key" => {
+                        if let Some(key) = decode::uint(v, u8::MAX as u64, "uint8")? {
+                            m.key = key as u8;
+                        }
+                    }
+                    _ => set(&mut m.value, decode::string(v)?),
+                }
+                Ok(())
+            },
+        )?;
+        Ok(Some(m))
+    }
+}
+
+impl SystemExtensions {
+    fn decode(&mut self, node: &Node) -> DResult<()> {
+        decode::structure(
+            node,
+            "schematic.SystemExtensions",
+            &["officialExtensions"],
+            &mut |_, v| {
+                set(
+                    &mut self.official_extensions,
+                    decode::seq(v, "[]string", decode::string)?,
+                );
+                Ok(())
+            },
+        )
+    }
+}
+
+impl SecureBoot {
+    fn decode(&mut self, node: &Node) -> DResult<()> {
+        decode::structure(
+            node,
+            "schematic.SecureBootCustomization",
+            &["enrollKeys", "includeWellKnownCertificates"],
+            &mut |k, v| {
+                match k {
+                    "enrollKeys" => set(&mut self.enroll_keys, decode::string(v)?),
+                    _ => set(
+                        &mut self.include_well_known_certificates,
+                        decode::boolean(v)?,
+                    ),
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+/// Assign a decoded value; `None` (a null) leaves the field as it was.
+fn set<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
     }
 }
 
@@ -303,40 +451,6 @@ fn push_str(out: &mut Vec<(String, GoValue)>, key: &str, value: &str) {
     }
 }
 
-/// A decoded `any` value as go-yaml re-encodes it: maps with sorted keys.
-fn to_go(v: &serde_yaml::Value) -> Result<GoValue> {
-    use serde_yaml::Value;
-    Ok(match v {
-        Value::Null => GoValue::Null,
-        Value::Bool(b) => GoValue::Bool(*b),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                GoValue::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                GoValue::Uint(u)
-            } else {
-                GoValue::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        Value::String(s) => GoValue::str(s),
-        Value::Sequence(items) => GoValue::Seq(items.iter().map(to_go).collect::<Result<_>>()?),
-        Value::Mapping(m) => {
-            let mut entries = Vec::new();
-            for (k, v) in m {
-                let key = k
-                    .as_str()
-                    .ok_or_else(|| Error::input("overlay option keys must be strings"))?;
-                entries.push((key.to_string(), to_go(v)?));
-            }
-            goyaml::sort_map_keys(&mut entries);
-            GoValue::Map(entries)
-        }
-        Value::Tagged(_) => return Err(Error::input(
-            "tagged values in overlay options are not supported; compute this ID with the factory",
-        )),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,7 +460,6 @@ mod tests {
     #[test]
     fn factory_vectors() {
         let cases: &[(&str, &str, &str)] = &[
-            ("", "customization: {}\n", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"),
             ("{}", "customization: {}\n", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"),
             ("customization: {}", "customization: {}\n", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"),
             ("customization:\n  extraKernelArgs: []\n", "customization: {}\n", "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"),
@@ -440,5 +553,32 @@ mod tests {
             s.canonical_yaml().unwrap(),
             "overlay:\n    image: i\n    name: nm\n    options:\n        a: \"true\"\n        z: 1\ncustomization: {}\n"
         );
+    }
+
+    #[test]
+    fn overlay_options_decode_as_go_any() {
+        let s = Schematic::parse(
+            "overlay:\n  image: i\n  name: nm\n  options: {z: 1, 1: x, n: ~, t: 2024-01-02, l: [a, ~], m: {2: b}}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            s.canonical_yaml().unwrap(),
+            "overlay:\n    image: i\n    name: nm\n    options:\n        \"1\": x\n        l:\n            - a\n            - null\n        m:\n            2: b\n        'n': null\n        t: 2024-01-02T00:00:00Z\n        z: 1\ncustomization: {}\n"
+        );
+    }
+
+    #[test]
+    fn merge_keys_and_tags() {
+        let s = Schematic::parse("base: &b {extraKernelArgs: [a]}\n", "t");
+        assert!(s.is_err(), "unknown top-level key");
+        let s = Schematic::parse(
+            "customization:\n  <<: {extraKernelArgs: [a], meta: [{key: !!float 1, value: !!binary eA==}]}\n  extraKernelArgs: [b]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.customization.extra_kernel_args, vec!["b".to_string()]);
+        assert_eq!(s.customization.meta[0].key, 1);
+        assert_eq!(s.customization.meta[0].value, "x");
     }
 }
