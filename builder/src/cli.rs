@@ -87,6 +87,9 @@ pub struct CopyArgs {
     /// Blobs transferred at once.
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
+    /// Do not copy the image's `sha256-HEX.sig` signature tags with it.
+    #[arg(long, env = "TALEXT_NO_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_signatures: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -265,12 +268,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
             };
-            let copied = crate::copy::copy_with(
+            let copied = crate::copy::copy_carrying(
                 &src,
                 &dst,
                 &platforms,
                 &args.registry.options()?,
                 &transfer,
+                !args.no_signatures,
             )?;
             if let Some(file) = &args.digestfile {
                 crate::copy::write_digestfile(file, &copied.digest)?;

@@ -102,6 +102,20 @@ pub fn copy_with(
     options: &RegistryOptions,
     transfer: &Transfer,
 ) -> Result<Copied> {
+    copy_carrying(src, dst, platforms, options, transfer, true)
+}
+
+/// [`copy_with`], carrying the signature tags of every digest copied when `signatures` is set
+/// (`crate::sign::carry`).
+pub fn copy_carrying(
+    src_loc: &Location,
+    dst_loc: &Location,
+    platforms: &[Platform],
+    options: &RegistryOptions,
+    transfer: &Transfer,
+    signatures: bool,
+) -> Result<Copied> {
+    let (src, dst) = (src_loc, dst_loc);
     let scratch = scratch::dir("copy")?;
     let label = format!("{src}");
     let src = open_source(src, options)?;
@@ -127,6 +141,13 @@ pub fn copy_with(
         dst.put_manifest(doc)?;
     }
     dst.put_root(&src, &root)?;
+    if signatures {
+        let digests: Vec<String> = std::iter::once(&root.digest)
+            .chain(walk.manifests.iter().map(|d| &d.digest))
+            .cloned()
+            .collect();
+        crate::sign::carry(src_loc, dst_loc, &digests, options)?;
+    }
     Ok(Copied {
         digest: root.digest,
         media_type: root.media_type,
