@@ -94,7 +94,8 @@ pub fn copy(
 }
 
 /// [`copy`] with explicit concurrency and progress. Every blob is confirmed before any
-/// manifest is written; child manifests go before their index and the tag last.
+/// manifest is written; child manifests go before their index and the tag last. Signature tags
+/// stay behind: builds, pulls and bundles call this; `talext copy` uses [`copy_carrying`].
 pub fn copy_with(
     src: &Location,
     dst: &Location,
@@ -102,7 +103,7 @@ pub fn copy_with(
     options: &RegistryOptions,
     transfer: &Transfer,
 ) -> Result<Copied> {
-    copy_carrying(src, dst, platforms, options, transfer, true)
+    copy_carrying(src, dst, platforms, options, transfer, false)
 }
 
 /// [`copy_with`], carrying the signature tags of every digest copied when `signatures` is set
