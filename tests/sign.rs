@@ -697,3 +697,82 @@ fn copy_carries_signatures_unless_told_not_to() {
         sig_of("carry/src", &index.digest).unwrap()
     );
 }
+
+#[test]
+fn referrers_are_pushed_with_the_tag_fallback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::plain();
+    let (key, public) = generate(tmp.path(), "k");
+    let (other, _) = generate(tmp.path(), "o");
+    let amd = TestImage::new("referrers amd64\n", "amd64");
+    let arm = TestImage::new("referrers arm64\n", "arm64");
+    let index = test_index(&[&amd, &arm]);
+    let layout = tmp.path().join("src");
+    write_oci_layout(&layout, &[&amd, &arm], Some(&index), "v1");
+    let target = reg.docker_ref("ref/img:v1");
+    push_layout(&layout, "v1", &target);
+    ok(talext(&[
+        "sign",
+        "--referrers",
+        &target,
+        "--key",
+        key.to_str().unwrap(),
+    ]));
+    ok(talext(&[
+        "verify",
+        &target,
+        "--key",
+        public.to_str().unwrap(),
+    ]));
+
+    // Debian's registry has no referrers API: the `sha256-HEX` tag holds the referrers index.
+    let fallback = |d: &str| reg.docker_ref(&format!("ref/img:{}", d.replace(':', "-")));
+    for d in [&index.digest, &amd.manifest.digest, &arm.manifest.digest] {
+        let raw = skopeo_raw(&fallback(d)).expect("the referrers tag exists");
+        let refs: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(refs["mediaType"], "application/vnd.oci.image.index.v1+json");
+        let entries = refs["manifests"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{refs}");
+        assert_eq!(
+            entries[0]["artifactType"],
+            "application/vnd.dev.cosign.artifact.sig.v1+json"
+        );
+        let referrer = entries[0]["digest"].as_str().unwrap();
+        let m: Value = serde_json::from_slice(
+            &skopeo_raw(&format!("docker://{}/ref/img@{referrer}", reg.addr)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["subject"]["digest"], d.as_str());
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.oci.empty.v1+json"
+        );
+        // The same payload and signature as the `.sig` tag's.
+        let sig: Value = serde_json::from_slice(
+            &skopeo_raw(&reg.docker_ref(&format!("ref/img:{}", tag_of(d)))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["layers"][0], sig["layers"][0]);
+    }
+
+    // Again: nothing changes. Another key: a second referrer beside the first.
+    let before = skopeo_raw(&fallback(&index.digest)).unwrap();
+    ok(talext(&[
+        "sign",
+        "--referrers",
+        &target,
+        "--key",
+        key.to_str().unwrap(),
+    ]));
+    assert_eq!(skopeo_raw(&fallback(&index.digest)).unwrap(), before);
+    ok(talext(&[
+        "sign",
+        "--referrers",
+        &target,
+        "--key",
+        other.to_str().unwrap(),
+    ]));
+    let refs: Value =
+        serde_json::from_slice(&skopeo_raw(&fallback(&index.digest)).unwrap()).unwrap();
+    assert_eq!(refs["manifests"].as_array().unwrap().len(), 2, "{refs}");
+}

@@ -31,7 +31,7 @@ pub struct KeyArgs {
     #[arg(long, env = "TALEXT_SIGN_KEY", value_name = "FILE")]
     pub key: PathBuf,
     /// Read the password of an encrypted cosign key from stdin (else `TALEXT_KEY_PASSWORD`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "password_stdin")]
     pub key_password_stdin: bool,
 }
 
@@ -48,6 +48,10 @@ pub struct SignArgs {
     pub reference: String,
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Also push each signature as an OCI 1.1 referrer of what it signs, with the `sha256-HEX`
+    /// referrers-tag fallback for registries without the referrers API.
+    #[arg(long, env = "TALEXT_SIGN_REFERRERS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub referrers: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -102,7 +106,7 @@ pub fn sign_built(
     let reference = Reference::parse(reference)?;
     let client = RegistryClient::new(options, &reference.registry)?;
     report(
-        &cosign::sign_image(&client, &reference, &key)?,
+        &cosign::sign_image(&client, &reference, &key, false)?,
         quiet,
         &reference,
     );
@@ -147,7 +151,7 @@ pub fn run_sign(args: SignArgs, quiet: bool) -> Result<ExitCode> {
     let key = args.key.load()?;
     let reference = Reference::parse(&args.reference)?;
     let client = RegistryClient::new(&args.registry.options()?, &reference.registry)?;
-    let signed = cosign::sign_image(&client, &reference, &key)?;
+    let signed = cosign::sign_image(&client, &reference, &key, args.referrers)?;
     report(&signed, quiet, &reference);
     for s in &signed {
         println!("{}:{}@{}", reference.name(), s.tag, s.manifest);

@@ -143,8 +143,16 @@ pub struct Signed {
     pub changed: bool,
 }
 
+/// A manifest or index to sign, as a descriptor (what a referrer's `subject` names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
 /// The manifest at `reference` and, for an index, each of its children: what `sign` covers.
-pub fn resolve(client: &RegistryClient, reference: &Reference) -> Result<Vec<String>> {
+pub fn resolve(client: &RegistryClient, reference: &Reference) -> Result<Vec<Subject>> {
     let root = client.get_manifest(&reference.repository, reference.tag_or_digest(), &[])?;
     if let Some(d) = reference.digest.as_deref().filter(|d| *d != root.digest) {
         return Err(Error::input(format!(
@@ -152,31 +160,46 @@ pub fn resolve(client: &RegistryClient, reference: &Reference) -> Result<Vec<Str
             root.digest
         )));
     }
-    let mut digests = vec![root.digest.clone()];
+    let mut subjects = vec![Subject {
+        digest: root.digest.clone(),
+        media_type: root.media_type.clone(),
+        size: root.bytes.len() as u64,
+    }];
     if oci::is_index_type(&root.media_type) {
         let index: oci::Index = serde_json::from_slice(&root.bytes)
             .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", root.digest)))?;
         for child in index.manifests {
             let d = child.digest.to_string();
-            if !digests.contains(&d) {
-                digests.push(d);
+            if !subjects.iter().any(|s| s.digest == d) {
+                subjects.push(Subject {
+                    digest: d,
+                    media_type: child.media_type,
+                    size: child.size,
+                });
             }
         }
     }
-    Ok(digests)
+    Ok(subjects)
 }
 
-/// Sign the image or index at `reference` and, for an index, each platform manifest.
+/// Sign the image or index at `reference` and, for an index, each platform manifest; with
+/// `referrers`, also as OCI 1.1 referrers ([`push_referrer`]).
 pub fn sign_image(
     client: &RegistryClient,
     reference: &Reference,
     key: &SigningKey,
+    referrers: bool,
 ) -> Result<Vec<Signed>> {
     let identity = reference.name();
-    resolve(client, reference)?
-        .iter()
-        .map(|d| sign_digest(client, &reference.repository, &identity, d, key))
-        .collect()
+    let repo = &reference.repository;
+    let mut signed = Vec::new();
+    for subject in resolve(client, reference)? {
+        signed.push(sign_digest(client, repo, &identity, &subject.digest, key)?);
+        if referrers {
+            push_referrer(client, repo, &identity, &subject, key)?;
+        }
+    }
+    Ok(signed)
 }
 
 /// Add `key`'s signature over `digest` to its signature tag in `repo`. Signatures by other keys
@@ -229,6 +252,103 @@ pub fn sign_digest(
         manifest,
         changed: true,
     })
+}
+
+/// `artifactType` of a signature pushed as a referrer (what cosign's OCI 1.1 mode writes).
+pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// The empty descriptor's media type and content (image-spec "Guidance for an Empty Descriptor").
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+
+/// The referrer manifest carrying `key`'s signature of `subject`.
+pub fn referrer_manifest(
+    identity: &str,
+    subject: &Subject,
+    key: &SigningKey,
+) -> (Vec<u8>, Vec<u8>) {
+    let payload = payload(identity, &subject.digest);
+    let layer = layer_for(&payload, &sign_payload(key, &payload));
+    let doc = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": SIGNATURE_ARTIFACT_TYPE,
+        "config": {
+            "mediaType": EMPTY_MEDIA_TYPE,
+            "size": CONFIG.len(),
+            "digest": Digest::of(CONFIG).to_string(),
+        },
+        "layers": [layer],
+        "subject": {
+            "mediaType": subject.media_type,
+            "size": subject.size,
+            "digest": subject.digest,
+        },
+    });
+    (
+        serde_json::to_vec(&doc).expect("JSON values serialise"),
+        payload,
+    )
+}
+
+/// The tag of the referrers-tag fallback for `digest`: `sha256-HEX` (distribution spec
+/// "Referrers Tag Schema").
+pub fn referrers_tag(digest: &str) -> Result<String> {
+    Ok(signature_tag(digest)?.trim_end_matches(".sig").to_string())
+}
+
+/// Push the signature of `subject` as an OCI 1.1 referrer: a manifest whose `subject` is the
+/// signed manifest, pushed by digest. A registry with the referrers API indexes it itself; for
+/// one without (Debian's docker-registry 2.8 among them) the referrers index under the tag
+/// `sha256-HEX` is updated as the distribution spec tells clients to, keeping the entries of
+/// other referrers. Pushing the same signature again changes nothing.
+pub fn push_referrer(
+    client: &RegistryClient,
+    repo: &str,
+    identity: &str,
+    subject: &Subject,
+    key: &SigningKey,
+) -> Result<String> {
+    let (bytes, payload) = referrer_manifest(identity, subject, key);
+    for blob in [CONFIG, payload.as_slice()] {
+        let d = Digest::of(blob).to_string();
+        client.push_blob(repo, &d, blob.len() as u64, BlobSource::Bytes(blob), None)?;
+    }
+    let digest = Digest::of(&bytes).to_string();
+    client.put_manifest(repo, &digest, &bytes, MANIFEST_MEDIA_TYPE)?;
+    let tag = referrers_tag(&subject.digest)?;
+    let index_type = oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE;
+    let mut entries: Vec<serde_json::Value> = match client.get_manifest(repo, &tag, &[index_type]) {
+        Ok(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
+            .ok()
+            .and_then(|v| v.get("manifests")?.as_array().cloned())
+            .ok_or_else(|| {
+                Error::input(format!(
+                    "`{repo}:{tag}` is not a referrers index; refusing to replace it"
+                ))
+            })?,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if entries
+        .iter()
+        .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(&digest))
+    {
+        return Ok(digest);
+    }
+    entries.push(json!({
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "size": bytes.len(),
+        "digest": digest,
+        "artifactType": SIGNATURE_ARTIFACT_TYPE,
+    }));
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": entries,
+    });
+    let index = serde_json::to_vec(&index).expect("JSON values serialise");
+    client.put_manifest(repo, &tag, &index, index_type)?;
+    tracing::info!("signed `{}` as the referrer `{digest}`", subject.digest);
+    Ok(digest)
 }
 
 /// Check that a signature by `key` in `repo`'s signature tag covers `digest`. `Ok(Err(reason))`
