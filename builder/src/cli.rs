@@ -67,6 +67,15 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCacheCommand,
     },
+    /// Signing keys: generate a cosign-compatible ECDSA P-256 key pair.
+    Key {
+        #[command(subcommand)]
+        command: crate::sign::cli::KeyCommand,
+    },
+    /// Sign an image or index in a registry with a cosign-compatible `sha256-HEX.sig` signature.
+    Sign(crate::sign::cli::SignArgs),
+    /// Check that a signature by a public key covers an image or index in a registry.
+    Verify(crate::sign::cli::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +162,9 @@ pub struct CopyArgs {
     /// Blobs transferred at once.
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
+    /// Do not copy the image's `sha256-HEX.sig` signature tags with it.
+    #[arg(long, env = "TALEXT_NO_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_signatures: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -217,6 +229,8 @@ pub struct BuildArgs {
     /// Blobs pulled or pushed at once.
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
+    #[command(flatten)]
+    pub signing: crate::sign::cli::BuildSignArgs,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -284,7 +298,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
             };
+            let signer = args.signing.load(&output)?;
             let built = build::build(&req, &output)?;
+            let pushed = built.reference.as_deref();
+            crate::sign::cli::sign_built(signer, pushed, &req.fetch.registry, cli.quiet)?;
             let receipt = built.receipt();
             let json = serde_json::to_string_pretty(&receipt)
                 .map_err(|e| Error::internal(e.to_string()))?;
@@ -326,12 +343,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
             };
-            let copied = crate::copy::copy_with(
+            let copied = crate::copy::copy_carrying(
                 &src,
                 &dst,
                 &platforms,
                 &args.registry.options()?,
                 &transfer,
+                !args.no_signatures,
             )?;
             if let Some(file) = &args.digestfile {
                 crate::copy::write_digestfile(file, &copied.digest)?;
@@ -469,6 +487,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } else {
             ExitCode::from(1)
         }),
+        Command::Key { command } => crate::sign::cli::run_key(command, cli.quiet),
+        Command::Sign(args) => crate::sign::cli::run_sign(args, cli.quiet),
+        Command::Verify(args) => crate::sign::cli::run_verify(args, cli.quiet),
         Command::Plan(args) => {
             let plan = crate::plan::plan(&args.request())?;
             print!("{}", build::plan_yaml(&plan)?);

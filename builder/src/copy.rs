@@ -94,7 +94,8 @@ pub fn copy(
 }
 
 /// [`copy`] with explicit concurrency and progress. Every blob is confirmed before any
-/// manifest is written; child manifests go before their index and the tag last.
+/// manifest is written; child manifests go before their index and the tag last. Signature tags
+/// stay behind: builds, pulls and bundles call this; `talext copy` uses [`copy_carrying`].
 pub fn copy_with(
     src: &Location,
     dst: &Location,
@@ -102,6 +103,20 @@ pub fn copy_with(
     options: &RegistryOptions,
     transfer: &Transfer,
 ) -> Result<Copied> {
+    copy_carrying(src, dst, platforms, options, transfer, false)
+}
+
+/// [`copy_with`], carrying the signature tags of every digest copied when `signatures` is set
+/// (`crate::sign::carry`).
+pub fn copy_carrying(
+    src_loc: &Location,
+    dst_loc: &Location,
+    platforms: &[Platform],
+    options: &RegistryOptions,
+    transfer: &Transfer,
+    signatures: bool,
+) -> Result<Copied> {
+    let (src, dst) = (src_loc, dst_loc);
     let scratch = scratch::dir("copy")?;
     let label = format!("{src}");
     let src = open_source(src, options)?;
@@ -127,6 +142,13 @@ pub fn copy_with(
         dst.put_manifest(doc)?;
     }
     dst.put_root(&src, &root)?;
+    if signatures {
+        let digests: Vec<String> = std::iter::once(&root.digest)
+            .chain(walk.manifests.iter().map(|d| &d.digest))
+            .cloned()
+            .collect();
+        crate::sign::carry(src_loc, dst_loc, &digests, options)?;
+    }
     Ok(Copied {
         digest: root.digest,
         media_type: root.media_type,

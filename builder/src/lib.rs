@@ -26,6 +26,7 @@ pub mod registry_args;
 pub mod release;
 pub mod rootfs;
 pub mod sbom;
+pub mod sign;
 pub mod source;
 pub mod store;
 pub mod talos;

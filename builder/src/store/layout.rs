@@ -335,14 +335,21 @@ impl Layout {
                     )
                 }),
             None => {
-                let tagged: Vec<&Descriptor> = index
+                // Signature and attestation tags (`sha256-<hex>.sig`, cosign's forms) ride along
+                // with an image; they are not a second image to choose between.
+                let images: Vec<&Descriptor> = index
                     .manifests
                     .iter()
+                    .filter(|d| !d.ref_name().is_some_and(is_signature_tag))
+                    .collect();
+                let tagged: Vec<&Descriptor> = images
+                    .iter()
+                    .copied()
                     .filter(|d| d.ref_name().is_some())
                     .collect();
-                match (tagged.len(), index.manifests.len()) {
+                match (tagged.len(), images.len()) {
                     (1, _) => Ok(tagged[0].clone()),
-                    (0, 1) => Ok(index.manifests[0].clone()),
+                    (0, 1) => Ok(images[0].clone()),
                     (0, 0) => Err(Error::input(format!(
                         "the layout `{where_}` holds no images"
                     ))),
@@ -410,6 +417,20 @@ pub fn move_blobs(from: &Layout, into: &Layout) -> Result<()> {
         }
         Ok(())
     }
+}
+
+/// cosign's tag forms for what belongs to `sha256:<hex>`: `.sig`, `.att`, `.sbom`, or bare (the
+/// referrers-tag fallback).
+pub fn is_signature_tag(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("sha256-") else {
+        return false;
+    };
+    let hex = rest.split_once('.').map_or(rest, |(h, _)| h);
+    let suffix_ok = matches!(
+        rest.split_once('.').map(|(_, s)| s),
+        None | Some("sig") | Some("att") | Some("sbom")
+    );
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && suffix_ok
 }
 
 fn parent_of(p: &Path) -> PathBuf {
@@ -614,6 +635,17 @@ impl Write for BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signature_tags_are_not_images() {
+        let h = "a".repeat(64);
+        assert!(is_signature_tag(&format!("sha256-{h}.sig")));
+        assert!(is_signature_tag(&format!("sha256-{h}.att")));
+        assert!(is_signature_tag(&format!("sha256-{h}")));
+        assert!(!is_signature_tag(&format!("sha256-{h}.tar")));
+        assert!(!is_signature_tag("sha256-abc.sig"));
+        assert!(!is_signature_tag("v1.0"));
+    }
 
     #[test]
     fn create_put_resolve() {
