@@ -7,8 +7,9 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
+use super::constraint::{self, ConstraintError};
 use super::lenient::{first_document, Decoder};
-use super::semver::{self, ConstraintError, Version};
+use super::semver::{self, Version};
 use super::{Finding, Options};
 use crate::rootfs::{NodeKind, Tree};
 
@@ -116,7 +117,7 @@ pub(super) fn check(
     }
 
     let fix = "write `metadata.compatibility.talos.version` as blang/semver ranges: full versions, operators `<`, `<=`, `>`, `>=`, `=`, `!=`, spaces for AND and `||` for OR, e.g. `>= v1.7.0` (no `~`, `^`, commas or partial versions)";
-    if let Err(ConstraintError::Parse(m)) = semver::parse_constraint(&manifest.constraint) {
+    if let Err(ConstraintError::Parse(m)) = constraint::parse_constraint(&manifest.constraint) {
         out.push(Finding::new("compatibility-parse", MANIFEST, m, fix));
     }
     (rootfs_ok, Some(manifest))
@@ -268,7 +269,7 @@ pub(super) fn check_target(
         return Verdict::Unknown;
     };
     let c = &manifest.constraint;
-    match semver::check_constraint(c, &version) {
+    match constraint::check_constraint(c, &version) {
         Ok(()) if c.is_empty() => Verdict::Unconstrained,
         Ok(()) => Verdict::Satisfied,
         Err(ConstraintError::Parse(_)) => Verdict::Unparsable,

@@ -11,6 +11,7 @@
 //! as `linux/amd64`, or a source path) and renders them, with the matrix when there is one.
 
 pub mod command;
+pub mod constraint;
 mod contents;
 mod elf;
 mod lenient;
