@@ -69,6 +69,7 @@ pub fn check_constraint(constraint: &str, talos: &Version) -> Result<(), Constra
 mod tests {
     use super::*;
     use crate::validate::semver::*;
+    use std::cmp::Ordering;
 
     fn v(s: &str) -> Version {
         Version::parse_tolerant(s).unwrap()
