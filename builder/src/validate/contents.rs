@@ -101,6 +101,72 @@ pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
     }
 }
 
+/// The directories a container's `PATH` usually lists, in order (the Tailscale service's own).
+const CONTAINER_PATH: [&str; 6] = [
+    "usr/local/sbin",
+    "usr/local/bin",
+    "usr/sbin",
+    "usr/bin",
+    "sbin",
+    "bin",
+];
+
+/// `iptables` and `ip6tables` found first on a container root's `PATH` that resolve to the legacy
+/// backend (`xtables-legacy-multi` or a `*-legacy` name): kernels without legacy xtables (the
+/// target's `legacy_xtables` fact, read from its kernel config) cannot run them, so the service
+/// loses its firewall rules. A payload `links` entry repoints them at `xtables-nft-multi`.
+fn check_legacy_iptables(tree: &Tree, facts: &ExtensionFacts, out: &mut Vec<Finding>) {
+    let containers = "rootfs/usr/local/lib/containers";
+    let roots: Vec<String> = tree
+        .children(containers)
+        .filter(|(_, n)| n.is_dir())
+        .map(|(name, _)| format!("{containers}/{name}"))
+        .collect();
+    for root in roots {
+        for tool in ["iptables", "ip6tables"] {
+            let Some(found) = CONTAINER_PATH.iter().find_map(|dir| {
+                let p = format!("{dir}/{tool}");
+                tree.get(&format!("{root}/{p}")).map(|_| p)
+            }) else {
+                continue;
+            };
+            // Follow the links by hand, noting every name on the way.
+            let mut names = vec![found.clone()];
+            let mut rel = found.clone();
+            for _ in 0..40 {
+                let Some(crate::rootfs::NodeKind::Symlink { target }) =
+                    tree.get(&format!("{root}/{rel}")).map(|n| &n.kind)
+                else {
+                    break;
+                };
+                rel = match target.strip_prefix('/') {
+                    Some(abs) => abs.to_string(),
+                    None => {
+                        let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
+                        crate::rootfs::clean_path(&format!("{dir}/{target}")).unwrap_or_default()
+                    }
+                };
+                names.push(rel.clone());
+            }
+            if names.iter().any(|n| base_name(n).contains("legacy")) {
+                out.push(Finding::new(
+                    "iptables-legacy-backend",
+                    format!("{root}/{found}"),
+                    format!(
+                        "`{tool}` on the container's PATH is the legacy backend (`{}`); Talos {} kernels have no legacy xtables",
+                        names.join("` → `"),
+                        facts.minor
+                    ),
+                    format!(
+                        "point it at the nft backend with a payload link: `links: [{{path: /{found}, target: xtables-nft-multi}}]` ({})",
+                        facts.legacy_xtables.source
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// The rules of one release (`facts`), for the Talos version `target` when one is given: the
 /// allowlist (`pkg/machinery/extensions/extensions.go` of that release, matched as plain string
 /// prefixes with no `/` boundary, contract §3.2) and the kernel modules tree, which the imager
@@ -128,6 +194,9 @@ pub(super) fn check_release(
         }
     }
 
+    if !facts.legacy_xtables.value {
+        check_legacy_iptables(tree, facts, out);
+    }
     let modules = format!("rootfs{}", facts.modules_dir.value);
     if !tree.get(&modules).is_some_and(|n| n.is_dir()) {
         return;

@@ -198,6 +198,11 @@ pub const RULES: &[Rule] = &[
         "kernel modules, but the target's kernel release is not known",
     ),
     rule(
+        "iptables-legacy-backend",
+        W,
+        "a container's `iptables` is the legacy backend, which the target's kernel lacks",
+    ),
+    rule(
         "cri-conf-ignored",
         W,
         "a CRI config entry Talos does not merge",
