@@ -130,16 +130,16 @@ fn closed_stdout_ends_quietly_with_141() {
         vec!["completions", "bash"],
         vec!["--help"],
     ] {
-        let mut child = command(BIN)
+        // A pipe whose read end is closed before talext starts: every write meets `EPIPE`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = command(BIN)
             .args(&args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .unwrap();
-        // Close the read end before talext writes anything.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(
@@ -163,7 +163,96 @@ fn closed_stdout_ends_quietly_with_141() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
-#[allow(dead_code)]
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+const TAILSCALE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../extension/tailscale");
+
+/// A copy of the Tailscale definition directory in `dir`.
+fn definition_copy(dir: &Path) -> std::path::PathBuf {
+    let def = dir.join("tailscale");
+    std::fs::create_dir_all(&def).unwrap();
+    for file in ["extension.yaml", "tailscale.yaml"] {
+        std::fs::copy(Path::new(TAILSCALE).join(file), def.join(file)).unwrap();
+    }
+    def
+}
+
+#[test]
+fn plan_prints_the_definition_format_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = definition_copy(dir.path());
+    let first = talext(BIN)
+        .arg("plan")
+        .arg(&def)
+        .args(["--version", "9.9.9", "--platform", "linux/arm64"])
+        .args(["--source", "tailscale=oci:elsewhere:v1"])
+        .current_dir(dir.path())
+        .ok();
+    for key in ["compatibility:\n  talos:", "platforms:", "sources:", "location:"] {
+        assert!(first.stdout.contains(key), "{key}: {}", first.stdout);
+    }
+    assert!(!first.stdout.contains("source_date_epoch"), "{}", first.stdout);
+    assert!(!first.stdout.contains(": null"), "{}", first.stdout);
+    let elsewhere = format!("oci:{}:v1", dir.path().join("elsewhere").display());
+    assert!(first.stdout.contains(&elsewhere), "{}", first.stdout);
+    // What plan printed is a definition: fed back, it plans to the same thing.
+    std::fs::write(def.join("extension.yaml"), &first.stdout).unwrap();
+    let second = talext(BIN).arg("plan").arg(&def).ok();
+    assert_eq!(first.stdout, second.stdout);
+    // `--json`: the definition's keys under `extension`.
+    let out = json(&talext(BIN).args(["plan", "--json"]).arg(&def).ok().stdout);
+    assert_eq!(out["sourceDateEpoch"], 0);
+    assert_eq!(out["extension"]["version"], "9.9.9");
+    assert_eq!(out["extension"]["compatibility"]["talos"], ">= v1.7.0");
+    assert_eq!(out["extension"]["sources"]["tailscale"]["location"], elsewhere);
+    assert_eq!(out["extension"]["platforms"], serde_json::json!(["linux/arm64"]));
+}
+
+#[test]
+fn extension_version_env_twin_is_not_talext_version() {
+    let plan = |env: &[(&str, &str)]| {
+        let mut cmd = talext(BIN).args(["plan", "--json", TAILSCALE]);
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        cmd.ok()
+    };
+    let pinned = plan(&[("TALEXT_VERSION", "0.1.0")]);
+    assert_eq!(json(&pinned.stdout)["extension"]["version"], "1.102.5");
+    assert!(
+        pinned.stderr.contains("`TALEXT_VERSION` is ignored")
+            && pinned.stderr.contains("`TALEXT_EXTENSION_VERSION`"),
+        "{}",
+        pinned.stderr
+    );
+    let relabelled = plan(&[("TALEXT_EXTENSION_VERSION", "2.0.0")]);
+    assert_eq!(json(&relabelled.stdout)["extension"]["version"], "2.0.0");
+    assert!(relabelled.stderr.is_empty(), "{}", relabelled.stderr);
+}
+
+#[test]
+fn copy_json_reports_what_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let dst = format!("oci:{}:v1", dir.path().join("dst").display());
+    let first = talext(BIN).args(["copy", "--json", &src, &dst]).ok();
+    let report = json(&first.stdout);
+    assert!(report["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        report["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(report["manifests"], 1);
+    assert_eq!(report["blobsCopied"], 2);
+    assert_eq!(report["blobsSkipped"], 0);
+    assert_eq!(report["source"], src);
+    assert_eq!(report["destination"], dst);
+    let again = json(&talext(BIN).args(["copy", "--json", &src, &dst]).ok().stdout);
+    assert_eq!(again["blobsCopied"], 0);
+    assert_eq!(again["blobsSkipped"], 2);
+    // Without `--json`, stdout is the digest alone.
+    let plain = talext(BIN).args(["copy", &src, &dst]).ok();
+    assert_eq!(plain.stdout.trim(), report["digest"].as_str().unwrap());
 }

@@ -98,8 +98,8 @@ pub enum Command {
     /// Build an extension image from a definition directory.
     #[command(after_help = BUILD_EXAMPLES)]
     Build(BuildArgs),
-    /// Show the resolved definition a build would use (YAML on stdout).
-    Plan(DefinitionArgs),
+    /// Show the resolved definition a build would use, as `extension.yaml` (YAML on stdout).
+    Plan(PlanArgs),
     /// Check an extension image against Talos's rules and report every finding.
     #[command(after_help = VALIDATE_EXAMPLES)]
     Validate(crate::validate::command::ValidateArgs),
@@ -149,6 +149,10 @@ pub struct CopyArgs {
     /// Blobs transferred at once.
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
+    /// Print `{source, destination, digest, mediaType, manifests, blobsCopied, blobsSkipped}`
+    /// as JSON instead of the digest.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -178,8 +182,8 @@ pub struct DefinitionArgs {
         value_delimiter = ';'
     )]
     pub sources: Vec<String>,
-    /// Override the extension version.
-    #[arg(long, env = "TALEXT_VERSION")]
+    /// Override the extension version (`metadata.version`), not talext's own.
+    #[arg(long, env = "TALEXT_EXTENSION_VERSION")]
     pub version: Option<String>,
     /// Platforms to build (`linux/amd64`, `linux/arm64`); repeatable or comma-separated.
     #[arg(long = "platform", env = "TALEXT_PLATFORM", value_delimiter = ',')]
@@ -187,6 +191,15 @@ pub struct DefinitionArgs {
     /// Timestamp for every file and the image `created` time (seconds since the epoch).
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub def: DefinitionArgs,
+    /// Print `{definition, sourceDateEpoch, extension}` as JSON instead of YAML.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +228,19 @@ pub struct BuildArgs {
     pub jobs: usize,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
+}
+
+/// The extension version's env twin used to be `TALEXT_VERSION`, a name CI sets to pin talext
+/// itself; it relabelled the extension without a word. Now it is ignored, and said so.
+pub const OLD_VERSION_ENV: &str = "TALEXT_VERSION";
+
+fn warn_old_version_env(quiet: bool) {
+    if !quiet && std::env::var_os(OLD_VERSION_ENV).is_some() {
+        eprintln!(
+            "warning: `{OLD_VERSION_ENV}` is ignored; set `TALEXT_EXTENSION_VERSION` or pass \
+             `--version` to override the extension version"
+        );
+    }
 }
 
 impl DefinitionArgs {
@@ -358,6 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(args) => {
+            warn_old_version_env(cli.quiet);
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let output = Location::parse(&args.output, &cwd)?;
             let mut req = args.def.request();
@@ -430,7 +457,19 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     copied.digest, copied.manifests, copied.blobs_copied, copied.blobs_skipped
                 );
             }
-            outln(&copied.digest)?;
+            if args.json {
+                let report = crate::copy::CopyReport {
+                    source: src.to_string(),
+                    destination: dst.to_string(),
+                    copied: &copied,
+                };
+                outln(
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
+            } else {
+                outln(&copied.digest)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bundle { command } => {
@@ -443,8 +482,16 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             ExitCode::from(1)
         }),
         Command::Plan(args) => {
-            let plan = crate::plan::plan(&args.request())?;
-            out(build::plan_yaml(&plan)?)?;
+            warn_old_version_env(cli.quiet);
+            let plan = crate::plan::plan(&args.def.request())?;
+            if args.json {
+                outln(
+                    serde_json::to_string_pretty(&plan.report())
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
+            } else {
+                out(plan.to_yaml()?)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

@@ -21,7 +21,8 @@ use crate::store::{scratch, Output};
 use crate::transport::Location;
 
 /// What `copy` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Copied {
     /// Digest of the manifest or index written at the destination.
     pub digest: String,
@@ -29,6 +30,15 @@ pub struct Copied {
     pub blobs_copied: usize,
     pub blobs_skipped: usize,
     pub manifests: usize,
+}
+
+/// `talext copy --json`: where from, where to, and what moved.
+#[derive(Debug, serde::Serialize)]
+pub struct CopyReport<'a> {
+    pub source: String,
+    pub destination: String,
+    #[serde(flatten)]
+    pub copied: &'a Copied,
 }
 
 /// A manifest or index as raw bytes.
