@@ -35,9 +35,8 @@ fn git_commit(manifest: &Path) -> Option<String> {
         .output()
         .ok()?;
     let commit = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    let valid = out.status.success()
-        && !commit.is_empty()
-        && commit.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid =
+        out.status.success() && !commit.is_empty() && commit.bytes().all(|b| b.is_ascii_hexdigit());
     valid.then_some(commit)
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
-use talext_kit::registry::{write_oci_layout, TestImage};
+use talext_kit::registry::{write_oci_layout, Registry, TestImage};
 use talext_kit::tools::{command, talext};
 
 const BIN: &str = env!("CARGO_BIN_EXE_talext");
@@ -64,7 +64,11 @@ fn completions_for_each_shell() {
     let zsh = talext(BIN).args(["completions", "zsh"]).ok();
     assert!(zsh.stdout.starts_with("#compdef talext"), "{}", zsh.stdout);
     let fish = talext(BIN).args(["completion", "fish"]).ok();
-    assert!(fish.stdout.contains("complete -c talext"), "{}", fish.stdout);
+    assert!(
+        fish.stdout.contains("complete -c talext"),
+        "{}",
+        fish.stdout
+    );
     // bash reads the script without a syntax error.
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("talext.bash");
@@ -91,7 +95,10 @@ fn man_pages_for_every_command() {
     ] {
         let text = std::fs::read_to_string(man.join(page))
             .unwrap_or_else(|e| panic!("reading `{page}`: {e}"));
-        assert!(text.starts_with(".ie \\n(.g") || text.contains(".TH"), "{page}");
+        assert!(
+            text.starts_with(".ie \\n(.g") || text.contains(".TH"),
+            "{page}"
+        );
     }
     let copy = std::fs::read_to_string(man.join("talext-copy.1")).unwrap();
     assert!(copy.contains("Examples"), "{copy}");
@@ -110,7 +117,11 @@ fn verbose_shows_info_logs() {
         .args(["-v", "copy", &src])
         .arg(format!("oci:{}:v1", dir.path().join("b").display()))
         .ok();
-    assert!(verbose.stderr.contains("copying blob"), "{}", verbose.stderr);
+    assert!(
+        verbose.stderr.contains("copying blob"),
+        "{}",
+        verbose.stderr
+    );
     // `RUST_LOG` wins over `-v`.
     let ruled = talext(BIN)
         .env("RUST_LOG", "error")
@@ -190,10 +201,19 @@ fn plan_prints_the_definition_format_and_reads_back() {
         .args(["--source", "tailscale=oci:elsewhere:v1"])
         .current_dir(dir.path())
         .ok();
-    for key in ["compatibility:\n  talos:", "platforms:", "sources:", "location:"] {
+    for key in [
+        "compatibility:\n  talos:",
+        "platforms:",
+        "sources:",
+        "location:",
+    ] {
         assert!(first.stdout.contains(key), "{key}: {}", first.stdout);
     }
-    assert!(!first.stdout.contains("source_date_epoch"), "{}", first.stdout);
+    assert!(
+        !first.stdout.contains("source_date_epoch"),
+        "{}",
+        first.stdout
+    );
     assert!(!first.stdout.contains(": null"), "{}", first.stdout);
     let elsewhere = format!("oci:{}:v1", dir.path().join("elsewhere").display());
     assert!(first.stdout.contains(&elsewhere), "{}", first.stdout);
@@ -206,8 +226,14 @@ fn plan_prints_the_definition_format_and_reads_back() {
     assert_eq!(out["sourceDateEpoch"], 0);
     assert_eq!(out["extension"]["version"], "9.9.9");
     assert_eq!(out["extension"]["compatibility"]["talos"], ">= v1.7.0");
-    assert_eq!(out["extension"]["sources"]["tailscale"]["location"], elsewhere);
-    assert_eq!(out["extension"]["platforms"], serde_json::json!(["linux/arm64"]));
+    assert_eq!(
+        out["extension"]["sources"]["tailscale"]["location"],
+        elsewhere
+    );
+    assert_eq!(
+        out["extension"]["platforms"],
+        serde_json::json!(["linux/arm64"])
+    );
 }
 
 #[test]
@@ -255,4 +281,88 @@ fn copy_json_reports_what_moved() {
     // Without `--json`, stdout is the digest alone.
     let plain = talext(BIN).args(["copy", &src, &dst]).ok();
     assert_eq!(plain.stdout.trim(), report["digest"].as_str().unwrap());
+}
+
+/// Run `talext` with `stdin` fed to it.
+fn with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = command(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn copy_credentials_per_side() {
+    let src_reg = Registry::plain_with_auth("alice", "src-secret-1");
+    let dst_reg = Registry::plain_with_auth("bob", "dst-secret-2");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layout(&dir.path().join("src"));
+    let src = format!("docker://{}/ext/a:v1", src_reg.addr);
+    let dst = format!("docker://{}/mirror/a:v1", dst_reg.addr);
+    let fast = ["--retry-max", "0"];
+    // Seed the source registry: `--dest-creds` with the password inline.
+    talext(BIN)
+        .args(["copy", &layout, &src, "--dest-creds", "alice:src-secret-1"])
+        .args(fast)
+        .ok();
+    // Each side with its own user; the destination's password from stdin.
+    let out = with_stdin(
+        &[
+            "copy",
+            &src,
+            &dst,
+            "--src-creds",
+            "alice:src-secret-1",
+            "--dest-creds",
+            "bob",
+            "--dest-password-stdin",
+            "--retry-max",
+            "0",
+        ],
+        "dst-secret-2\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The source's credential is not sent to the destination.
+    let out = talext(BIN)
+        .args(["copy", &src, &dst, "--src-creds", "alice:src-secret-1"])
+        .args(fast)
+        .fails_with(1);
+    assert!(out.stderr.contains(&dst_reg.addr), "{}", out.stderr);
+    assert!(!out.stderr.contains(&src_reg.addr), "{}", out.stderr);
+    // The password of a side comes from its env twin; a wrong one is refused, never echoed.
+    let out = talext(BIN)
+        .args([
+            "copy",
+            &src,
+            &dst,
+            "--src-creds",
+            "alice",
+            "--dest-creds",
+            "bob",
+        ])
+        .env("TALEXT_SRC_PASSWORD", "src-secret-1")
+        .env("TALEXT_DEST_PASSWORD", "wrong-secret-3")
+        .args(fast)
+        .fails_with(1);
+    assert!(out.stderr.contains("refused"), "{}", out.stderr);
+    for secret in ["src-secret-1", "dst-secret-2", "wrong-secret-3"] {
+        assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    }
+    // A user without a password says where one may come from.
+    let out = talext(BIN)
+        .args(["copy", &src, &dst, "--src-creds", "alice"])
+        .fails_with(1);
+    assert!(out.stderr.contains("TALEXT_SRC_PASSWORD"), "{}", out.stderr);
+    // Env twins of the flags work too, and their values stay out of `--help`.
+    let help = talext(BIN)
+        .args(["copy", "--help"])
+        .env("TALEXT_SRC_CREDS", "alice:src-secret-1")
+        .ok();
+    assert!(!help.stdout.contains("src-secret-1"), "{}", help.stdout);
 }

@@ -154,6 +154,8 @@ pub struct CopyArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
+    pub creds: crate::registry_args::CopyCredentialArgs,
+    #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
 
@@ -441,11 +443,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
             };
-            let copied = crate::copy::copy_with(
+            let (src_options, dst_options) = args.creds.sides(&args.registry.options()?)?;
+            let copied = crate::copy::copy_between(
                 &src,
                 &dst,
                 &platforms,
-                &args.registry.options()?,
+                &src_options,
+                &dst_options,
                 &transfer,
             )?;
             if let Some(file) = &args.digestfile {

@@ -112,10 +112,23 @@ pub fn copy_with(
     options: &RegistryOptions,
     transfer: &Transfer,
 ) -> Result<Copied> {
+    copy_between(src, dst, platforms, options, options, transfer)
+}
+
+/// [`copy_with`] with options (credentials above all) of its own for each side, as
+/// `--src-creds` and `--dest-creds` give them.
+pub fn copy_between(
+    src: &Location,
+    dst: &Location,
+    platforms: &[Platform],
+    src_options: &RegistryOptions,
+    dst_options: &RegistryOptions,
+    transfer: &Transfer,
+) -> Result<Copied> {
     let scratch = scratch::dir("copy")?;
     let label = format!("{src}");
-    let src = open_source(src, options)?;
-    let dst = open_destination(dst, options)?;
+    let src = open_source(src, src_options)?;
+    let dst = open_destination(dst, dst_options)?;
     let root = src.root()?;
     let root = select_platforms(&src, root, platforms)?;
     let mut walk = Walk::default();
