@@ -366,3 +366,42 @@ fn copy_credentials_per_side() {
         .ok();
     assert!(!help.stdout.contains("src-secret-1"), "{}", help.stdout);
 }
+
+#[test]
+fn self_signed_ca_certificate_given_with_ca_file_is_accepted() {
+    let reg = Registry::tls_self_signed_ca();
+    let cert = reg.ca.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let dst = format!("docker://{}/self/signed:v1", reg.addr);
+    let fast = ["--retry-max", "0"];
+    // Without `--ca-file` the certificate is unknown: refused at once, with the hint.
+    let out = talext(BIN).args(["copy", &src, &dst]).args(fast).run();
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("--ca-file"), "{}", out.stderr);
+    // With it, the certificate that is its own CA is the server's and is accepted.
+    talext(BIN)
+        .args(["copy", &src, &dst, "--ca-file"])
+        .arg(&cert)
+        .args(fast)
+        .ok();
+    let out = talext(BIN)
+        .args(["inspect", "--json", &dst, "--ca-file"])
+        .arg(&cert)
+        .ok();
+    assert!(json(&out.stdout).is_object());
+    // Another self-signed CA does not stand in for it: only the exact certificate is accepted.
+    let other = tempfile::tempdir().unwrap();
+    let (other_cert, _) = talext_kit::registry::make_self_signed_ca(other.path());
+    let out = talext(BIN)
+        .args(["inspect", &dst, "--ca-file"])
+        .arg(&other_cert)
+        .args(fast)
+        .run();
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        out.stderr
+    );
+}
