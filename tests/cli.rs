@@ -350,7 +350,7 @@ fn copy_credentials_per_side() {
         .env("TALEXT_DEST_PASSWORD", "wrong-secret-3")
         .args(fast)
         .fails_with(1);
-    assert!(out.stderr.contains("refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("credentials refused"), "{}", out.stderr);
     for secret in ["src-secret-1", "dst-secret-2", "wrong-secret-3"] {
         assert!(!out.stderr.contains(secret), "{}", out.stderr);
     }
@@ -403,5 +403,108 @@ fn self_signed_ca_certificate_given_with_ca_file_is_accepted() {
         out.stderr.to_lowercase().contains("certificate"),
         "{}",
         out.stderr
+    );
+}
+
+fn auth_entry(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!(r#"{{"auth":"{auth}"}}"#)
+}
+
+#[test]
+fn auth_file_keys_scoped_to_a_namespace() {
+    let reg = Registry::plain_with_auth("ci", "right-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let auth = dir.path().join("auth.json");
+    // The registry-wide key is stale; `team` has the right password, `team/legacy` a stale one.
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{a}":{stale},"{a}/team":{right},"{a}/team/legacy":{stale}}}}}"#,
+            a = reg.addr,
+            stale = auth_entry("ci", "stale-secret"),
+            right = auth_entry("ci", "right-secret"),
+        ),
+    )
+    .unwrap();
+    let copy = |repo: &str| {
+        talext(BIN)
+            .args(["copy", &src])
+            .arg(format!("docker://{}/{repo}:v1", reg.addr))
+            .arg("--auth-file")
+            .arg(&auth)
+            .args(["--retry-max", "0"])
+            .run()
+    };
+    let ok = copy("team/app");
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    for repo in [
+        "team/legacy",
+        "team/legacy/old",
+        "other/app",
+        "teamwork/app",
+    ] {
+        let out = copy(repo);
+        assert_eq!(out.code, Some(1), "{repo}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("credentials refused"),
+            "{repo}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("secret"), "{repo}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn anonymous_and_refused_read_differently() {
+    let reg = Registry::plain_with_auth("ci", "right-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let dst = format!("docker://{}/ext/app:v1", reg.addr);
+    let anonymous = talext(BIN)
+        .args(["copy", &src, &dst, "--retry-max", "0"])
+        .fails_with(1);
+    assert!(
+        anonymous.stderr.contains("authentication required")
+            && anonymous.stderr.contains("none were sent")
+            && !anonymous.stderr.contains("credentials refused"),
+        "{}",
+        anonymous.stderr
+    );
+    assert!(
+        anonymous.stderr.contains("hint: pass `--username`"),
+        "{}",
+        anonymous.stderr
+    );
+    let refused = talext(BIN)
+        .args([
+            "copy",
+            &src,
+            &dst,
+            "--retry-max",
+            "0",
+            "--dest-creds",
+            "ci:wrong-secret",
+        ])
+        .fails_with(1);
+    assert!(
+        refused.stderr.contains("credentials refused")
+            && !refused.stderr.contains("authentication required"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("hint: check the user name and password"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("wrong-secret"),
+        "{}",
+        refused.stderr
     );
 }

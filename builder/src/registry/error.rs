@@ -38,6 +38,8 @@ pub enum ErrorKind {
         status: u16,
         code: Option<String>,
         message: Option<String>,
+        /// No credential was presented: authentication is required, not refused.
+        anonymous: bool,
     },
     /// The manifest, blob or repository is unknown.
     NotFound {
@@ -115,8 +117,16 @@ impl RegistryError {
 
     pub fn hint(&self) -> Option<&'static str> {
         match &*self.kind {
+            ErrorKind::Unauthorized {
+                anonymous: true, ..
+            } => Some(
+                "pass `--username` with `--password-stdin` (`--src-creds`/`--dest-creds` for one side of `copy`), or log in with `skopeo login` or `docker login`",
+            ),
+            ErrorKind::Unauthorized { status: 403, .. } => Some(
+                "the registry knows these credentials but does not allow this operation with them: check the account's permissions on the repository",
+            ),
             ErrorKind::Unauthorized { .. } => Some(
-                "pass `--username` with `--password-stdin`, or log in with `skopeo login` or `docker login`",
+                "check the user name and password (`--username`, `--src-creds`/`--dest-creds`, or the entry in the auth file), or log in again with `skopeo login` or `docker login`",
             ),
             ErrorKind::Network(m) if m.contains("certificate") || m.contains("UnknownIssuer") => {
                 Some("trust the registry's CA with `--ca-file`, or put it in `/etc/containers/certs.d/<host>/`")
@@ -183,10 +193,37 @@ impl fmt::Display for RegistryError {
                 status,
                 code,
                 message,
+                anonymous: true,
             } => {
                 write!(
                     f,
-                    "registry `{}` refused the credentials ({status})",
+                    "authentication required: registry `{}` asked for credentials and none were sent ({status})",
+                    self.registry
+                )?;
+                registry_said(f, code, message)
+            }
+            ErrorKind::Unauthorized {
+                status: 403,
+                code,
+                message,
+                anonymous: false,
+            } => {
+                write!(
+                    f,
+                    "access denied: registry `{}` refused this operation to the credentials given (403)",
+                    self.registry
+                )?;
+                registry_said(f, code, message)
+            }
+            ErrorKind::Unauthorized {
+                status,
+                code,
+                message,
+                anonymous: false,
+            } => {
+                write!(
+                    f,
+                    "credentials refused: registry `{}` refused the credentials ({status})",
                     self.registry
                 )?;
                 registry_said(f, code, message)
@@ -235,6 +272,7 @@ mod tests {
             status: 401,
             code: None,
             message: None,
+            anonymous: false,
         };
         assert_eq!(e(unauthorized).exit_kind(), ExitKind::User);
         let unknown = ErrorKind::NotFound {
