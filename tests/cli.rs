@@ -508,3 +508,83 @@ fn anonymous_and_refused_read_differently() {
         refused.stderr
     );
 }
+
+#[test]
+fn unreachable_registries_fail_fast_with_an_address_hint() {
+    let port = talext_kit::registry::free_port();
+    let start = std::time::Instant::now();
+    let out = talext(BIN)
+        .args(["inspect", &format!("docker://127.0.0.1:{port}/ext/app:v1")])
+        .fails_with(2);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("cannot connect to `127.0.0.1:{port}`")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: check the registry's address and port"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--retry-max"), "{}", out.stderr);
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+
+    let start = std::time::Instant::now();
+    let out = talext(BIN)
+        .args([
+            "inspect",
+            "docker://registry.talext-test.invalid/ext/app:v1",
+        ])
+        .fails_with(2);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        out.stderr
+            .contains("cannot resolve `registry.talext-test.invalid`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: check the registry's host name"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--retry-max"), "{}", out.stderr);
+}
+
+#[test]
+fn bundle_push_mirror_hint_names_the_scheme_the_registry_answered_on() {
+    let upstream = Registry::plain();
+    let mirror = Registry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let image = format!("{}/ext/app:v1", upstream.addr);
+    talext(BIN).args(["copy", &src, &image]).ok();
+    let bundle = dir.path().join("airgap.tar");
+    talext(BIN)
+        .args(["bundle", "create", "-o"])
+        .arg(&bundle)
+        .arg(&image)
+        .ok();
+    let out = talext(BIN)
+        .args(["bundle", "push"])
+        .arg(&bundle)
+        .arg(format!("{}/air", mirror.addr))
+        .ok();
+    let hint = format!(
+        "Talos mirror for `{}`: endpoint `http://{}/v2/air` with `overridePath: true`",
+        upstream.addr, mirror.addr
+    );
+    assert!(out.stderr.contains(&hint), "{}", out.stderr);
+    assert!(!out.stderr.contains("https://"), "{}", out.stderr);
+}

@@ -135,6 +135,12 @@ impl RegistryClient {
         &self.registry
     }
 
+    /// How the registry answered (HTTPS, or plain HTTP where allowed), once an operation found
+    /// out; `None` before the first request.
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.session().endpoint.as_ref().map(|(scheme, _)| *scheme)
+    }
+
     /// Fetch a manifest by tag or digest as raw bytes. When asked by digest, the bytes are
     /// checked against it; when asked by tag, against `Docker-Content-Digest` if sent.
     pub fn get_manifest(

@@ -56,8 +56,11 @@ pub enum ErrorKind {
     Refused(String),
     /// Local configuration is unusable: a CA file, an auth file, a credential helper.
     Config(String),
-    /// The connection failed (refused, reset, TLS handshake).
+    /// The connection failed (reset, TLS handshake).
     Network(String),
+    /// Nothing could be reached at the address: the name does not resolve (`dns`), or the
+    /// connection was refused. Retried once at most, since waiting rarely heals it.
+    Unreachable { message: String, dns: bool },
     /// The registry stalled longer than the idle timeout, or a request outlived its deadline.
     Timeout(String),
     /// Content did not hash to the digest that names it.
@@ -108,6 +111,7 @@ impl RegistryError {
             }
             ErrorKind::Status { .. }
             | ErrorKind::Network(_)
+            | ErrorKind::Unreachable { .. }
             | ErrorKind::Timeout(_)
             | ErrorKind::DigestMismatch { .. }
             | ErrorKind::Protocol(_)
@@ -131,6 +135,12 @@ impl RegistryError {
             ErrorKind::Network(m) if m.contains("certificate") || m.contains("UnknownIssuer") => {
                 Some("trust the registry's CA with `--ca-file`, or put it in `/etc/containers/certs.d/<host>/`")
             }
+            ErrorKind::Unreachable { dns: true, .. } => Some(
+                "check the registry's host name in the reference (and the DNS this machine uses); a name that does not resolve is not retried",
+            ),
+            ErrorKind::Unreachable { dns: false, .. } => Some(
+                "check the registry's address and port in the reference, and that the registry is running and listening there",
+            ),
             ErrorKind::Refused(_) => Some("pass `--insecure` to accept the risk"),
             ErrorKind::Timeout(_) => {
                 Some("raise `--idle-timeout` (or `--timeout`) if the registry is only slow")
@@ -251,6 +261,15 @@ impl fmt::Display for RegistryError {
             | ErrorKind::Protocol(m)
             | ErrorKind::Timeout(m) => f.write_str(m),
             ErrorKind::Network(m) => write!(f, "network: {m}"),
+            ErrorKind::Unreachable { message, dns: true } => {
+                write!(f, "cannot resolve `{}`: {message}", self.registry)
+            }
+            ErrorKind::Unreachable {
+                message,
+                dns: false,
+            } => {
+                write!(f, "cannot connect to `{}`: {message}", self.registry)
+            }
             ErrorKind::DigestMismatch { expected, actual } => {
                 write!(f, "content digest `{actual}` does not match `{expected}`")
             }

@@ -416,6 +416,13 @@ impl RegistryClient {
             };
         }
         let builder = err.is_builder();
+        if let Some((dns, retry)) = unreachable(&err, &self.host) {
+            let message = self.scrub(&transport::innermost(&err));
+            return Failure {
+                kind: ErrorKind::Unreachable { message, dns },
+                retry,
+            };
+        }
         let text = self.scrub(&transport::chain(&err.without_url()));
         let certificate =
             text.to_lowercase().contains("certificate") || text.contains("UnknownIssuer");
@@ -454,6 +461,37 @@ impl RegistryClient {
             .filter(|s| !s.is_empty())
             .fold(text.to_string(), |t, s| t.replace(s.as_str(), "<redacted>"))
     }
+}
+
+/// Whether `err` says nothing can be reached at `host` (the name does not resolve, or the
+/// connection is refused), and how often that is worth another try: a refused connection
+/// to a remote host once (a registry restarting behind a load balancer), to a loopback address
+/// never, nor a name the resolver says does not exist; a temporary resolver failure once.
+fn unreachable(err: &reqwest::Error, host: &str) -> Option<(bool, Retry)> {
+    if !err.is_connect() {
+        return None;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                let retry = if transport::is_loopback(host) {
+                    Retry::No
+                } else {
+                    Retry::Once
+                };
+                return Some((false, retry));
+            }
+        }
+        source = e.source();
+    }
+    let text = transport::chain(err).to_lowercase();
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        let temporary = text.contains("temporary failure") || text.contains("try again");
+        let retry = if temporary { Retry::Once } else { Retry::No };
+        return Some((true, retry));
+    }
+    None
 }
 
 /// `host[:port]` of a URL, as references write a registry.

@@ -196,6 +196,16 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// The last cause of an error, the one that says what happened (`Connection refused (os error
+/// 111)`, `failed to lookup address information: Name or service not known`).
+pub fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err;
+    while let Some(cause) = last.source() {
+        last = cause;
+    }
+    last.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
