@@ -321,7 +321,11 @@ pub fn outln(text: impl std::fmt::Display) -> Result<(), Error> {
 /// Whether `err` is a write to a closed stdout (`EPIPE`), reported by [`out`] or by a command
 /// that writes its own output.
 pub fn is_broken_pipe(err: &Error) -> bool {
-    matches!(err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    matches!(
+        err,
+        Error::Io { path, source, .. }
+            if path == Path::new("stdout") && source.kind() == std::io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A `print!` that meets a closed stdout panics; end such a run with [`EXIT_BROKEN_PIPE`] and no
