@@ -33,6 +33,12 @@ fn version_names_the_commit_and_target() {
 }
 
 #[test]
+fn command_line_definition_is_consistent() {
+    // clap's own checks: no two flags share a name or short, every `requires` names a flag.
+    talext::cli::command().debug_assert();
+}
+
+#[test]
 fn help_carries_examples_and_exits_0() {
     for cmd in [
         vec!["--help"],
