@@ -159,7 +159,7 @@ fn bundles_cross_from_one_registry_to_another_with_digests_kept() {
     );
     assert!(
         out.stderr.contains(&format!(
-            "Talos mirror for `{}`: endpoint `https://{}/v2/air/gap` with `overridePath: true`",
+            "Talos mirror for `{}`: endpoint `http://{}/v2/air/gap` with `overridePath: true`",
             a.addr, b.addr
         )),
         "{}",

@@ -1,25 +1,77 @@
 //! Command-line parsing and the edge where errors are rendered and mapped to exit codes.
+//!
+//! Exit codes (README "Exit codes"): 0 success (and `--help`, `--version`), 1 bad input, usage
+//! errors included, or failed validation, 2 environment or internal failure, 141 when stdout was
+//! closed before everything was written (`talext inspect --json X | head -1`): the status a shell
+//! reports for a writer killed by `SIGPIPE`, reached quietly instead of with a panic.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::build;
 use crate::error::{Error, IoContext};
 use crate::plan::Request;
 use crate::transport::Location;
 
+/// `--version`: the crate version, the commit it was built from and the target triple.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TALEXT_GIT_COMMIT"),
+    ", ",
+    env!("TALEXT_TARGET"),
+    ")"
+);
+
+/// Exit status when stdout is closed early: 128 + `SIGPIPE`, what a shell shows for `yes | head`.
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  talext build extension/tailscale -o oci:out/tailscale:v1.80.0
+  talext validate oci:out/tailscale:v1.80.0 --talos-version v1.10.0
+  talext copy oci:out/tailscale:v1.80.0 registry.internal:5000/ext/tailscale:v1.80.0
+  talext completions bash > /etc/bash_completion.d/talext";
+
+const BUILD_EXAMPLES: &str = "\
+Examples:
+  talext build extension/tailscale -o oci:out/tailscale:v1.80.0
+  talext build extension/tailscale --platform linux/amd64 --json \\
+      -o docker://registry.internal:5000/ext/tailscale:v1.80.0";
+
+const COPY_EXAMPLES: &str = "\
+Examples:
+  talext copy ghcr.io/acme/tailscale:v1.80.0 oci-archive:tailscale.tar
+  talext copy --src-creds bot --src-password-stdin --platform linux/arm64 \\
+      ghcr.io/acme/tailscale:v1.80.0 docker://registry.internal:5000/ext/tailscale:v1.80.0";
+
+const VALIDATE_EXAMPLES: &str = "\
+Examples:
+  talext validate oci:out/tailscale:v1.80.0 --talos-version v1.10.0
+  talext validate ghcr.io/siderolabs/tailscale:1.80.0 --json";
+
+const BUNDLE_PUSH_EXAMPLES: &str = "\
+Examples:
+  talext bundle push airgap.tar registry.internal:5000/mirror
+  talext bundle push airgap.tar 10.0.0.5:5000 --insecure --json";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "talext",
-    version,
-    about = "Build, validate and move Talos system extension images"
+    version = VERSION,
+    about = "Build, validate and move Talos system extension images",
+    after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
     /// Print nothing on stderr but errors.
     #[arg(short, long, global = true, env = "TALEXT_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
+    /// More logs on stderr: `-v` info, `-vv` debug, `-vvv` trace (`RUST_LOG`, when set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,14 +96,17 @@ pub enum Command {
         command: crate::talos::cli::SchematicCommand,
     },
     /// Build an extension image from a definition directory.
+    #[command(after_help = BUILD_EXAMPLES)]
     Build(BuildArgs),
-    /// Show the resolved definition a build would use (YAML on stdout).
-    Plan(DefinitionArgs),
+    /// Show the resolved definition a build would use, as `extension.yaml` (YAML on stdout).
+    Plan(PlanArgs),
     /// Check an extension image against Talos's rules and report every finding.
+    #[command(after_help = VALIDATE_EXAMPLES)]
     Validate(crate::validate::command::ValidateArgs),
     /// Describe an extension image: platforms, digests, sizes, manifest, services, tree.
     Inspect(InspectArgs),
     /// Copy an image or index between registries, OCI layouts and oci-archives, digests unchanged.
+    #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
     /// Air-gap bundles: every image in one file, verified, pushed into a private registry.
     Bundle {
@@ -76,6 +131,22 @@ pub enum Command {
     Sign(crate::sign::cli::SignArgs),
     /// Check that a signature by a public key covers an image or index in a registry.
     Verify(crate::sign::cli::VerifyArgs),
+    /// Print a shell completion script on stdout.
+    #[command(
+        visible_alias = "completion",
+        after_help = "Examples:\n  talext completions bash > ~/.local/share/bash-completion/completions/talext\n  talext completions zsh > \"${fpath[1]}/_talext\"\n  talext completions fish > ~/.config/fish/completions/talext.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (`talext.1`, `talext-build.1`, …) into a directory.
+    #[command(after_help = "Examples:\n  talext man /usr/local/share/man/man1")]
+    Man {
+        /// The directory to write into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +236,12 @@ pub struct CopyArgs {
     /// Do not copy the image's `sha256-HEX.sig` signature tags with it.
     #[arg(long, env = "TALEXT_NO_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_signatures: bool,
+    /// Print `{source, destination, digest, mediaType, manifests, blobsCopied, blobsSkipped}`
+    /// as JSON instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub creds: crate::registry_args::CopyCredentialArgs,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -194,8 +271,8 @@ pub struct DefinitionArgs {
         value_delimiter = ';'
     )]
     pub sources: Vec<String>,
-    /// Override the extension version.
-    #[arg(long, env = "TALEXT_VERSION")]
+    /// Override the extension version (`metadata.version`), not talext's own.
+    #[arg(long, env = "TALEXT_EXTENSION_VERSION")]
     pub version: Option<String>,
     /// Platforms to build (`linux/amd64`, `linux/arm64`); repeatable or comma-separated.
     #[arg(long = "platform", env = "TALEXT_PLATFORM", value_delimiter = ',')]
@@ -203,6 +280,15 @@ pub struct DefinitionArgs {
     /// Timestamp for every file and the image `created` time (seconds since the epoch).
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub def: DefinitionArgs,
+    /// Print `{definition, sourceDateEpoch, extension}` as JSON instead of YAML.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +321,19 @@ pub struct BuildArgs {
     pub registry: crate::registry_args::RegistryArgs,
 }
 
+/// The extension version's env twin used to be `TALEXT_VERSION`, a name CI sets to pin talext
+/// itself; it relabelled the extension without a word. Now it is ignored, and said so.
+pub const OLD_VERSION_ENV: &str = "TALEXT_VERSION";
+
+fn warn_old_version_env(quiet: bool) {
+    if !quiet && std::env::var_os(OLD_VERSION_ENV).is_some() {
+        eprintln!(
+            "warning: `{OLD_VERSION_ENV}` is ignored; set `TALEXT_EXTENSION_VERSION` or pass \
+             `--version` to override the extension version"
+        );
+    }
+}
+
 impl DefinitionArgs {
     fn request(&self) -> Request {
         Request {
@@ -248,19 +347,116 @@ impl DefinitionArgs {
     }
 }
 
+/// The whole command line, as parsed and as completions and man pages describe it.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("bundle", |bundle| {
+        bundle.mut_subcommand("push", |push| push.after_help(BUNDLE_PUSH_EXAMPLES))
+    })
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.quiet);
+    quiet_on_broken_pipe();
+    let cli = match command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(err) => return usage(&err),
+    };
+    init_logging(cli.quiet, cli.verbose);
     crate::store::scratch::clean_up_on_signals();
     // Scratch trees of runs that were killed (their process is gone) are reclaimed here.
     crate::store::scratch::reclaim(&std::env::temp_dir());
     match run(cli) {
         Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
             report(&err);
             ExitCode::from(err.exit_kind().code())
         }
     }
+}
+
+/// `--help` and `--version` print on stdout and exit 0; a usage error is bad input: exit 1,
+/// not clap's 2, which the README keeps for environment failures.
+fn usage(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Write `text` to stdout, all of it, and flush. Every command's data goes through here, so a
+/// closed pipe surfaces as one error [`main`] recognises instead of a `println!` panic.
+pub fn out(text: impl AsRef<[u8]>) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_ref())
+        .and_then(|()| stdout.flush())
+        .map_err(|source| Error::Io {
+            op: "writing",
+            path: PathBuf::from("stdout"),
+            source,
+        })
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: impl std::fmt::Display) -> Result<(), Error> {
+    out(format!("{text}\n"))
+}
+
+/// Whether `err` is a write to a closed stdout (`EPIPE`), reported by [`out`] or by a command
+/// that writes its own output.
+pub fn is_broken_pipe(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Io { path, source, .. }
+            if path == Path::new("stdout") && source.kind() == std::io::ErrorKind::BrokenPipe
+    )
+}
+
+/// A `print!` that meets a closed stdout panics; end such a run with [`EXIT_BROKEN_PIPE`] and no
+/// message instead, as a `SIGPIPE` would. Every other panic keeps the default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.starts_with("failed printing to stdout") && payload.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE.into());
+        }
+        default(info)
+    }));
+}
+
+/// Write one man page per command and subcommand into `dir`.
+fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    use crate::error::IoContext as _;
+    fn walk(cmd: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> Result<(), Error> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            walk(sub, dir, written)?;
+        }
+        let man = clap_mangen::Man::new(cmd);
+        let path = dir.join(man.get_filename());
+        let mut page = Vec::new();
+        man.render(&mut page).at("rendering", &path)?;
+        std::fs::write(&path, page).at("writing", &path)?;
+        written.push(path);
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).at("creating", dir)?;
+    let mut cmd = command().disable_help_subcommand(true);
+    cmd.build();
+    let mut written = Vec::new();
+    walk(cmd, dir, &mut written)?;
+    written.sort();
+    Ok(written)
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -283,6 +479,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Build(args) => {
+            warn_old_version_env(cli.quiet);
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let output = Location::parse(&args.output, &cwd)?;
             let mut req = args.def.request();
@@ -309,9 +506,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 crate::image::write_file_atomic(file, format!("{json}\n").as_bytes())?;
             }
             if args.json {
-                println!("{json}");
+                outln(json)?;
             } else {
-                println!("{}", built.stdout_line());
+                outln(built.stdout_line())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -320,13 +517,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let loc = Location::parse(&args.source, &cwd)?;
             let out = crate::inspect::inspect_location(&loc, &args.registry.options()?)?;
             if args.json {
-                println!(
-                    "{}",
+                outln(
                     serde_json::to_string_pretty(&out)
-                        .map_err(|e| Error::internal(e.to_string()))?
-                );
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
             } else {
-                print!("{}", crate::inspect::render_text(&out));
+                self::out(crate::inspect::render_text(&out))?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -343,11 +539,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
             };
-            let copied = crate::copy::copy_carrying(
+            let (src_options, dst_options) = args.creds.sides(&args.registry.options()?)?;
+            let copied = crate::copy::copy_between(
                 &src,
                 &dst,
                 &platforms,
-                &args.registry.options()?,
+                &src_options,
+                &dst_options,
                 &transfer,
                 !args.no_signatures,
             )?;
@@ -360,7 +558,19 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                     copied.digest, copied.manifests, copied.blobs_copied, copied.blobs_skipped
                 );
             }
-            println!("{}", copied.digest);
+            if args.json {
+                let report = crate::copy::CopyReport {
+                    source: src.to_string(),
+                    destination: dst.to_string(),
+                    copied: &copied,
+                };
+                outln(
+                    serde_json::to_string_pretty(&report)
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
+            } else {
+                outln(&copied.digest)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bundle { command } => {
@@ -491,16 +701,44 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Sign(args) => crate::sign::cli::run_sign(args, cli.quiet),
         Command::Verify(args) => crate::sign::cli::run_verify(args, cli.quiet),
         Command::Plan(args) => {
-            let plan = crate::plan::plan(&args.request())?;
-            print!("{}", build::plan_yaml(&plan)?);
+            warn_old_version_env(cli.quiet);
+            let plan = crate::plan::plan(&args.def.request())?;
+            if args.json {
+                outln(
+                    serde_json::to_string_pretty(&plan.report())
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
+            } else {
+                out(plan.to_yaml()?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "talext", &mut script);
+            out(script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            for page in write_man_pages(&dir)? {
+                if !cli.quiet {
+                    eprintln!("wrote `{}`", page.display());
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn init_logging(quiet: bool) {
+fn init_logging(quiet: bool, verbose: u8) {
     use tracing_subscriber::EnvFilter;
-    let default = if quiet { "error" } else { "warn" };
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,talext=info",
+        (false, 2) => "warn,talext=debug",
+        (false, _) => "trace",
+    };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -21,7 +21,8 @@ use crate::store::{scratch, Output};
 use crate::transport::Location;
 
 /// What `copy` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Copied {
     /// Digest of the manifest or index written at the destination.
     pub digest: String,
@@ -29,6 +30,15 @@ pub struct Copied {
     pub blobs_copied: usize,
     pub blobs_skipped: usize,
     pub manifests: usize,
+}
+
+/// `talext copy --json`: where from, where to, and what moved.
+#[derive(Debug, serde::Serialize)]
+pub struct CopyReport<'a> {
+    pub source: String,
+    pub destination: String,
+    #[serde(flatten)]
+    pub copied: &'a Copied,
 }
 
 /// A manifest or index as raw bytes.
@@ -103,24 +113,26 @@ pub fn copy_with(
     options: &RegistryOptions,
     transfer: &Transfer,
 ) -> Result<Copied> {
-    copy_carrying(src, dst, platforms, options, transfer, false)
+    copy_between(src, dst, platforms, options, options, transfer, false)
 }
 
-/// [`copy_with`], carrying the signature tags of every digest copied when `signatures` is set
-/// (`crate::sign::carry`).
-pub fn copy_carrying(
+/// [`copy_with`] with options (credentials above all) of its own for each side, as
+/// `--src-creds` and `--dest-creds` give them, carrying the signature tags of every digest
+/// copied when `signatures` is set (`crate::sign::carry`).
+pub fn copy_between(
     src_loc: &Location,
     dst_loc: &Location,
     platforms: &[Platform],
-    options: &RegistryOptions,
+    src_options: &RegistryOptions,
+    dst_options: &RegistryOptions,
     transfer: &Transfer,
     signatures: bool,
 ) -> Result<Copied> {
     let (src, dst) = (src_loc, dst_loc);
     let scratch = scratch::dir("copy")?;
     let label = format!("{src}");
-    let src = open_source(src, options)?;
-    let dst = open_destination(dst, options)?;
+    let src = open_source(src, src_options)?;
+    let dst = open_destination(dst, dst_options)?;
     let root = src.root()?;
     let root = select_platforms(&src, root, platforms)?;
     let mut walk = Walk::default();
@@ -147,7 +159,7 @@ pub fn copy_carrying(
             .chain(walk.manifests.iter().map(|d| &d.digest))
             .cloned()
             .collect();
-        crate::sign::carry(src_loc, dst_loc, &digests, options)?;
+        crate::sign::carry(src_loc, dst_loc, &digests, src_options, dst_options)?;
     }
     Ok(Copied {
         digest: root.digest,

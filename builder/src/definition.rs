@@ -24,38 +24,38 @@ pub struct ExtensionDef {
     pub name: String,
     /// `metadata.version`.
     pub version: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// `metadata.extraInfo` (Talos ≥ 1.7 shows it).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_info: Option<String>,
     /// Talos compatibility (`metadata.compatibility.talos.version`).
     pub compatibility: Compatibility,
     /// SPDX licence expression of the payload, for the SBOM.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
     /// CPE 2.3 name for the SBOM; `{version}` is replaced by the version.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpe: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub homepage: Option<String>,
     /// Platforms to build, `linux/amd64` and/or `linux/arm64`.
     #[serde(default = "default_platforms")]
     pub platforms: Vec<String>,
     /// Service definition file (relative to the definition directory), installed as
     /// `rootfs/usr/local/etc/containers/<name>.yaml`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// Named sources: filesystem trees per platform.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, SourceDef>,
     /// What of each source goes where under `rootfs/`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub payload: Vec<PayloadDef>,
     /// Extra files from the definition directory (docs, licences).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileDef>,
 }
 
@@ -82,14 +82,14 @@ pub struct PayloadDef {
     /// Destination directory under `rootfs/`, e.g. `/usr/local/lib/containers/tailscale`.
     pub to: String,
     /// Sub-directory of the source to take (default: its root).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Glob patterns (relative to `from`) to keep; empty keeps everything. A matched directory
     /// keeps everything below it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
     /// Glob patterns (relative to `from`) to drop, with everything below them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
     /// Symlinks placed in the payload after it is taken, replacing a symlink the source has at
     /// that path (e.g. pointing `iptables` at the nft backend). Each must resolve, inside the
@@ -116,7 +116,7 @@ pub struct FileDef {
     /// Destination path under `rootfs/`.
     pub to: String,
     /// Octal mode as a string, default `"0644"`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
 }
 

@@ -35,6 +35,7 @@ pub struct Request {
 
 /// The resolved definition.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub definition: PathBuf,
     pub name: String,
@@ -113,6 +114,59 @@ pub fn plan(req: &Request) -> Result<Plan> {
         locations,
         loaded,
     })
+}
+
+/// `talext plan --json`: the definition file, the epoch, and the resolved definition in the
+/// definition's own format under `extension`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    pub definition: PathBuf,
+    pub source_date_epoch: u64,
+    pub extension: ExtensionDef,
+}
+
+impl Plan {
+    /// The definition with the overrides applied (`--version`, `--platform`, `--source`), in
+    /// the format of `extension.yaml`, so that what `plan` prints builds again. A source left
+    /// alone keeps the location as written (relative to the definition directory); an
+    /// overridden one is written resolved, with an absolute path.
+    pub fn resolved(&self) -> ExtensionDef {
+        let mut def = self.loaded.def.clone();
+        def.version = self.version.clone();
+        def.platforms = self.platforms.clone();
+        for (name, source) in def.sources.iter_mut() {
+            let Some(loc) = self.locations.get(name) else {
+                continue;
+            };
+            let as_written = Location::parse(&source.location, &self.loaded.dir).ok();
+            if as_written.as_ref() != Some(loc) {
+                source.location = loc.to_string();
+            }
+        }
+        def
+    }
+
+    /// What `talext plan --json` prints.
+    pub fn report(&self) -> PlanReport {
+        PlanReport {
+            definition: self.definition.clone(),
+            source_date_epoch: self.source_date_epoch,
+            extension: self.resolved(),
+        }
+    }
+
+    /// What `talext plan` prints: a comment naming the definition and epoch, then the resolved
+    /// definition as YAML that `talext build` reads back.
+    pub fn to_yaml(&self) -> Result<String> {
+        let body =
+            serde_yaml::to_string(&self.resolved()).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(format!(
+            "# resolved from `{}` with SOURCE_DATE_EPOCH={}\n{body}",
+            self.definition.display(),
+            self.source_date_epoch
+        ))
+    }
 }
 
 /// A source loaded for one platform. Holds the temporary directories its files live in.

@@ -62,6 +62,122 @@ pub struct RegistryArgs {
 /// Environment variable holding the password for `--username`.
 pub const PASSWORD_ENV: &str = "TALEXT_REGISTRY_PASSWORD";
 
+/// Credentials for one side of a copy, spelled like skopeo's (`--src-creds`, `--dest-creds`),
+/// each sent only to that side's registry and winning there over `--username` and the files.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CopyCredentialArgs {
+    /// Credentials for the source registry only, `USER[:PASSWORD]`; without a password it comes
+    /// from `--src-password-stdin` or `TALEXT_SRC_PASSWORD`.
+    #[arg(
+        long,
+        env = "TALEXT_SRC_CREDS",
+        value_name = "USER[:PASSWORD]",
+        hide_env_values = true
+    )]
+    pub src_creds: Option<String>,
+    /// Read the source registry's password from standard input.
+    #[arg(long, requires = "src_creds", conflicts_with_all = ["dest_password_stdin", "password_stdin"])]
+    pub src_password_stdin: bool,
+    /// Credentials for the destination registry only, `USER[:PASSWORD]`; without a password it
+    /// comes from `--dest-password-stdin` or `TALEXT_DEST_PASSWORD`.
+    #[arg(
+        long,
+        env = "TALEXT_DEST_CREDS",
+        value_name = "USER[:PASSWORD]",
+        hide_env_values = true
+    )]
+    pub dest_creds: Option<String>,
+    /// Read the destination registry's password from standard input.
+    #[arg(long, requires = "dest_creds", conflicts_with = "password_stdin")]
+    pub dest_password_stdin: bool,
+}
+
+/// Environment variables holding the passwords for `--src-creds USER` and `--dest-creds USER`.
+pub const SRC_PASSWORD_ENV: &str = "TALEXT_SRC_PASSWORD";
+pub const DEST_PASSWORD_ENV: &str = "TALEXT_DEST_PASSWORD";
+
+impl CopyCredentialArgs {
+    /// The options for the source and for the destination: `base` with each side's credential
+    /// in place of the shared one when that side has its own.
+    pub fn sides(
+        &self,
+        base: &RegistryOptions,
+    ) -> Result<(RegistryOptions, RegistryOptions), Error> {
+        let side = |flag: &str, creds: &Option<String>, stdin: bool, env: &str| {
+            let mut options = base.clone();
+            if let Some(creds) = creds {
+                options.credential = Some(side_credential(flag, creds, stdin, env)?);
+            }
+            Ok::<_, Error>(options)
+        };
+        Ok((
+            side(
+                "--src-creds",
+                &self.src_creds,
+                self.src_password_stdin,
+                SRC_PASSWORD_ENV,
+            )?,
+            side(
+                "--dest-creds",
+                &self.dest_creds,
+                self.dest_password_stdin,
+                DEST_PASSWORD_ENV,
+            )?,
+        ))
+    }
+}
+
+/// `USER[:PASSWORD]`, the password otherwise from stdin or `env`. Messages never hold the value
+/// given, which may be a password.
+fn side_credential(flag: &str, creds: &str, stdin: bool, env: &str) -> Result<Credential, Error> {
+    let (username, inline) = match creds.split_once(':') {
+        Some((user, password)) => (user, Some(password.to_string())),
+        None => (creds, None),
+    };
+    if username.is_empty() {
+        return Err(Error::input(format!("`{flag}` names no user")));
+    }
+    let stdin_flag = flag.replace("-creds", "-password-stdin");
+    let password = match (inline, stdin) {
+        (Some(_), true) => {
+            return Err(Error::input(format!(
+                "`{flag}` holds a password and `{stdin_flag}` was given: keep one"
+            )))
+        }
+        (Some(password), false) => password,
+        (None, true) => read_password_stdin(&stdin_flag)?,
+        (None, false) => std::env::var(env)
+            .ok()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                Error::input_hint(
+                    format!("`{flag}` needs a password"),
+                    format!("write `{flag} USER:PASSWORD`, pass `{stdin_flag}` or set `{env}`"),
+                )
+            })?,
+    };
+    if password.is_empty() {
+        return Err(Error::input(format!("`{flag}` holds an empty password")));
+    }
+    Ok(Credential::Basic {
+        username: username.to_string(),
+        password: Secret::new(password),
+    })
+}
+
+/// One password from standard input, without its line ending.
+fn read_password_stdin(flag: &str) -> Result<String, Error> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| Error::input(format!("cannot read the password from stdin: {e}")))?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(Error::input(format!("`{flag}` read an empty password")));
+    }
+    Ok(password)
+}
+
 impl RegistryArgs {
     /// Resolve the flags into options, reading the password from stdin or the environment.
     pub fn options(&self) -> Result<RegistryOptions, Error> {
@@ -72,16 +188,7 @@ impl RegistryArgs {
         let env_password = std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty());
         options.credential = match (&self.username, self.password_stdin, env_password) {
             (Some(username), true, _) => {
-                let mut password = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut password)
-                    .map_err(|e| {
-                        Error::input(format!("cannot read the password from stdin: {e}"))
-                    })?;
-                let password = password.trim_end_matches(['\n', '\r']).to_string();
-                if password.is_empty() {
-                    return Err(Error::input("`--password-stdin` read an empty password"));
-                }
+                let password = read_password_stdin("--password-stdin")?;
                 Some(Credential::Basic {
                     username: username.clone(),
                     password: Secret::new(password),

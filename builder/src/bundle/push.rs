@@ -16,6 +16,7 @@ use super::{BundleImage, Progress};
 use crate::copy;
 use crate::error::{Error, Result};
 use crate::oci::Digest;
+use crate::registry::transport::Scheme;
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
 use crate::transport::Location;
 
@@ -113,19 +114,38 @@ impl Target {
     }
 }
 
+/// The scheme each target registry answered `push` on in this process, so the mirror hint
+/// names the endpoint containerd must use (`http://` for a plain-HTTP registry).
+static SCHEMES: std::sync::Mutex<BTreeMap<String, Scheme>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn scheme_of(registry: &str) -> Scheme {
+    SCHEMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(registry)
+        .copied()
+        .unwrap_or(Scheme::Https)
+}
+
 /// The Talos registry mirror that serves `source_registry`'s images from where `push` put
 /// them: `machine.registries.mirrors.<source>.endpoints` (or `RegistryMirrorConfig` in Talos
 /// 1.12+). Under a prefix the endpoint carries the path and needs `overridePath: true`, which
-/// makes containerd use the endpoint path as is instead of appending `/v2`.
+/// makes containerd use the endpoint path as is instead of appending `/v2`. The scheme is the
+/// one the registry answered `push` on: `http://` for a plain-HTTP registry, else `https://`.
 pub fn mirror_hint(target: &Target, source_registry: &str) -> String {
+    mirror_hint_with(target, source_registry, scheme_of(&target.registry))
+}
+
+fn mirror_hint_with(target: &Target, source_registry: &str, scheme: Scheme) -> String {
+    let scheme = scheme.as_str();
     if target.prefix.is_empty() {
         format!(
-            "Talos mirror for `{source_registry}`: endpoint `https://{}`",
+            "Talos mirror for `{source_registry}`: endpoint `{scheme}://{}`",
             target.registry
         )
     } else {
         format!(
-            "Talos mirror for `{source_registry}`: endpoint `https://{}/v2/{}` with `overridePath: true`",
+            "Talos mirror for `{source_registry}`: endpoint `{scheme}://{}/v2/{}` with `overridePath: true`",
             target.registry, target.prefix
         )
     }
@@ -194,6 +214,12 @@ pub fn push(
             media_type: image.media_type.clone(),
             status,
         });
+    }
+    if let Some(scheme) = client.scheme() {
+        SCHEMES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(target.registry.clone(), scheme);
     }
     Ok(out)
 }
@@ -279,6 +305,16 @@ mod tests {
         assert_eq!(
             mirror_hint(&t, "ghcr.io"),
             "Talos mirror for `ghcr.io`: endpoint `https://reg.io`"
+        );
+        // A registry that answered over plain HTTP.
+        assert_eq!(
+            mirror_hint_with(&t, "ghcr.io", Scheme::Http),
+            "Talos mirror for `ghcr.io`: endpoint `http://reg.io`"
+        );
+        let t = target_of("127.0.0.1:5000/air").unwrap();
+        assert_eq!(
+            mirror_hint_with(&t, "docker.io", Scheme::Http),
+            "Talos mirror for `docker.io`: endpoint `http://127.0.0.1:5000/v2/air` with `overridePath: true`"
         );
     }
 

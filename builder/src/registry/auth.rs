@@ -3,7 +3,10 @@
 //! (`REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
 //! `$XDG_CONFIG_HOME/containers/auth.json`), then Docker's `config.json` (`$DOCKER_CONFIG` or
 //! `~/.docker`) with `credHelpers` and `credsStore` (read with the `docker_credential` crate),
-//! then anonymous. Then the two challenge schemes of the distribution spec's token auth:
+//! then anonymous. In `auth.json` files a key may also name a namespace or a repository
+//! (`host/ns`, `host/ns/repo`); for a repository the most specific key of the first file that
+//! has any matching key wins (containers-auth.json(5), as skopeo and podman read it), so one
+//! registry can hold several accounts. Then the two challenge schemes of the distribution spec's token auth:
 //! `Basic`, and `Bearer realm=…,service=…` answered by a token service, to which an identity
 //! token is presented as an OAuth2 refresh token (Docker's token spec, "OAuth2 token").
 
@@ -98,6 +101,187 @@ pub fn from_files(
     files: &[PathBuf],
     registry: &str,
 ) -> Result<Option<(Credential, PathBuf)>, ErrorKind> {
+    for file in files {
+        let Some(text) = read_auth_file(file)? else {
+            continue;
+        };
+        if let Some(cred) = registry_entry(&text, registry, file)? {
+            return Ok(Some((cred, file.clone())));
+        }
+    }
+    Ok(None)
+}
+
+/// The credentials for one registry, chosen per repository: the explicit one for every
+/// repository, else the first file with a key for the repository's namespace or for the
+/// registry, the longest namespace key of that file winning.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    explicit: Option<Credential>,
+    /// Namespace-scoped entries: position of the file, `ns[/repo]`, the credential, the file.
+    scoped: Vec<(usize, String, Credential, PathBuf)>,
+    /// The registry-wide entry, with the position of its file and the file.
+    host: Option<(usize, Credential, PathBuf)>,
+}
+
+static ANONYMOUS: Credential = Credential::Anonymous;
+
+impl Credentials {
+    /// Resolve what `registry` may be given: `explicit` alone when set, else the entries of
+    /// `files` (searched until one has a registry-wide entry; later files cannot win).
+    pub fn resolve(
+        explicit: Option<&Credential>,
+        files: &[PathBuf],
+        registry: &str,
+    ) -> Result<Self, ErrorKind> {
+        if let Some(c) = explicit {
+            return Ok(Credentials {
+                explicit: Some(c.clone()),
+                ..Credentials::default()
+            });
+        }
+        let mut found = Credentials::default();
+        for (position, file) in files.iter().enumerate() {
+            let Some(text) = read_auth_file(file)? else {
+                continue;
+            };
+            for (path, cred) in scoped_entries(&text, registry, file)? {
+                found.scoped.push((position, path, cred, file.clone()));
+            }
+            if let Some(cred) = registry_entry(&text, registry, file)? {
+                found.host = Some((position, cred, file.clone()));
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The credential for `repo` and the file it came from (`None` for an explicit one or
+    /// anonymous).
+    pub fn for_repository(&self, repo: &str) -> (&Credential, Option<&Path>) {
+        if let Some(c) = &self.explicit {
+            return (c, None);
+        }
+        let scoped = self
+            .scoped
+            .iter()
+            .filter(|(_, path, _, _)| {
+                repo == path
+                    || repo
+                        .strip_prefix(path.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .min_by_key(|(position, path, _, _)| (*position, std::cmp::Reverse(path.len())));
+        match (scoped, &self.host) {
+            (Some((position, ..)), Some((host_position, cred, file)))
+                if host_position < position =>
+            {
+                (cred, Some(file))
+            }
+            (Some((_, _, cred, file)), _) => (cred, Some(file)),
+            (None, Some((_, cred, file))) => (cred, Some(file)),
+            (None, None) => (&ANONYMOUS, None),
+        }
+    }
+
+    /// Every secret any repository's credential holds, to scrub from what registries echo.
+    pub fn secrets(&self) -> Vec<String> {
+        self.explicit
+            .iter()
+            .chain(self.scoped.iter().map(|(_, _, c, _)| c))
+            .chain(self.host.iter().map(|(_, c, _)| c))
+            .flat_map(Credential::secrets)
+            .collect()
+    }
+}
+
+fn read_auth_file(file: &Path) -> Result<Option<Vec<u8>>, ErrorKind> {
+    match std::fs::read(file) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ErrorKind::Io {
+            path: file.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn is_docker_hub(host: &str) -> bool {
+    matches!(
+        host,
+        DOCKER_HUB | "index.docker.io" | "registry-1.docker.io"
+    )
+}
+
+/// The `auths` keys of `text` that name a namespace or repository of `registry` (`host/path`,
+/// without a scheme, as containers-auth.json(5) writes them), with their credentials.
+fn scoped_entries(
+    text: &[u8],
+    registry: &str,
+    file: &Path,
+) -> Result<Vec<(String, Credential)>, ErrorKind> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(text) else {
+        // The registry-wide lookup reports a malformed file.
+        return Ok(Vec::new());
+    };
+    let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (key, entry) in auths {
+        if key.contains("://") {
+            continue;
+        }
+        let Some((host, path)) = key.split_once('/') else {
+            continue;
+        };
+        let path = path.trim_end_matches('/');
+        let same = host == registry || (is_docker_hub(host) && is_docker_hub(registry));
+        if !same || path.is_empty() {
+            continue;
+        }
+        let bad = || {
+            ErrorKind::Config(format!(
+                "the `auths` entry `{key}` in `{}` is not base64 `user:password`",
+                file.display()
+            ))
+        };
+        let token = entry
+            .get("identitytoken")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty());
+        let auth = entry
+            .get("auth")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty());
+        let cred = match (token, auth) {
+            (Some(token), _) => Credential::IdentityToken(Secret::new(token)),
+            (None, Some(auth)) => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(bad)?;
+                let (username, password) = decoded.split_once(':').ok_or_else(bad)?;
+                Credential::Basic {
+                    username: username.to_string(),
+                    password: Secret::new(password),
+                }
+            }
+            (None, None) => continue,
+        };
+        out.push((path.to_string(), cred));
+    }
+    Ok(out)
+}
+
+/// The registry-wide credential `text` holds for `registry` (an `auths` entry, a
+/// `credHelpers` helper or the `credsStore`).
+fn registry_entry(
+    text: &[u8],
+    registry: &str,
+    file: &Path,
+) -> Result<Option<Credential>, ErrorKind> {
     // Docker Hub entries are keyed `https://index.docker.io/v1/`; docker_credential folds that
     // and `docker.io` together.
     let key = if registry == "index.docker.io" {
@@ -105,41 +289,21 @@ pub fn from_files(
     } else {
         registry
     };
-    for file in files {
-        let text = match std::fs::read(file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(ErrorKind::Io {
-                    path: file.clone(),
-                    source,
-                })
-            }
-        };
-        match docker_credential::get_credential_from_reader(text.as_slice(), key) {
-            Ok(DockerCredential::UsernamePassword(username, password)) => {
-                // Helpers answer `<token>` as the user name for identity tokens.
-                let cred = if username == "<token>" {
-                    Credential::IdentityToken(Secret::new(password))
-                } else {
-                    Credential::Basic {
-                        username,
-                        password: Secret::new(password),
-                    }
-                };
-                return Ok(Some((cred, file.clone())));
-            }
-            Ok(DockerCredential::IdentityToken(token)) => {
-                return Ok(Some((
-                    Credential::IdentityToken(Secret::new(token)),
-                    file.clone(),
-                )));
-            }
-            Err(CredentialRetrievalError::NoCredentialConfigured) => continue,
-            Err(e) => return Err(ErrorKind::Config(describe(&e, file))),
+    match docker_credential::get_credential_from_reader(text, key) {
+        // Helpers answer `<token>` as the user name for identity tokens.
+        Ok(DockerCredential::UsernamePassword(username, password)) if username == "<token>" => {
+            Ok(Some(Credential::IdentityToken(Secret::new(password))))
         }
+        Ok(DockerCredential::UsernamePassword(username, password)) => Ok(Some(Credential::Basic {
+            username,
+            password: Secret::new(password),
+        })),
+        Ok(DockerCredential::IdentityToken(token)) => {
+            Ok(Some(Credential::IdentityToken(Secret::new(token))))
+        }
+        Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
+        Err(e) => Err(ErrorKind::Config(describe(&e, file))),
     }
-    Ok(None)
 }
 
 fn describe(err: &CredentialRetrievalError, file: &Path) -> String {
@@ -353,6 +517,65 @@ mod tests {
             }
         );
         assert!(from_files(&files, "nowhere:1").unwrap().is_none());
+    }
+
+    #[test]
+    fn namespace_keys_longest_match_of_the_first_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let first = dir.path().join("auth.json");
+        let second = dir.path().join("config.json");
+        std::fs::write(
+            &first,
+            format!(
+                r#"{{"auths":{{"reg:5000/team":{{"auth":"{}"}},"reg:5000/team/app":{{"auth":"{}"}},"other:1/team":{{"auth":"{}"}}}}}}"#,
+                b64("team:pw1"),
+                b64("app:pw2"),
+                b64("other:pw3")
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &second,
+            format!(
+                r#"{{"auths":{{"reg:5000":{{"auth":"{}"}},"reg:5000/ops":{{"auth":"{}"}}}}}}"#,
+                b64("host:pw4"),
+                b64("ops:pw5")
+            ),
+        )
+        .unwrap();
+        let creds =
+            Credentials::resolve(None, &[first.clone(), second.clone()], "reg:5000").unwrap();
+        let user = |repo: &str| match creds.for_repository(repo) {
+            (Credential::Basic { username, .. }, _) => username.clone(),
+            (other, _) => format!("{other:?}"),
+        };
+        assert_eq!(user("team/app"), "app");
+        assert_eq!(user("team/app/sub"), "app");
+        assert_eq!(user("team/web"), "team");
+        assert_eq!(user("team"), "team");
+        // `teamwork` is not inside `team`.
+        assert_eq!(user("teamwork/x"), "host");
+        // A later file's namespace key loses to nothing earlier: it is reached.
+        assert_eq!(user("ops/x"), "ops");
+        assert_eq!(user("elsewhere/x"), "host");
+        assert_eq!(creds.for_repository("team/app").1, Some(first.as_path()));
+        assert_eq!(creds.for_repository("x/y").1, Some(second.as_path()));
+        let secrets = creds.secrets();
+        assert!(secrets.contains(&"pw2".to_string()) && secrets.contains(&"pw4".to_string()));
+        assert!(!secrets.contains(&"pw3".to_string()));
+        // A registry-wide key in an earlier file beats a namespace key in a later one.
+        let reversed = Credentials::resolve(None, &[second, first], "reg:5000").unwrap();
+        assert!(matches!(
+            reversed.for_repository("team/app").0,
+            Credential::Basic { username, .. } if username == "host"
+        ));
+        // An explicit credential wins everywhere.
+        let explicit = Credential::IdentityToken(Secret::new("t"));
+        let creds =
+            Credentials::resolve(Some(&explicit), &[dir.path().join("auth.json")], "reg:5000")
+                .unwrap();
+        assert_eq!(creds.for_repository("team/app").0, &explicit);
     }
 
     #[test]

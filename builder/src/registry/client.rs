@@ -15,7 +15,7 @@ use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
 
-use super::auth::{self, Challenge, Credential, Token};
+use super::auth::{self, Challenge, Token};
 use super::body::Hasher;
 use super::error::{ErrorKind, RegistryError};
 use super::reference::api_host;
@@ -63,7 +63,8 @@ pub struct RegistryClient {
     pub(super) registry: String,
     pub(super) host: String,
     pub(super) http: Client,
-    pub(super) credential: Credential,
+    /// What each repository of the registry is presented (see [`auth::Credentials`]).
+    pub(super) credentials: auth::Credentials,
     pub(super) secrets: Vec<String>,
     pub(super) insecure: bool,
     pub(super) retry: RetryPolicy,
@@ -111,22 +112,15 @@ impl RegistryClient {
             .timeout
             .map_or(options.idle_timeout, |t| t.min(options.idle_timeout));
         let http = transport::http_client(&options.tls, registry, wait).map_err(fail)?;
-        let credential = match &options.credential {
-            Some(c) => c.clone(),
-            None => match auth::from_files(&options.auth_files, registry).map_err(fail)? {
-                Some((c, file)) => {
-                    tracing::debug!("credentials for `{registry}` from `{}`", file.display());
-                    c
-                }
-                None => Credential::Anonymous,
-            },
-        };
+        let credentials =
+            auth::Credentials::resolve(options.credential.as_ref(), &options.auth_files, registry)
+                .map_err(fail)?;
         Ok(RegistryClient {
             registry: registry.to_string(),
-            secrets: credential.secrets(),
+            secrets: credentials.secrets(),
             host,
             http,
-            credential,
+            credentials,
             insecure: options.tls.insecure,
             retry: options.retry,
             upload: options.upload,
@@ -139,6 +133,12 @@ impl RegistryClient {
     /// The registry this client talks to, as written in references.
     pub fn registry(&self) -> &str {
         &self.registry
+    }
+
+    /// How the registry answered (HTTPS, or plain HTTP where allowed), once an operation found
+    /// out; `None` before the first request.
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.session().endpoint.as_ref().map(|(scheme, _)| *scheme)
     }
 
     /// Fetch a manifest by tag or digest as raw bytes. When asked by digest, the bytes are

@@ -38,6 +38,8 @@ pub enum ErrorKind {
         status: u16,
         code: Option<String>,
         message: Option<String>,
+        /// No credential was presented: authentication is required, not refused.
+        anonymous: bool,
     },
     /// The manifest, blob or repository is unknown.
     NotFound {
@@ -54,8 +56,11 @@ pub enum ErrorKind {
     Refused(String),
     /// Local configuration is unusable: a CA file, an auth file, a credential helper.
     Config(String),
-    /// The connection failed (refused, reset, TLS handshake).
+    /// The connection failed (reset, TLS handshake).
     Network(String),
+    /// Nothing could be reached at the address: the name does not resolve (`dns`), or the
+    /// connection was refused. Retried once at most, since waiting rarely heals it.
+    Unreachable { message: String, dns: bool },
     /// The registry stalled longer than the idle timeout, or a request outlived its deadline.
     Timeout(String),
     /// Content did not hash to the digest that names it.
@@ -106,6 +111,7 @@ impl RegistryError {
             }
             ErrorKind::Status { .. }
             | ErrorKind::Network(_)
+            | ErrorKind::Unreachable { .. }
             | ErrorKind::Timeout(_)
             | ErrorKind::DigestMismatch { .. }
             | ErrorKind::Protocol(_)
@@ -115,12 +121,26 @@ impl RegistryError {
 
     pub fn hint(&self) -> Option<&'static str> {
         match &*self.kind {
+            ErrorKind::Unauthorized {
+                anonymous: true, ..
+            } => Some(
+                "pass `--username` with `--password-stdin` (`--src-creds`/`--dest-creds` for one side of `copy`), or log in with `skopeo login` or `docker login`",
+            ),
+            ErrorKind::Unauthorized { status: 403, .. } => Some(
+                "the registry knows these credentials but does not allow this operation with them: check the account's permissions on the repository",
+            ),
             ErrorKind::Unauthorized { .. } => Some(
-                "pass `--username` with `--password-stdin`, or log in with `skopeo login` or `docker login`",
+                "check the user name and password (`--username`, `--src-creds`/`--dest-creds`, or the entry in the auth file), or log in again with `skopeo login` or `docker login`",
             ),
             ErrorKind::Network(m) if m.contains("certificate") || m.contains("UnknownIssuer") => {
                 Some("trust the registry's CA with `--ca-file`, or put it in `/etc/containers/certs.d/<host>/`")
             }
+            ErrorKind::Unreachable { dns: true, .. } => Some(
+                "check the registry's host name in the reference (and the DNS this machine uses); a name that does not resolve is not retried",
+            ),
+            ErrorKind::Unreachable { dns: false, .. } => Some(
+                "check the registry's address and port in the reference, and that the registry is running and listening there",
+            ),
             ErrorKind::Refused(_) => Some("pass `--insecure` to accept the risk"),
             ErrorKind::Timeout(_) => {
                 Some("raise `--idle-timeout` (or `--timeout`) if the registry is only slow")
@@ -183,10 +203,37 @@ impl fmt::Display for RegistryError {
                 status,
                 code,
                 message,
+                anonymous: true,
             } => {
                 write!(
                     f,
-                    "registry `{}` refused the credentials ({status})",
+                    "authentication required: registry `{}` asked for credentials and none were sent ({status})",
+                    self.registry
+                )?;
+                registry_said(f, code, message)
+            }
+            ErrorKind::Unauthorized {
+                status: 403,
+                code,
+                message,
+                anonymous: false,
+            } => {
+                write!(
+                    f,
+                    "access denied: registry `{}` refused this operation to the credentials given (403)",
+                    self.registry
+                )?;
+                registry_said(f, code, message)
+            }
+            ErrorKind::Unauthorized {
+                status,
+                code,
+                message,
+                anonymous: false,
+            } => {
+                write!(
+                    f,
+                    "credentials refused: registry `{}` refused the credentials ({status})",
                     self.registry
                 )?;
                 registry_said(f, code, message)
@@ -214,6 +261,15 @@ impl fmt::Display for RegistryError {
             | ErrorKind::Protocol(m)
             | ErrorKind::Timeout(m) => f.write_str(m),
             ErrorKind::Network(m) => write!(f, "network: {m}"),
+            ErrorKind::Unreachable { message, dns: true } => {
+                write!(f, "cannot resolve `{}`: {message}", self.registry)
+            }
+            ErrorKind::Unreachable {
+                message,
+                dns: false,
+            } => {
+                write!(f, "cannot connect to `{}`: {message}", self.registry)
+            }
             ErrorKind::DigestMismatch { expected, actual } => {
                 write!(f, "content digest `{actual}` does not match `{expected}`")
             }
@@ -235,6 +291,7 @@ mod tests {
             status: 401,
             code: None,
             message: None,
+            anonymous: false,
         };
         assert_eq!(e(unauthorized).exit_kind(), ExitKind::User);
         let unknown = ErrorKind::NotFound {

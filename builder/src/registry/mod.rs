@@ -9,7 +9,8 @@
 //! - [`reference`]: `docker://` and bare references, Docker Hub normalisation.
 //! - [`auth`]: credential resolution (flags, `auth.json`, `config.json`, helpers), challenges,
 //!   tokens.
-//! - [`transport`]: TLS roots, `certs.d`, the plain-HTTP policy.
+//! - [`transport`]: TLS roots, `certs.d`, the plain-HTTP policy; `tls` the rustls verifier that
+//!   also accepts a configured certificate as the server's own.
 //! - [`retry`]: backoff with jitter, `Retry-After`, budgets.
 //! - [`client`]: [`RegistryClient`] and its operations; `session` holds the request machinery
 //!   (endpoint, challenges, tokens and where credentials may go, failures), `body` the bounded,
@@ -22,6 +23,7 @@ pub mod error;
 pub mod reference;
 pub mod retry;
 mod session;
+mod tls;
 pub mod transport;
 mod upload;
 

@@ -37,6 +37,8 @@ impl Default for RetryPolicy {
 pub enum Retry {
     No,
     Yes,
+    /// At most one retry, for failures that rarely heal by waiting (a refused connection).
+    Once,
     /// The registry said when (`Retry-After`).
     After(Duration),
 }
@@ -83,7 +85,8 @@ impl RetryPolicy {
             let delay = match failure.retry {
                 Retry::No => return Err((failure.kind, None)),
                 _ if tries > self.max_retries => return Err((failure.kind, spent)),
-                Retry::Yes => jitter.spread(self.backoff(tries)),
+                Retry::Once if tries > 1 => return Err((failure.kind, spent)),
+                Retry::Yes | Retry::Once => jitter.spread(self.backoff(tries)),
                 Retry::After(wait) => wait,
             };
             if elapsed + delay > self.max_time {
@@ -116,6 +119,7 @@ fn short(kind: &ErrorKind) -> String {
             None => format!("registry answered {status}"),
         },
         ErrorKind::Network(m) => format!("network: {m}"),
+        ErrorKind::Unreachable { message, .. } => message.clone(),
         ErrorKind::DigestMismatch { .. } => "content digest mismatch".to_string(),
         ErrorKind::Protocol(m) | ErrorKind::Timeout(m) => m.clone(),
         other => format!("{other:?}"),

@@ -26,7 +26,14 @@ use super::retry::{parse_retry_after, Failure, Retry};
 use super::transport::{self, credentials_allowed, plain_http_allowed, Scheme};
 
 impl RegistryClient {
-    pub(super) fn error(&self, op: &Op, kind: ErrorKind) -> RegistryError {
+    pub(super) fn error(&self, op: &Op, mut kind: ErrorKind) -> RegistryError {
+        // A refusal reads differently when nothing was presented for this repository.
+        if let ErrorKind::Unauthorized { anonymous, .. } = &mut kind {
+            *anonymous = matches!(
+                self.credentials.for_repository(op.repo).0,
+                Credential::Anonymous
+            );
+        }
         RegistryError::new(&self.registry, op.repo, &op.what, kind)
     }
 
@@ -117,6 +124,7 @@ impl RegistryClient {
         build: &dyn Fn(&str) -> Result<RequestBuilder, Failure>,
     ) -> Result<Response, Failure> {
         let (scheme, mut challenge) = self.endpoint()?;
+        let credential = self.credential_for(op.repo);
         let base = format!("{}://{}/v2/", scheme.as_str(), self.host);
         let mut fresh = false;
         // Where a redirect led and the anonymous token that host's realm gave, once asked.
@@ -131,7 +139,7 @@ impl RegistryClient {
             } else if self.is_registry(request.url()) {
                 // Credentials go only to the registry host itself, not to storage it redirects
                 // to (reqwest drops `Authorization` on redirects to another host).
-                self.authorization(scheme, &challenge, &op.scopes, fresh)?
+                self.authorization(credential, scheme, &challenge, &op.scopes, fresh)?
             } else {
                 None
             };
@@ -151,8 +159,13 @@ impl RegistryClient {
                 match offered {
                     Some(Challenge::Bearer { realm, service }) if elsewhere.is_none() => {
                         let realm = parse_realm(&realm)?;
-                        let token =
-                            self.fetch_token(&realm, service.as_deref(), &op.scopes, false)?;
+                        let token = self.fetch_token(
+                            credential,
+                            &realm,
+                            service.as_deref(),
+                            &op.scopes,
+                            false,
+                        )?;
                         let value = format!("Bearer {}", token.value.expose());
                         elsewhere = Some((resp.url().clone(), value));
                         continue;
@@ -165,7 +178,7 @@ impl RegistryClient {
             }
             let answerable = match &offered {
                 Some(Challenge::Bearer { .. }) => true,
-                Some(Challenge::Basic) => matches!(self.credential, Credential::Basic { .. }),
+                Some(Challenge::Basic) => matches!(credential, Credential::Basic { .. }),
                 _ => false,
             };
             if !answerable {
@@ -179,6 +192,19 @@ impl RegistryClient {
             }
             fresh = true;
         }
+    }
+
+    /// The credential for `repo`: explicit, or from the most specific `auth.json` key.
+    pub(super) fn credential_for(&self, repo: &str) -> &Credential {
+        let (credential, file) = self.credentials.for_repository(repo);
+        if let Some(file) = file {
+            tracing::debug!(
+                "credentials for `{}/{repo}` from `{}`",
+                self.registry,
+                file.display()
+            );
+        }
+        credential
     }
 
     /// Whether `url` is on the registry host the credential is for.
@@ -213,15 +239,16 @@ impl RegistryClient {
 
     fn authorization(
         &self,
+        credential: &Credential,
         scheme: Scheme,
         challenge: &Challenge,
         scopes: &[String],
         fresh: bool,
     ) -> Result<Option<String>, Failure> {
-        match (challenge, &self.credential) {
+        match (challenge, credential) {
             (Challenge::None, _) => Ok(None),
             (Challenge::Basic, Credential::Basic { username, password }) => {
-                self.check_plain(scheme, &self.host)?;
+                self.check_plain(credential, scheme, &self.host)?;
                 Ok(Some(basic_header(username, password)))
             }
             (Challenge::Basic, _) => Ok(None),
@@ -235,7 +262,7 @@ impl RegistryClient {
                     }
                 }
                 if trusted {
-                    self.check_plain(scheme, &self.host)?;
+                    self.check_plain(credential, scheme, &self.host)?;
                 } else {
                     tracing::debug!(
                         "asking `{}` for an anonymous token: it is not the token service `{}` announced",
@@ -243,7 +270,8 @@ impl RegistryClient {
                         self.registry
                     );
                 }
-                let token = self.fetch_token(&url, service.as_deref(), scopes, trusted)?;
+                let token =
+                    self.fetch_token(credential, &url, service.as_deref(), scopes, trusted)?;
                 let value = format!("Bearer {}", token.value.expose());
                 self.session().tokens.insert(key, token);
                 Ok(Some(value))
@@ -251,8 +279,13 @@ impl RegistryClient {
         }
     }
 
-    fn check_plain(&self, scheme: Scheme, host: &str) -> Result<(), Failure> {
-        if matches!(self.credential, Credential::Anonymous)
+    fn check_plain(
+        &self,
+        credential: &Credential,
+        scheme: Scheme,
+        host: &str,
+    ) -> Result<(), Failure> {
+        if matches!(credential, Credential::Anonymous)
             || credentials_allowed(scheme, host, self.insecure)
         {
             return Ok(());
@@ -268,6 +301,7 @@ impl RegistryClient {
     /// request is anonymous.
     fn fetch_token(
         &self,
+        presented: &Credential,
         realm: &Url,
         service: Option<&str>,
         scopes: &[String],
@@ -281,8 +315,12 @@ impl RegistryClient {
             } else {
                 Scheme::Http
             };
-            self.check_plain(realm_scheme, &authority(&url).unwrap_or_default())?;
-            &self.credential
+            self.check_plain(
+                presented,
+                realm_scheme,
+                &authority(&url).unwrap_or_default(),
+            )?;
+            presented
         } else {
             &Credential::Anonymous
         };
@@ -349,6 +387,8 @@ impl RegistryClient {
                 status,
                 code,
                 message,
+                // Settled in `error`, which knows the repository.
+                anonymous: false,
             },
             404 => ErrorKind::NotFound { code, message },
             _ => ErrorKind::Status {
@@ -376,6 +416,13 @@ impl RegistryClient {
             };
         }
         let builder = err.is_builder();
+        if let Some((dns, retry)) = unreachable(&err, &self.host) {
+            let message = self.scrub(&transport::innermost(&err));
+            return Failure {
+                kind: ErrorKind::Unreachable { message, dns },
+                retry,
+            };
+        }
         let text = self.scrub(&transport::chain(&err.without_url()));
         let certificate =
             text.to_lowercase().contains("certificate") || text.contains("UnknownIssuer");
@@ -414,6 +461,37 @@ impl RegistryClient {
             .filter(|s| !s.is_empty())
             .fold(text.to_string(), |t, s| t.replace(s.as_str(), "<redacted>"))
     }
+}
+
+/// Whether `err` says nothing can be reached at `host` (the name does not resolve, or the
+/// connection is refused), and how often that is worth another try: a refused connection
+/// to a remote host once (a registry restarting behind a load balancer), to a loopback address
+/// never, nor a name the resolver says does not exist; a temporary resolver failure once.
+fn unreachable(err: &reqwest::Error, host: &str) -> Option<(bool, Retry)> {
+    if !err.is_connect() {
+        return None;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                let retry = if transport::is_loopback(host) {
+                    Retry::No
+                } else {
+                    Retry::Once
+                };
+                return Some((false, retry));
+            }
+        }
+        source = e.source();
+    }
+    let text = transport::chain(err).to_lowercase();
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        let temporary = text.contains("temporary failure") || text.contains("try again");
+        let retry = if temporary { Retry::Once } else { Retry::No };
+        return Some((true, retry));
+    }
+    None
 }
 
 /// `host[:port]` of a URL, as references write a registry.

@@ -124,7 +124,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ErrorKind> {
     })
 }
 
-/// Build the HTTP client for `host`: system roots plus the configured CAs, the host's client
+/// Build the HTTP client for `host`: system roots plus the configured CAs (a configured
+/// certificate is also accepted as the server's own, see `tls.rs`), the host's client
 /// certificate if `certs.d` has one, certificate checks off only with `--insecure`. No wait
 /// for the next bytes of an answer (headers, or each read of a body) lasts longer than `wait`,
 /// and a connection whose sent data stays unacknowledged that long is dropped.
@@ -138,23 +139,6 @@ pub fn http_client(
     wait: Duration,
 ) -> Result<reqwest::blocking::Client, ErrorKind> {
     let found = certs_d(&tls.certs_d_roots, host)?;
-    let mut roots = Vec::new();
-    for path in tls.ca_files.iter().chain(&found.cas) {
-        let pem = read(path)?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            ErrorKind::Config(format!(
-                "`{}` is not a PEM certificate bundle: {e}",
-                path.display()
-            ))
-        })?;
-        if certs.is_empty() {
-            return Err(ErrorKind::Config(format!(
-                "`{}` holds no PEM certificate",
-                path.display()
-            )));
-        }
-        roots.extend(certs);
-    }
     let mut builder = reqwest::blocking::Client::builder()
         .user_agent(concat!("talext/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
@@ -163,19 +147,34 @@ pub fn http_client(
         // their own timeout (uploads set a longer one).
         .timeout(wait)
         .tcp_user_timeout(wait)
-        .tcp_keepalive(Duration::from_secs(30))
-        .tls_certs_merge(roots);
-    if let Some((cert, key)) = found.identities.first() {
-        let mut pem = read(cert)?;
-        pem.push(b'\n');
-        pem.extend(read(key)?);
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            ErrorKind::Config(format!("client certificate `{}`: {e}", cert.display()))
-        })?;
-        builder = builder.identity(identity);
-    }
+        .tcp_keepalive(Duration::from_secs(30));
+    let identity = found.identities.first();
     if tls.insecure {
+        if let Some((cert, key)) = identity {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                ErrorKind::Config(format!("client certificate `{}`: {e}", cert.display()))
+            })?;
+            builder = builder.identity(identity);
+        }
         builder = builder.tls_danger_accept_invalid_certs(true);
+    } else {
+        let mut roots = Vec::new();
+        for path in tls.ca_files.iter().chain(&found.cas) {
+            let what = path.display().to_string();
+            roots.extend(super::tls::pem_certificates(&read(path)?, &what)?);
+        }
+        let identity = match identity {
+            Some((cert, key)) => Some(super::tls::ClientIdentity {
+                chain: super::tls::pem_certificates(&read(cert)?, &cert.display().to_string())?,
+                key: super::tls::pem_key(&read(key)?, &key.display().to_string())?,
+            }),
+            None => None,
+        };
+        builder =
+            builder.tls_backend_preconfigured(super::tls::client_config(roots, identity, host)?);
     }
     builder
         .build()
@@ -195,6 +194,16 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     out
+}
+
+/// The last cause of an error, the one that says what happened (`Connection refused (os error
+/// 111)`, `failed to lookup address information: Name or service not known`).
+pub fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err;
+    while let Some(cause) = last.source() {
+        last = cause;
+    }
+    last.to_string()
 }
 
 #[cfg(test)]

@@ -148,11 +148,12 @@ pub fn carry(
     src: &Location,
     dst: &Location,
     digests: &[String],
-    options: &RegistryOptions,
+    src_options: &RegistryOptions,
+    dst_options: &RegistryOptions,
 ) -> Result<usize> {
     let (Some(from), Some(to)) = (
-        End::open(src, options, false)?,
-        End::open(dst, options, true)?,
+        End::open(src, src_options, false)?,
+        End::open(dst, dst_options, true)?,
     ) else {
         return Ok(0);
     };

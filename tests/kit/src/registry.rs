@@ -96,6 +96,24 @@ impl Registry {
         )
     }
 
+    /// A TLS registry without authentication whose certificate is its own CA: one
+    /// `openssl req -x509` with `basicConstraints=critical,CA:TRUE` and the loopback names, the
+    /// way many self-hosted registries are set up. [`Registry::ca`] is that certificate.
+    pub fn tls_self_signed_ca() -> Registry {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let (cert, key) = make_self_signed_ca(dir.path());
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {cert}\n    key: {key}\n",
+            root = dir.path().join("storage").display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        Registry::start(dir, port, &config, Some(cert), None)
+    }
+
     /// A plain-HTTP registry that trusts only bearer tokens from `token` (distribution's
     /// `auth: token` with `realm`, `service`, `issuer` and `rootcertbundle`), as Docker Hub,
     /// ghcr.io and GitLab do.
@@ -283,6 +301,42 @@ pub struct Pki {
     pub ca: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+}
+
+/// One self-signed certificate for `127.0.0.1` and `localhost` that is also a CA
+/// (`basicConstraints=critical,CA:TRUE`), and its key: `(self-signed.crt, self-signed.key)`.
+pub fn make_self_signed_ca(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self-signed.key",
+            "-out",
+            "self-signed.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl req -x509: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.join("self-signed.crt"), dir.join("self-signed.key"))
 }
 
 /// A CA and a server certificate for `127.0.0.1` and `localhost`, made by `openssl`.

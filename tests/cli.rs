@@ -1,0 +1,599 @@
+//! The command line through the binary: `--version`, `-v`, completions, man pages and examples,
+//! exit codes of usage errors and of a closed stdout, env twins, `--json` shapes, per-side
+//! credentials of `copy`, and the registry edges skopeo users expect (a CA certificate used as
+//! the server's own, namespace-scoped `auth.json` keys, distinct authentication failures, no
+//! long retries when nothing listens).
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+use talext_kit::registry::{write_oci_layout, Registry, TestImage};
+use talext_kit::tools::{command, talext};
+
+const BIN: &str = env!("CARGO_BIN_EXE_talext");
+
+/// An `oci:` layout holding one small image tagged `v1`, in `dir`.
+fn layout(dir: &Path) -> String {
+    let img = TestImage::new("cli test", "amd64");
+    write_oci_layout(dir, &[&img], None, "v1");
+    format!("oci:{}:v1", dir.display())
+}
+
+#[test]
+fn version_names_the_commit_and_target() {
+    let out = talext(BIN).arg("--version").ok();
+    let line = out.stdout.trim();
+    assert!(line.starts_with("talext 0."), "{line}");
+    assert!(line.contains("(commit "), "{line}");
+    assert!(
+        line.contains(std::env::consts::ARCH),
+        "the target triple is missing: {line}"
+    );
+}
+
+#[test]
+fn command_line_definition_is_consistent() {
+    // clap's own checks: no two flags share a name or short, every `requires` names a flag.
+    talext::cli::command().debug_assert();
+}
+
+#[test]
+fn help_carries_examples_and_exits_0() {
+    for cmd in [
+        vec!["--help"],
+        vec!["build", "--help"],
+        vec!["copy", "--help"],
+        vec!["validate", "--help"],
+        vec!["bundle", "push", "--help"],
+    ] {
+        let out = talext(BIN).args(&cmd).ok();
+        assert!(out.stdout.contains("Examples:"), "{cmd:?}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let out = talext(BIN).arg("--no-such-flag").fails_with(1);
+    assert!(out.stderr.contains("--no-such-flag"), "{}", out.stderr);
+    talext(BIN).arg("copy").fails_with(1);
+    talext(BIN).args(["completions", "tcsh"]).fails_with(1);
+    // No subcommand: clap prints the help on stderr, still a usage error.
+    talext(BIN).fails_with(1);
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let bash = talext(BIN).args(["completions", "bash"]).ok();
+    assert!(bash.stdout.contains("_talext"), "{}", bash.stdout);
+    assert!(bash.stdout.contains("copy"), "{}", bash.stdout);
+    let zsh = talext(BIN).args(["completions", "zsh"]).ok();
+    assert!(zsh.stdout.starts_with("#compdef talext"), "{}", zsh.stdout);
+    let fish = talext(BIN).args(["completion", "fish"]).ok();
+    assert!(
+        fish.stdout.contains("complete -c talext"),
+        "{}",
+        fish.stdout
+    );
+    // bash reads the script without a syntax error.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("talext.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn man_pages_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let man = dir.path().join("man1");
+    talext(BIN).arg("man").arg(&man).ok();
+    for page in [
+        "talext.1",
+        "talext-build.1",
+        "talext-copy.1",
+        "talext-validate.1",
+        "talext-bundle-push.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page))
+            .unwrap_or_else(|e| panic!("reading `{page}`: {e}"));
+        assert!(
+            text.starts_with(".ie \\n(.g") || text.contains(".TH"),
+            "{page}"
+        );
+    }
+    let copy = std::fs::read_to_string(man.join("talext-copy.1")).unwrap();
+    assert!(copy.contains("Examples"), "{copy}");
+}
+
+#[test]
+fn verbose_shows_info_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let quiet = talext(BIN)
+        .args(["copy", &src])
+        .arg(format!("oci:{}:v1", dir.path().join("a").display()))
+        .ok();
+    assert!(!quiet.stderr.contains("copying blob"), "{}", quiet.stderr);
+    let verbose = talext(BIN)
+        .args(["-v", "copy", &src])
+        .arg(format!("oci:{}:v1", dir.path().join("b").display()))
+        .ok();
+    assert!(
+        verbose.stderr.contains("copying blob"),
+        "{}",
+        verbose.stderr
+    );
+    // `RUST_LOG` wins over `-v`.
+    let ruled = talext(BIN)
+        .env("RUST_LOG", "error")
+        .args(["-vv", "copy", &src])
+        .arg(format!("oci:{}:v1", dir.path().join("c").display()))
+        .ok();
+    assert!(!ruled.stderr.contains("copying blob"), "{}", ruled.stderr);
+}
+
+#[test]
+fn closed_stdout_ends_quietly_with_141() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let cache = dir.path().join("cache").display().to_string();
+    for args in [
+        vec!["inspect", "--json", src.as_str()],
+        vec!["inspect", src.as_str()],
+        vec!["completions", "bash"],
+        // A command that prints with `println!` (the panic hook ends it quietly too).
+        vec!["cache", "ls", "--cache-dir", cache.as_str()],
+        vec!["--help"],
+    ] {
+        // A pipe whose read end is closed before talext starts: every write meets `EPIPE`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = command(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(141)),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        if args[0] != "--help" {
+            assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+            assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        }
+    }
+    // And through a shell pipe, as users write it.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{BIN}' inspect --json '{src}' | head -1"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+const TAILSCALE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../extension/tailscale");
+
+/// A copy of the Tailscale definition directory in `dir`.
+fn definition_copy(dir: &Path) -> std::path::PathBuf {
+    let def = dir.join("tailscale");
+    std::fs::create_dir_all(&def).unwrap();
+    for file in ["extension.yaml", "tailscale.yaml"] {
+        std::fs::copy(Path::new(TAILSCALE).join(file), def.join(file)).unwrap();
+    }
+    def
+}
+
+#[test]
+fn plan_prints_the_definition_format_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = definition_copy(dir.path());
+    let first = talext(BIN)
+        .arg("plan")
+        .arg(&def)
+        .args(["--version", "9.9.9", "--platform", "linux/arm64"])
+        .args(["--source", "tailscale=oci:elsewhere:v1"])
+        .current_dir(dir.path())
+        .ok();
+    for key in [
+        "compatibility:\n  talos:",
+        "platforms:",
+        "sources:",
+        "location:",
+    ] {
+        assert!(first.stdout.contains(key), "{key}: {}", first.stdout);
+    }
+    assert!(
+        !first.stdout.contains("source_date_epoch"),
+        "{}",
+        first.stdout
+    );
+    assert!(!first.stdout.contains(": null"), "{}", first.stdout);
+    let elsewhere = format!("oci:{}:v1", dir.path().join("elsewhere").display());
+    assert!(first.stdout.contains(&elsewhere), "{}", first.stdout);
+    // What plan printed is a definition: fed back, it plans to the same thing.
+    std::fs::write(def.join("extension.yaml"), &first.stdout).unwrap();
+    let second = talext(BIN).arg("plan").arg(&def).ok();
+    assert_eq!(first.stdout, second.stdout);
+    // `--json`: the definition's keys under `extension`.
+    let out = json(&talext(BIN).args(["plan", "--json"]).arg(&def).ok().stdout);
+    assert_eq!(out["sourceDateEpoch"], 0);
+    assert_eq!(out["extension"]["version"], "9.9.9");
+    assert_eq!(out["extension"]["compatibility"]["talos"], ">= v1.7.0");
+    assert_eq!(
+        out["extension"]["sources"]["tailscale"]["location"],
+        elsewhere
+    );
+    assert_eq!(
+        out["extension"]["platforms"],
+        serde_json::json!(["linux/arm64"])
+    );
+}
+
+#[test]
+fn extension_version_env_twin_is_not_talext_version() {
+    let plan = |env: &[(&str, &str)]| {
+        let mut cmd = talext(BIN).args(["plan", "--json", TAILSCALE]);
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        cmd.ok()
+    };
+    let pinned = plan(&[("TALEXT_VERSION", "0.1.0")]);
+    assert_eq!(json(&pinned.stdout)["extension"]["version"], "1.102.5");
+    assert!(
+        pinned.stderr.contains("`TALEXT_VERSION` is ignored")
+            && pinned.stderr.contains("`TALEXT_EXTENSION_VERSION`"),
+        "{}",
+        pinned.stderr
+    );
+    let relabelled = plan(&[("TALEXT_EXTENSION_VERSION", "2.0.0")]);
+    assert_eq!(json(&relabelled.stdout)["extension"]["version"], "2.0.0");
+    assert!(relabelled.stderr.is_empty(), "{}", relabelled.stderr);
+}
+
+#[test]
+fn copy_json_reports_what_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let dst = format!("oci:{}:v1", dir.path().join("dst").display());
+    let first = talext(BIN).args(["copy", "--json", &src, &dst]).ok();
+    let report = json(&first.stdout);
+    assert!(report["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        report["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(report["manifests"], 1);
+    assert_eq!(report["blobsCopied"], 2);
+    assert_eq!(report["blobsSkipped"], 0);
+    assert_eq!(report["source"], src);
+    assert_eq!(report["destination"], dst);
+    let again = json(&talext(BIN).args(["copy", "--json", &src, &dst]).ok().stdout);
+    assert_eq!(again["blobsCopied"], 0);
+    assert_eq!(again["blobsSkipped"], 2);
+    // Without `--json`, stdout is the digest alone.
+    let plain = talext(BIN).args(["copy", &src, &dst]).ok();
+    assert_eq!(plain.stdout.trim(), report["digest"].as_str().unwrap());
+}
+
+/// Run `talext` with `stdin` fed to it.
+fn with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = command(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn copy_credentials_per_side() {
+    let src_reg = Registry::plain_with_auth("alice", "src-secret-1");
+    let dst_reg = Registry::plain_with_auth("bob", "dst-secret-2");
+    let dir = tempfile::tempdir().unwrap();
+    let layout = layout(&dir.path().join("src"));
+    let src = format!("docker://{}/ext/a:v1", src_reg.addr);
+    let dst = format!("docker://{}/mirror/a:v1", dst_reg.addr);
+    let fast = ["--retry-max", "0"];
+    // Seed the source registry: `--dest-creds` with the password inline.
+    talext(BIN)
+        .args(["copy", &layout, &src, "--dest-creds", "alice:src-secret-1"])
+        .args(fast)
+        .ok();
+    // Each side with its own user; the destination's password from stdin.
+    let out = with_stdin(
+        &[
+            "copy",
+            &src,
+            &dst,
+            "--src-creds",
+            "alice:src-secret-1",
+            "--dest-creds",
+            "bob",
+            "--dest-password-stdin",
+            "--retry-max",
+            "0",
+        ],
+        "dst-secret-2\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The source's credential is not sent to the destination.
+    let out = talext(BIN)
+        .args(["copy", &src, &dst, "--src-creds", "alice:src-secret-1"])
+        .args(fast)
+        .fails_with(1);
+    assert!(out.stderr.contains(&dst_reg.addr), "{}", out.stderr);
+    assert!(!out.stderr.contains(&src_reg.addr), "{}", out.stderr);
+    // The password of a side comes from its env twin; a wrong one is refused, never echoed.
+    let out = talext(BIN)
+        .args([
+            "copy",
+            &src,
+            &dst,
+            "--src-creds",
+            "alice",
+            "--dest-creds",
+            "bob",
+        ])
+        .env("TALEXT_SRC_PASSWORD", "src-secret-1")
+        .env("TALEXT_DEST_PASSWORD", "wrong-secret-3")
+        .args(fast)
+        .fails_with(1);
+    assert!(out.stderr.contains("credentials refused"), "{}", out.stderr);
+    for secret in ["src-secret-1", "dst-secret-2", "wrong-secret-3"] {
+        assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    }
+    // A user without a password says where one may come from.
+    let out = talext(BIN)
+        .args(["copy", &src, &dst, "--src-creds", "alice"])
+        .fails_with(1);
+    assert!(out.stderr.contains("TALEXT_SRC_PASSWORD"), "{}", out.stderr);
+    // Env twins of the flags work too, and their values stay out of `--help`.
+    let help = talext(BIN)
+        .args(["copy", "--help"])
+        .env("TALEXT_SRC_CREDS", "alice:src-secret-1")
+        .ok();
+    assert!(!help.stdout.contains("src-secret-1"), "{}", help.stdout);
+}
+
+#[test]
+fn self_signed_ca_certificate_given_with_ca_file_is_accepted() {
+    let reg = Registry::tls_self_signed_ca();
+    let cert = reg.ca.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let dst = format!("docker://{}/self/signed:v1", reg.addr);
+    let fast = ["--retry-max", "0"];
+    // Without `--ca-file` the certificate is unknown: refused at once, with the hint.
+    let out = talext(BIN).args(["copy", &src, &dst]).args(fast).run();
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("--ca-file"), "{}", out.stderr);
+    // With it, the certificate that is its own CA is the server's and is accepted.
+    talext(BIN)
+        .args(["copy", &src, &dst, "--ca-file"])
+        .arg(&cert)
+        .args(fast)
+        .ok();
+    let out = talext(BIN)
+        .args(["inspect", "--json", &dst, "--ca-file"])
+        .arg(&cert)
+        .ok();
+    assert!(json(&out.stdout).is_object());
+    // Another self-signed CA does not stand in for it: only the exact certificate is accepted.
+    let other = tempfile::tempdir().unwrap();
+    let (other_cert, _) = talext_kit::registry::make_self_signed_ca(other.path());
+    let out = talext(BIN)
+        .args(["inspect", &dst, "--ca-file"])
+        .arg(&other_cert)
+        .args(fast)
+        .run();
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        out.stderr
+    );
+}
+
+fn auth_entry(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!(r#"{{"auth":"{auth}"}}"#)
+}
+
+#[test]
+fn auth_file_keys_scoped_to_a_namespace() {
+    let reg = Registry::plain_with_auth("ci", "right-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let auth = dir.path().join("auth.json");
+    // The registry-wide key is stale; `team` has the right password, `team/legacy` a stale one.
+    std::fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{a}":{stale},"{a}/team":{right},"{a}/team/legacy":{stale}}}}}"#,
+            a = reg.addr,
+            stale = auth_entry("ci", "stale-secret"),
+            right = auth_entry("ci", "right-secret"),
+        ),
+    )
+    .unwrap();
+    let copy = |repo: &str| {
+        talext(BIN)
+            .args(["copy", &src])
+            .arg(format!("docker://{}/{repo}:v1", reg.addr))
+            .arg("--auth-file")
+            .arg(&auth)
+            .args(["--retry-max", "0"])
+            .run()
+    };
+    let ok = copy("team/app");
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    for repo in [
+        "team/legacy",
+        "team/legacy/old",
+        "other/app",
+        "teamwork/app",
+    ] {
+        let out = copy(repo);
+        assert_eq!(out.code, Some(1), "{repo}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("credentials refused"),
+            "{repo}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("secret"), "{repo}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn anonymous_and_refused_read_differently() {
+    let reg = Registry::plain_with_auth("ci", "right-secret");
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let dst = format!("docker://{}/ext/app:v1", reg.addr);
+    let anonymous = talext(BIN)
+        .args(["copy", &src, &dst, "--retry-max", "0"])
+        .fails_with(1);
+    assert!(
+        anonymous.stderr.contains("authentication required")
+            && anonymous.stderr.contains("none were sent")
+            && !anonymous.stderr.contains("credentials refused"),
+        "{}",
+        anonymous.stderr
+    );
+    assert!(
+        anonymous.stderr.contains("hint: pass `--username`"),
+        "{}",
+        anonymous.stderr
+    );
+    let refused = talext(BIN)
+        .args([
+            "copy",
+            &src,
+            &dst,
+            "--retry-max",
+            "0",
+            "--dest-creds",
+            "ci:wrong-secret",
+        ])
+        .fails_with(1);
+    assert!(
+        refused.stderr.contains("credentials refused")
+            && !refused.stderr.contains("authentication required"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused
+            .stderr
+            .contains("hint: check the user name and password"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("wrong-secret"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn unreachable_registries_fail_fast_with_an_address_hint() {
+    let port = talext_kit::registry::free_port();
+    let start = std::time::Instant::now();
+    let out = talext(BIN)
+        .args(["inspect", &format!("docker://127.0.0.1:{port}/ext/app:v1")])
+        .fails_with(2);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("cannot connect to `127.0.0.1:{port}`")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("hint: check the registry's address and port"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--retry-max"), "{}", out.stderr);
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+
+    let start = std::time::Instant::now();
+    let out = talext(BIN)
+        .args([
+            "inspect",
+            "docker://registry.talext-test.invalid/ext/app:v1",
+        ])
+        .fails_with(2);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        out.stderr
+            .contains("cannot resolve `registry.talext-test.invalid`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("hint: check the registry's host name"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--retry-max"), "{}", out.stderr);
+}
+
+#[test]
+fn bundle_push_mirror_hint_names_the_scheme_the_registry_answered_on() {
+    let upstream = Registry::plain();
+    let mirror = Registry::plain();
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let image = format!("{}/ext/app:v1", upstream.addr);
+    talext(BIN).args(["copy", &src, &image]).ok();
+    let bundle = dir.path().join("airgap.tar");
+    talext(BIN)
+        .args(["bundle", "create", "-o"])
+        .arg(&bundle)
+        .arg(&image)
+        .ok();
+    let out = talext(BIN)
+        .args(["bundle", "push"])
+        .arg(&bundle)
+        .arg(format!("{}/air", mirror.addr))
+        .ok();
+    let hint = format!(
+        "Talos mirror for `{}`: endpoint `http://{}/v2/air` with `overridePath: true`",
+        upstream.addr, mirror.addr
+    );
+    assert!(out.stderr.contains(&hint), "{}", out.stderr);
+    assert!(!out.stderr.contains("https://"), "{}", out.stderr);
+}
