@@ -206,11 +206,12 @@ fn plan_shows_the_definition_as_resolved() {
     for line in [
         "name: tailscale\n",
         "version: 1.102.5\n",
-        "compatibility: '>= v1.7.0'\n",
+        "compatibility:\n  talos: '>= v1.7.0'\n",
         "platforms:\n- linux/amd64\n- linux/arm64\n",
-        "source_date_epoch: 0\n",
-        "  tailscale: docker://docker.io/tailscale/tailscale:v1.102.5@sha256:c507f3a2a6ab1cabd8d809b98edeb41edbd5c3fb6ad9632ffd098b4c7d0b4065\n",
+        "with SOURCE_DATE_EPOCH=0\n",
+        "    location: docker.io/tailscale/tailscale:v1.102.5@sha256:c507f3a2a6ab1cabd8d809b98edeb41edbd5c3fb6ad9632ffd098b4c7d0b4065\n",
         "- source: tailscale\n  to: /usr/local/lib/containers/tailscale\n",
+        "  - path: /sbin/iptables\n    target: xtables-nft-multi\n",
     ] {
         assert!(out.contains(line), "`{line}` missing from:\n{out}");
     }
@@ -224,8 +225,9 @@ fn plan_shows_the_definition_as_resolved() {
         .stdout;
     for line in [
         "version: 9.9.9-rc1\n",
-        "platforms:\n- linux/arm64\nsource_date_epoch: 1700000000\n",
-        "  tailscale: dir:/srv/payload/{arch}\n",
+        "platforms:\n- linux/arm64\n",
+        "with SOURCE_DATE_EPOCH=1700000000\n",
+        "    location: dir:/srv/payload/{arch}\n",
     ] {
         assert!(out.contains(line), "`{line}` missing from:\n{out}");
     }
