@@ -626,3 +626,96 @@ fn a_full_disk_is_an_environment_failure_that_leaves_nothing() {
         assert!(left.is_empty(), "{what} left {left:?}");
     }
 }
+
+#[test]
+fn a_flipped_byte_in_the_source_cache_is_evicted_and_pulled_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::plain();
+    let src = payload::tailscale_standin(&tmp.path().join("src"));
+    let layout = tmp.path().join("upstream");
+    ok(build(
+        &format!("tailscale={}", src.display()),
+        &format!("oci:{}:v1", layout.display()),
+        &tmp.path().join("c0"),
+    ));
+    tools::skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(reg.docker_ref("upstream/ext:v1"))
+        .ok();
+    let digest = sha256(
+        tools::skopeo()
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(reg.docker_ref("upstream/ext:v1"))
+            .ok()
+            .stdout
+            .as_bytes(),
+    );
+    let d = tmp.path().join("def");
+    fs::create_dir_all(&d).unwrap();
+    fs::copy(def().join("tailscale.yaml"), d.join("tailscale.yaml")).unwrap();
+    let text = fs::read_to_string(def().join("extension.yaml")).unwrap().replace(
+        "    to: /usr/local/lib/containers/tailscale\n",
+        "    to: /usr/local/lib/containers/tailscale\n    from: rootfs/usr/local/lib/containers/tailscale\n",
+    );
+    fs::write(d.join("extension.yaml"), text).unwrap();
+    let pinned = format!("tailscale=docker://{}/upstream/ext:v1@{digest}", reg.addr);
+    let cache = tmp.path().join("cache");
+    let run = |epoch: &str, out: &str| {
+        tools::talext(BIN)
+            .arg("build")
+            .arg(&d)
+            .args([
+                "--source",
+                &pinned,
+                "--source-date-epoch",
+                epoch,
+                "--output",
+            ])
+            .arg(format!("oci:{}", tmp.path().join(out).display()))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .run()
+    };
+    let first = ok(run("1", "a"));
+    // Flip a byte in every large blob of the source cache (the layers), keeping sizes.
+    let mut flipped = 0;
+    for e in fs::read_dir(cache.join("images/blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        let p = e.path();
+        let mut bytes = fs::read(&p).unwrap();
+        if bytes.len() < 4096 {
+            continue;
+        }
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(&p, &bytes).unwrap();
+        flipped += 1;
+    }
+    assert!(flipped >= 2, "one layer per platform at least");
+    // Another epoch misses the layer cache, so the source cache is read: it is verified,
+    // evicted and pulled again, and the image is the one a clean cache gives.
+    let second = ok(run("2", "b"));
+    assert!(
+        second.stderr.contains("failed verification"),
+        "{}",
+        second.stderr
+    );
+    let clean = ok(tools::talext(BIN)
+        .arg("build")
+        .arg(&d)
+        .args([
+            "--source",
+            &pinned,
+            "--source-date-epoch",
+            "2",
+            "--no-cache",
+            "--output",
+        ])
+        .arg(format!("oci:{}", tmp.path().join("c").display()))
+        .run());
+    assert_eq!(second.stdout, clean.stdout);
+    assert_ne!(first.stdout, second.stdout, "another epoch, another image");
+}
