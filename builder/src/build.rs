@@ -7,7 +7,6 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use crate::cache::{Key, LayerCache};
-use crate::copy;
 use crate::error::{Error, Result};
 use crate::image;
 use crate::layer::LayerInfo;
@@ -19,6 +18,7 @@ use crate::registry::Reference;
 use crate::rootfs::Tree;
 use crate::store::{scratch, Output};
 use crate::talos::receipt::{PlatformDigest, Receipt};
+use crate::transfer;
 use crate::transport::Location;
 use crate::validate;
 
@@ -268,7 +268,7 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
         )),
         Location::Registry(r) => {
             // Build into a temporary layout, then push it: blobs first, children before the
-            // index, the tag last (`crate::copy`).
+            // index, the tag last (`crate::transfer`).
             let reference = Reference::parse(r)?;
             let work = scratch::dir("push")?;
             let layout = Layout::open_or_create(work.path().join("layout"))?;
@@ -276,7 +276,7 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
             image::tag_in_layout(&layout, &index, Some("build"))?;
             let src = Location::Oci { dir: layout.root().to_path_buf(), tag: Some("build".into()) };
             let copied =
-                copy::copy_with(&src, output, &[], &req.fetch.registry, &req.fetch.transfer())?;
+                transfer::copy_with(&src, output, &[], &req.fetch.registry, &req.fetch.transfer())?;
             if copied.digest != index.digest.as_str() {
                 return Err(Error::internal(format!(
                     "the registry holds `{}` where `{}` was pushed",

@@ -211,7 +211,7 @@ pub struct ImageCacheArgs {
     /// Print JSON instead of the digest.
     #[arg(long)]
     pub json: bool,
-    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
+    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::transfer::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
@@ -231,7 +231,7 @@ pub struct CopyArgs {
     #[arg(long, env = "TALEXT_DIGESTFILE", value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
     /// Blobs transferred at once.
-    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
+    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::transfer::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
     /// Do not copy the image's `sha256-HEX.sig` signature tags with it.
     #[arg(long, env = "TALEXT_NO_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
@@ -313,7 +313,7 @@ pub struct BuildArgs {
     #[arg(long, env = "TALEXT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// Blobs pulled or pushed at once.
-    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::copy::DEFAULT_JOBS, value_name = "N")]
+    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::transfer::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
     #[command(flatten)]
     pub signing: crate::sign::cli::BuildSignArgs,
@@ -534,13 +534,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let src = Location::parse(&args.source, &cwd)?;
             let dst = Location::parse(&args.destination, &cwd)?;
-            let platforms = crate::copy::parse_platforms(&args.platforms)?;
-            let transfer = crate::copy::Transfer {
+            let platforms = crate::transfer::parse_platforms(&args.platforms)?;
+            let transfer = crate::transfer::Transfer {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
             };
             let (src_options, dst_options) = args.creds.sides(&args.registry.options()?)?;
-            let copied = crate::copy::copy_between(
+            let copied = crate::transfer::copy_between(
                 &src,
                 &dst,
                 &platforms,
@@ -550,7 +550,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 !args.no_signatures,
             )?;
             if let Some(file) = &args.digestfile {
-                crate::copy::write_digestfile(file, &copied.digest)?;
+                crate::transfer::write_digestfile(file, &copied.digest)?;
             }
             if !cli.quiet {
                 eprintln!(
@@ -559,7 +559,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 );
             }
             if args.json {
-                let report = crate::copy::CopyReport {
+                let report = crate::transfer::CopyReport {
                     source: src.to_string(),
                     destination: dst.to_string(),
                     copied: &copied,
@@ -649,7 +649,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let platforms = if args.platforms.iter().any(|p| p == "all") {
                 Vec::new()
             } else {
-                crate::copy::parse_platforms(&args.platforms)?
+                crate::transfer::parse_platforms(&args.platforms)?
             };
             let sources = args
                 .from
@@ -669,7 +669,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 output: cwd.join(&args.output),
                 epoch: args.source_date_epoch,
             };
-            let transfer = crate::copy::Transfer {
+            let transfer = crate::transfer::Transfer {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
             };

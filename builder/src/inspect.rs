@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 
-use crate::copy;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::layout::Layout;
 use crate::oci::types::ConfigSummary;
@@ -12,6 +11,7 @@ use crate::oci::{self, archive, Descriptor, Digest, Index, Manifest};
 use crate::registry::RegistryOptions;
 use crate::rootfs::{NodeKind, Tree};
 use crate::source;
+use crate::transfer;
 use crate::transport::Location;
 
 /// An image opened from a store, with every platform image it names.
@@ -51,7 +51,7 @@ pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
                 dir: dir.clone(),
                 tag: Some("pulled".into()),
             };
-            copy::copy(loc, &dst, &[], registry)?;
+            transfer::copy(loc, &dst, &[], registry)?;
             let mut opened = open_layout(
                 Layout::open(&dir)?,
                 Some("pulled"),

@@ -1,15 +1,15 @@
 //! talext: build, validate and move Talos Linux system extension images without a Docker daemon.
 //!
 //! The pipeline (see `STYLE.md`): `definition` → `plan` → `rootfs` → `validate` → `layer` →
-//! `image` → a sink in `oci` → a receipt. Each stage is a plain function over owned values;
-//! `commands` wires them together and `cli` parses flags.
+//! `image` → a store (`store`: layouts, archives, image caches; `registry`) → a receipt. Images
+//! move between stores through `transfer`; facts about Talos releases live in `release`. Each
+//! stage is a plain function over owned values; `cli` parses flags and wires them together.
 
 pub mod build;
 pub mod bundle;
 pub mod cache;
 pub mod cache_admin;
 pub mod cli;
-pub mod copy;
 pub mod definition;
 pub mod error;
 pub mod exit;
@@ -31,6 +31,7 @@ pub mod source;
 pub mod store;
 pub mod talos;
 pub mod tarw;
+pub mod transfer;
 pub mod transport;
 pub mod validate;
 

@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
-use crate::copy;
 use crate::error::{Error, Result};
 use crate::oci::layout::Layout;
 use crate::oci::Platform;
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
+use crate::transfer;
 use crate::transport::Location;
 
 /// Where cached sources and layers live: `--cache-dir`, `TALEXT_CACHE_DIR`, then
@@ -29,7 +29,7 @@ pub struct Fetch {
     pub registry: RegistryOptions,
     /// `None`: no cache (every pull goes to a temporary layout, no layer is cached).
     pub cache_dir: Option<PathBuf>,
-    /// Blobs transferred concurrently (0: `copy::DEFAULT_JOBS`).
+    /// Blobs transferred concurrently (0: `transfer::DEFAULT_JOBS`).
     pub jobs: usize,
     /// Where pulls, layer writes and pushes report progress.
     pub reporter: crate::progress::Shared,
@@ -37,8 +37,8 @@ pub struct Fetch {
 
 impl Fetch {
     /// How `copy` should move blobs for this build.
-    pub fn transfer(&self) -> copy::Transfer {
-        copy::Transfer {
+    pub fn transfer(&self) -> transfer::Transfer {
+        transfer::Transfer {
             jobs: self.jobs,
             reporter: self.reporter.clone(),
         }
@@ -106,7 +106,7 @@ pub fn pull(what: &str, reference: &str, platform: &Platform, fetch: &Fetch) -> 
         dir: layout.root().to_path_buf(),
         tag: Some(tag.clone()),
     };
-    copy::copy_with(
+    transfer::copy_with(
         &Location::Registry(label.clone()),
         &dst,
         std::slice::from_ref(platform),

@@ -14,12 +14,12 @@ use super::{
     BundleFile, BundleImage, Progress, ANN_CONTAINERD_NAME, BUNDLE_FILE, FORMAT, INDEX_FILE,
     LAYOUT_FILE, SUMS_FILE, VERSION,
 };
-use crate::copy;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::layout::Layout;
 use crate::oci::{Descriptor, Digest, Index, ANN_REF_NAME, MT_OCI_INDEX};
 use crate::registry::{Reference, RegistryOptions};
 use crate::tarw::TarWriter;
+use crate::transfer;
 use crate::transport::Location;
 
 /// The `oci-layout` file (image-spec `image-layout.md`).
@@ -55,7 +55,7 @@ pub fn create(
     let mut images = Vec::new();
     for reference in &refs {
         progress(&format!("fetching `{reference}`"));
-        let copied = copy::copy(
+        let copied = transfer::copy(
             &Location::Registry(reference.clone()),
             &Location::Oci {
                 dir: dir.clone(),

@@ -17,7 +17,7 @@
 //! (`skopeo copy oci-archive:FILE:REF …`), and after `tar xf`, `sha256sum -c SHA256SUMS` checks
 //! it without talext.
 //!
-//! - [`create()`]: pull references into a staging layout with [`crate::copy`], pack it.
+//! - [`create()`]: pull references into a staging layout with [`crate::transfer`], pack it.
 //! - [`verify()`]: one streaming pass that re-hashes every file (nothing is held whole in memory).
 //! - [`push()`]: verify while extracting to a temporary layout, then copy image by image into
 //!   `REGISTRY[/PREFIX]`, keeping repository paths, tags and digests.

@@ -1,5 +1,5 @@
 //! `talext bundle push FILE REGISTRY[/PREFIX]`: verify the bundle while unpacking it into a
-//! temporary layout, then copy each image into the private registry with [`crate::copy`]
+//! temporary layout, then copy each image into the private registry with [`crate::transfer`]
 //! (blobs the registry has are skipped after a `HEAD`, children before their index, the tag
 //! last), under `REGISTRY/PREFIX/<original repository path>`. A tag reference keeps its tag; a
 //! digest-only one is pushed by digest. Manifests travel as raw bytes, so each image keeps its
@@ -13,11 +13,11 @@ use serde::Serialize;
 
 use super::read::extract;
 use super::{BundleImage, Progress};
-use crate::copy;
 use crate::error::{Error, Result};
 use crate::oci::Digest;
 use crate::registry::transport::Scheme;
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
+use crate::transfer;
 use crate::transport::Location;
 
 /// Where `push` puts images: a registry host and an optional repository prefix.
@@ -186,7 +186,7 @@ pub fn push(
             Status::Present
         } else {
             progress(&format!("pushing `{}` to `{push_to}`", image.reference));
-            let copied = copy::copy(
+            let copied = transfer::copy(
                 &Location::Oci {
                     dir: dir.clone(),
                     tag: Some(image.reference.clone()),

@@ -27,12 +27,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::copy::{self, Transfer};
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
 use crate::store::layout::Layout;
 use crate::store::{scratch, Output};
+use crate::transfer::{self, Transfer};
 use crate::transport::Location;
 
 /// How the cache is written.
@@ -237,7 +237,7 @@ pub fn create(req: &Request, options: &RegistryOptions, transfer: &Transfer) -> 
             tag: Some(tag.clone()),
         };
         tracing::info!("caching `{image}` from `{from}`");
-        let copied = copy::copy_with(&from, &pulled_to, &[], options, transfer)
+        let copied = transfer::copy_with(&from, &pulled_to, &[], options, transfer)
             .map_err(|e| prefix(image, e))?;
         if let Some(pin) = &r.digest {
             if *pin != copied.digest {
@@ -379,7 +379,7 @@ fn cache_signatures(
             _ => continue,
         };
         let tag = format!("sig-{}", digest.hex());
-        let copied = copy::copy_with(
+        let copied = transfer::copy_with(
             &sig_from,
             &Location::Oci {
                 dir: pulled.root().to_path_buf(),

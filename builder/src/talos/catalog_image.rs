@@ -48,7 +48,7 @@ pub fn push(tree: &Tree, epoch: u64, target: &str, options: &RegistryOptions) ->
         tag: Some("catalog".into()),
     };
     let dst = Location::Registry(format!("{}/{}:{tag}", r.registry, r.repository));
-    let copied = crate::copy::copy(&src, &dst, &[], options)?;
+    let copied = crate::transfer::copy(&src, &dst, &[], options)?;
     if copied.digest != index.digest.as_str() {
         return Err(Error::internal(format!(
             "the registry holds `{}` where `{}` was pushed",

@@ -1,5 +1,5 @@
-//! `talext copy SRC DST`: move an image or index between registries (`docker://REF` or a bare
-//! `host/repo:tag`), OCI layouts (`oci:DIR[:TAG]`) and oci-archives (`oci-archive:FILE[:TAG]`)
+//! The one transfer (`talext copy SRC DST` and every command that moves an image): an image or
+//! index between registries (`docker://REF` or a bare `host/repo:tag`), OCI layouts (`oci:DIR[:TAG]`) and oci-archives (`oci-archive:FILE[:TAG]`)
 //! without re-encoding anything. Manifests and indexes travel as their raw bytes, so with all
 //! platforms copied the destination digest is the source digest (image-spec "Digests"); blobs
 //! the destination has are skipped; blobs go before the manifests that name them and child
