@@ -280,7 +280,7 @@ done >"$WORK/out/inputs"
     echo "kernel=$(uname -sr)"
     echo "load=load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of the run"
     echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
-    echo "talext=$("$TALEXT" --version) ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+    echo "talext=$("$TALEXT" --version)"
     echo "tar=$(tar --version | head -1)"
     echo "pigz=$(pigz --version 2>&1 | head -1)"
     echo "sha256sum=$(sha256sum --version | head -1)"
@@ -324,9 +324,11 @@ NOTES = """- **Layer size against pigz -6.** talext compresses with libdeflate a
   CPU column (user + system, mean of the runs, including child processes) shows the work done
   independently of contention. The registry's own CPU is not counted on either side.
 - **Cached rebuild.** A hit is decided from the build inputs (definition, service file, `files`,
-  the epoch, the tool version and deflate parameters, and per source a manifest digest, pinned
-  digest or stat identity), before any source is loaded; the blob is copied from
-  `$XDG_CACHE_HOME/talext/layers` into the output (`copy_file_range`), so neither flattening nor compression runs.
+  the epoch, the build of talext itself and deflate parameters, and per source a manifest
+  digest, pinned digest or stat identity), before any source is loaded; the blob is copied from
+  `$XDG_CACHE_HOME/talext/layers` into the output and re-hashed as it is copied (a cached byte
+  is never trusted), so neither flattening nor compression runs. The hashing is what the cached
+  figure costs over a plain `copy_file_range` (0.017 s at b9606b6, 0.050 s now).
 - **Memory.** Layers are streamed: the tar is hashed and compressed as it is written, 1 MiB
   blocks in flight per compression thread, and blobs are pushed from disk. Peak RSS does not
   grow with the payload (compare the stand-in and the 512 MiB builds).
