@@ -303,16 +303,17 @@ fn cache_verify_evicts_and_prune_reclaims() {
     assert!(ls["layers"].as_array().unwrap().is_empty(), "{ls}");
 }
 
-#[test]
-fn fresh_cache_builds_of_a_pinned_two_platform_source_always_succeed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let reg = Registry::plain();
-    let src = payload::tailscale_standin(&tmp.path().join("src"));
-    let layout = tmp.path().join("upstream");
+/// A two-platform extension image pushed to `reg` as `upstream/ext:v1`, and a definition whose
+/// source is it, pinned by digest, taking the image's container root as the payload. Returns
+/// the definition directory and the `--source` value.
+fn pinned_source(dir: &Path, reg: &Registry) -> (PathBuf, String) {
+    let tmp = dir;
+    let src = payload::tailscale_standin(&tmp.join("src"));
+    let layout = tmp.join("upstream");
     ok(build(
         &format!("tailscale={}", src.display()),
         &format!("oci:{}:v1", layout.display()),
-        &tmp.path().join("c0"),
+        &tmp.join("c0"),
     ));
     tools::skopeo()
         .args(["copy", "--all", "--dest-tls-verify=false"])
@@ -328,7 +329,7 @@ fn fresh_cache_builds_of_a_pinned_two_platform_source_always_succeed() {
             .as_bytes(),
     );
     // The extension image's own container root is the payload.
-    let d = tmp.path().join("def");
+    let d = tmp.join("def");
     fs::create_dir_all(&d).unwrap();
     fs::copy(def().join("tailscale.yaml"), d.join("tailscale.yaml")).unwrap();
     let text = fs::read_to_string(def().join("extension.yaml")).unwrap().replace(
@@ -337,6 +338,14 @@ fn fresh_cache_builds_of_a_pinned_two_platform_source_always_succeed() {
     );
     fs::write(d.join("extension.yaml"), text).unwrap();
     let pinned = format!("tailscale=docker://{}/upstream/ext:v1@{digest}", reg.addr);
+    (d, pinned)
+}
+
+#[test]
+fn fresh_cache_builds_of_a_pinned_two_platform_source_always_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::plain();
+    let (d, pinned) = pinned_source(tmp.path(), &reg);
     let mut digests = BTreeSet::new();
     for i in 0..30 {
         let o = tools::talext(BIN)
@@ -631,35 +640,7 @@ fn a_full_disk_is_an_environment_failure_that_leaves_nothing() {
 fn a_flipped_byte_in_the_source_cache_is_evicted_and_pulled_again() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = Registry::plain();
-    let src = payload::tailscale_standin(&tmp.path().join("src"));
-    let layout = tmp.path().join("upstream");
-    ok(build(
-        &format!("tailscale={}", src.display()),
-        &format!("oci:{}:v1", layout.display()),
-        &tmp.path().join("c0"),
-    ));
-    tools::skopeo()
-        .args(["copy", "--all", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(reg.docker_ref("upstream/ext:v1"))
-        .ok();
-    let digest = sha256(
-        tools::skopeo()
-            .args(["inspect", "--tls-verify=false", "--raw"])
-            .arg(reg.docker_ref("upstream/ext:v1"))
-            .ok()
-            .stdout
-            .as_bytes(),
-    );
-    let d = tmp.path().join("def");
-    fs::create_dir_all(&d).unwrap();
-    fs::copy(def().join("tailscale.yaml"), d.join("tailscale.yaml")).unwrap();
-    let text = fs::read_to_string(def().join("extension.yaml")).unwrap().replace(
-        "    to: /usr/local/lib/containers/tailscale\n",
-        "    to: /usr/local/lib/containers/tailscale\n    from: rootfs/usr/local/lib/containers/tailscale\n",
-    );
-    fs::write(d.join("extension.yaml"), text).unwrap();
-    let pinned = format!("tailscale=docker://{}/upstream/ext:v1@{digest}", reg.addr);
+    let (d, pinned) = pinned_source(tmp.path(), &reg);
     let cache = tmp.path().join("cache");
     let run = |epoch: &str, out: &str| {
         tools::talext(BIN)
