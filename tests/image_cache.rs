@@ -214,6 +214,44 @@ fn the_cache_follows_talos_format_and_is_reproducible() {
         );
     }
 
+    // The imager profile takes the cache when it holds the profile's installer, and says so
+    // plainly when it does not (an offline install would stall pulling it).
+    for cache in [tmp.path().join("one"), flat.clone()] {
+        let profile = ok(tools::talext(BIN)
+            .args([
+                "imager-profile",
+                "--talos-version",
+                "v1.14.0",
+                "--base-installer",
+            ])
+            .arg(&images[0])
+            .arg("--oci-path")
+            .arg(&built)
+            .arg("--image-cache")
+            .arg(&cache)
+            .run());
+        assert!(
+            profile
+                .stdout
+                .contains(&format!("imageCache:\n    ociPath: {}", cache.display())),
+            "{}",
+            profile.stdout
+        );
+        let missing = tools::talext(BIN)
+            .args(["imager-profile", "--talos-version", "v1.14.0", "--oci-path"])
+            .arg(&built)
+            .arg("--image-cache")
+            .arg(&cache)
+            .fails_with(1);
+        assert!(
+            missing.stderr.contains(
+                "does not hold the installer `ghcr.io/siderolabs/installer-base:v1.14.0`"
+            ),
+            "{}",
+            missing.stderr
+        );
+    }
+
     // From a bundle of the same images, with the registry gone: the same cache.
     let bundle = tmp.path().join("bundle.tar");
     ok(tools::talext(BIN)

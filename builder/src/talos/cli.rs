@@ -229,6 +229,10 @@ pub struct ImagerProfileArgs {
     /// Extension as a plain filesystem tar (`tar:` output of build); repeatable.
     #[arg(long = "tarball", value_name = "FILE")]
     pub tarballs: Vec<PathBuf>,
+    /// Bake this image cache into the output (`talext image-cache create`'s OCI layout, as the
+    /// imager's `imageCache` input by `ociPath`); it must hold the profile's installer.
+    #[arg(long, value_name = "DIR")]
+    pub image_cache: Option<PathBuf>,
     /// Let the imager pull over plain HTTP or unverified TLS (`forceInsecure`).
     #[arg(long)]
     pub insecure: bool,
@@ -267,6 +271,7 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
         base_installer: a.base_installer,
         insecure: a.insecure,
         extensions,
+        image_cache: a.image_cache,
     })?;
     match &a.output {
         Some(path) => write_atomic(path, text.as_bytes()),

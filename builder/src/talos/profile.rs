@@ -14,7 +14,7 @@
 //! boot (before v1.10 the imager builds the UKI only with secure boot, `pkg/imager/imager.go`).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::goyaml::{self, GoValue};
 use super::receipt::{is_pinned, Receipt};
@@ -46,6 +46,8 @@ pub struct ProfileRequest {
     pub base_installer: Option<String>,
     pub insecure: bool,
     pub extensions: Vec<ExtensionSource>,
+    /// An image cache (OCI layout) baked in as `input.imageCache.ociPath`.
+    pub image_cache: Option<std::path::PathBuf>,
 }
 
 /// Output kinds the imager accepts without secure boot (`OutputKind` values in
@@ -206,6 +208,61 @@ pub fn check_local(source: &ExtensionSource, arch: &str) -> Result<()> {
     Ok(())
 }
 
+/// Check that the image cache at `dir` (an OCI layout wrapping the cache tree, as `talext
+/// image-cache create` and `talosctl image cache-create` write it, or the flat tree) has a
+/// `manifests/<registry>/<repository>/reference/<tag>` entry for `image`.
+pub fn check_cache_holds(dir: &Path, image: &str) -> Result<()> {
+    let r = crate::registry::Reference::parse(image)?;
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let want = format!(
+        "manifests/{}/{}/reference/{tag}",
+        crate::store::image_cache::registry_dir(&r.registry, image),
+        r.repository
+    );
+    let found = if dir.join("manifests").is_dir() {
+        dir.join(&want).is_file()
+    } else {
+        let layout = crate::store::layout::Layout::open(dir)?;
+        let desc = layout.resolve(None)?;
+        let manifest: crate::oci::Manifest =
+            serde_json::from_slice(&layout.read_document(&desc.digest)?).map_err(|e| {
+                Error::input(format!(
+                    "`{}`: the image cache's manifest is not valid: {e}",
+                    dir.display()
+                ))
+            })?;
+        let mut found = false;
+        for layer in &manifest.layers {
+            let blob = layout.open_blob(layer)?;
+            let tar = crate::source::image::decompress(blob).at("reading", dir)?;
+            let mut archive = tar::Archive::new(tar);
+            for entry in archive.entries().at("reading", dir)? {
+                let entry = entry.at("reading", dir)?;
+                let path = entry
+                    .path()
+                    .at("reading", dir)?
+                    .to_string_lossy()
+                    .into_owned();
+                if path.trim_start_matches("./") == want {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        found
+    };
+    if found {
+        return Ok(());
+    }
+    Err(Error::input_hint(
+        format!(
+            "the image cache `{}` does not hold the installer `{image}` (no `{want}`)",
+            dir.display()
+        ),
+        format!("add it: `talext image-cache create … {image}` (an offline install would stall pulling it)"),
+    ))
+}
+
 /// The profile document.
 pub fn render(req: &ProfileRequest) -> Result<String> {
     if req.arch != "amd64" && req.arch != "arm64" {
@@ -284,7 +341,7 @@ pub fn render(req: &ProfileRequest) -> Result<String> {
             })
         })
         .collect();
-    let input = GoValue::Map(vec![
+    let mut input = vec![
         (
             "kernel".into(),
             path(format!("/usr/install/{}/vmlinuz", req.arch)),
@@ -294,8 +351,20 @@ pub fn render(req: &ProfileRequest) -> Result<String> {
             path(format!("/usr/install/{}/initramfs.xz", req.arch)),
         ),
         ("baseInstaller".into(), GoValue::Map(base_asset)),
-        ("systemExtensions".into(), GoValue::Seq(exts)),
-    ]);
+    ];
+    if let Some(cache) = &req.image_cache {
+        // The imager's `imageCache` is a container asset, here by `ociPath`
+        // (`pkg/imager/profile/input.go` `ImageCache ContainerAsset` at v1.14.0-rc.1). The cache
+        // must hold the installer the profile installs with, or an offline install stalls
+        // pulling it (siderolabs/talos#12592).
+        check_cache_holds(cache, &base)?;
+        input.push((
+            "imageCache".into(),
+            GoValue::Map(vec![("ociPath".into(), s(&cache.display().to_string()))]),
+        ));
+    }
+    input.push(("systemExtensions".into(), GoValue::Seq(exts)));
+    let input = GoValue::Map(input);
     let mut output = vec![("kind".to_string(), s(&req.output_kind))];
     let format = if req.output_kind == "image" {
         let size = if req.platform == "metal" {
@@ -360,6 +429,7 @@ mod tests {
             base_installer: None,
             insecure: false,
             extensions: ext,
+            image_cache: None,
         }
     }
 
