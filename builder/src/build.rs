@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cache::{Key, LayerCache};
 use crate::error::{Error, Result};
@@ -16,6 +16,7 @@ use crate::plan::{self, LoadedSource, Plan, Request};
 use crate::progress::Reporter;
 use crate::registry::Reference;
 use crate::rootfs::Tree;
+use crate::store::layout::parent_of;
 use crate::store::{scratch, Output};
 use crate::talos::receipt::{PlatformDigest, Receipt};
 use crate::transfer;
@@ -371,13 +372,6 @@ fn write_tar_temp(tree: &Tree, epoch: u64, file: &Path) -> Result<tempfile::Name
     let w = crate::layer::write_tar(tree, epoch, BufWriter::with_capacity(1 << 20, tmp))?;
     w.into_inner()
         .map_err(|e| Error::internal(format!("writing `{}`: {}", file.display(), e.error())))
-}
-
-fn parent_of(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(x) if !x.as_os_str().is_empty() => x.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// Write the plan as YAML (what `talext plan` prints).

@@ -578,21 +578,7 @@ fn select_platforms(src: &Src, root: Doc, platforms: &[Platform]) -> Result<Doc>
         .collect::<Vec<_>>()
         .join(", ");
     if !oci::is_index_type(&root.media_type) {
-        let manifest: Manifest = serde_json::from_slice(&root.bytes)
-            .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", root.digest)))?;
-        let config: oci::types::ConfigSummary =
-            serde_json::from_slice(&config_bytes(src, &manifest.config)?).map_err(|e| {
-                Error::input(format!(
-                    "config `{}` is not valid: {e}",
-                    manifest.config.digest
-                ))
-            })?;
-        let platform = Platform {
-            architecture: config.architecture,
-            os: config.os,
-            os_version: None,
-            variant: config.variant,
-        };
+        let platform = image_platform(src, &root)?;
         if !wanted(&platform) {
             return Err(Error::input(format!(
                 "the image is for `{platform}`, not {names}"

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::layout::{Layout, MAX_INDEX};
+use super::layout::{parent_of, Layout, MAX_INDEX};
 use super::lock::Lock;
 use super::scratch;
 use crate::error::{Error, IoContext, Result};
@@ -120,13 +120,6 @@ pub fn write(src: &Layout, dest: &Path) -> Result<()> {
         })?;
     tmp.as_file().sync_all().at("syncing", dest)?;
     crate::image::persist(tmp, dest)
-}
-
-fn parent_of(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// An archive being written: blobs go into a private layout ([`ArchiveTarget::layout`]), and

@@ -193,10 +193,7 @@ pub fn create(req: &Request, options: &RegistryOptions, transfer: &Transfer) -> 
             "give a new directory; an image cache is written whole",
         ));
     }
-    let parent = match req.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = crate::store::layout::parent_of(&req.output);
     // Archives among the sources are unpacked once, as layouts.
     let mut held = Vec::new();
     let mut sources = Vec::new();

@@ -433,7 +433,8 @@ pub fn is_signature_tag(name: &str) -> bool {
     hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && suffix_ok
 }
 
-fn parent_of(p: &Path) -> PathBuf {
+/// The directory holding `p` (`.` for a bare name), where its temporary siblings go.
+pub fn parent_of(p: &Path) -> PathBuf {
     match p.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
