@@ -597,3 +597,66 @@ fn bundle_push_mirror_hint_names_the_scheme_the_registry_answered_on() {
     assert!(out.stderr.contains(&hint), "{}", out.stderr);
     assert!(!out.stderr.contains("https://"), "{}", out.stderr);
 }
+
+#[test]
+fn service_file_problems_are_reported_once_at_the_definition_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = definition_copy(dir.path());
+    let service = def.join("tailscale.yaml");
+    let good = std::fs::read_to_string(&service).unwrap();
+    let payload = talext_kit::payload::tailscale_standin(&dir.path().join("payload"));
+    let source = format!("tailscale={}", payload.display());
+    let build = |out: &str| {
+        talext(BIN)
+            .arg("build")
+            .arg(&def)
+            .args(["--source", &source, "--no-cache", "--output"])
+            .arg(format!("oci:{}", dir.path().join(out).display()))
+    };
+
+    // Keys Talos ignores: a warning each, at its line, with the key meant; the build goes on.
+    let typo = good
+        .replace("writeableRootfs: false", "writableRootfs: false")
+        .replace("restart: always", "restart: always\nrestarts: never");
+    std::fs::write(&service, &typo).unwrap();
+    let out = build("typo").ok();
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let shown = service.display().to_string();
+    for (key, meant) in [
+        ("writableRootfs", "writeableRootfs"),
+        ("restarts", "restart"),
+    ] {
+        let at = format!("{shown}:{}", line_of(&typo, &format!("{key}:")));
+        let warnings: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("service-unknown-key") && l.contains(&format!("{key}`")))
+            .collect();
+        assert_eq!(warnings.len(), 1, "once, not per platform: {}", out.stderr);
+        assert!(
+            warnings[0].contains(&at) && warnings[0].contains(&format!("did you mean `{meant}`?")),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !out.stderr.contains("rootfs/usr/local/etc/containers"),
+        "{}",
+        out.stderr
+    );
+
+    // What Talos refuses stops the build before any platform, at the definition's line.
+    let bad = good.replace("restart: always", "restart: sometimes");
+    std::fs::write(&service, &bad).unwrap();
+    let out = build("bad").fails_with(1);
+    let at = format!("{shown}:{}", line_of(&bad, "restart: sometimes"));
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error[service-restart]"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(errors[0].contains(&at), "{}", out.stderr);
+    assert!(!dir.path().join("bad").exists());
+}

@@ -83,7 +83,14 @@ pub fn check(plan: &Plan, pt: &PlatformTree) -> Result<()> {
         arch: Some(pt.platform.architecture.clone()),
         pkg_name: Some(plan.name.clone()),
     };
-    let findings = validate::validate_tree(&pt.tree, &opts);
+    let mut findings = validate::validate_tree(&pt.tree, &opts);
+    if plan.loaded.service.is_some() {
+        // The service file's own findings were reported once, against the definition.
+        let generated = format!("rootfs/usr/local/etc/containers/{}.yaml", plan.name);
+        findings.retain(|f| {
+            !(f.path == generated && validate::service::DEFINITION_RULES.contains(&f.rule))
+        });
+    }
     if findings.is_empty() {
         return Ok(());
     }
@@ -94,6 +101,28 @@ pub fn check(plan: &Plan, pt: &PlatformTree) -> Result<()> {
         0 => Ok(()),
         errors => Err(Error::Validation { errors }),
     }
+}
+
+/// Plan the build, and check the definition's service file once, before any platform: what
+/// Talos would refuse in it is reported at its line of the definition's file, not once per
+/// platform against the image path it is copied to.
+fn plan_checked(req: &Request) -> Result<Plan> {
+    let plan = plan::plan(req)?;
+    if let (Some(bytes), Some(file)) = (&plan.loaded.service, &plan.loaded.def.service) {
+        let shown = plan.loaded.dir.join(file).display().to_string();
+        let findings = validate::service::check_definition(bytes, &shown);
+        if !findings.is_empty() {
+            let mut report = validate::Report::new();
+            report.push(shown.clone(), findings);
+            eprint!("{}", report.render_text());
+            if report.error_count() > 0 {
+                return Err(Error::Validation {
+                    errors: report.error_count(),
+                });
+            }
+        }
+    }
+    Ok(plan)
 }
 
 /// Load, assemble and check one platform's tree.
@@ -150,7 +179,7 @@ fn each_concurrently<T: Send, R: Send>(
 
 /// Run the build up to (not including) the sink. Platforms are prepared concurrently.
 pub fn prepare(req: &Request) -> Result<(Plan, Vec<PlatformTree>)> {
-    let plan = plan::plan(req)?;
+    let plan = plan_checked(req)?;
     let platforms = parse_platforms(&plan)?;
     let trees = each_concurrently(platforms, |p| prepare_platform(req, &plan, p))?;
     Ok((plan, trees))
@@ -173,7 +202,7 @@ pub enum Prepared {
 /// [`prepare`] through the layer cache: a platform whose inputs have a cached layer loads no
 /// source at all (`crate::cache`).
 pub fn prepare_cached(req: &Request, cache: Option<&LayerCache>) -> Result<(Plan, Vec<Prepared>)> {
-    let plan = plan::plan(req)?;
+    let plan = plan_checked(req)?;
     let platforms = parse_platforms(&plan)?;
     let reporter = &req.fetch.reporter;
     let prepared = each_concurrently(platforms, |platform| {

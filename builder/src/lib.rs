@@ -13,6 +13,7 @@ pub mod cli;
 pub mod definition;
 pub mod error;
 pub mod exit;
+pub mod goyaml;
 pub mod image;
 pub mod inspect;
 pub mod layer;

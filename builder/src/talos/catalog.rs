@@ -26,9 +26,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::goyaml::{self, GoValue};
 use super::receipt::{is_sha256_digest, strip_tag, Receipt};
 use crate::error::{Error, Result};
+use crate::goyaml::{self, GoValue};
 use crate::rootfs::{Node, Tree};
 
 /// One extension in the catalog.

@@ -1,13 +1,14 @@
 //! Multi-document YAML read with positions, for lints that must name the line of a key.
 //!
-//! Built on yaml-rust2's event parser: every mapping key, value and sequence item keeps its
-//! 1-based line, duplicate keys are kept (Talos's decoder rejects them, so the linter reports
-//! them), and scalars keep whether they were quoted (a plain `true` is a bool, `"true"` is not).
+//! The documents are [`crate::goyaml`] trees, the reader every Go-side document goes through:
+//! every mapping key, value and sequence item keeps its 1-based line, duplicate keys are kept
+//! (Talos's decoder rejects them, so the linter reports them), aliases are expanded as go-yaml
+//! expands them, and scalars keep whether they were quoted (a plain `true` is a bool, `"true"`
+//! is not).
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+pub use crate::goyaml::{Entry, Kind, Node};
 
-/// One document of a multi-document stream.
+/// One non-empty document of a multi-document stream.
 #[derive(Debug, Clone)]
 pub struct Doc {
     /// 0-based position in the stream.
@@ -17,109 +18,11 @@ pub struct Doc {
     pub root: Node,
 }
 
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub line: usize,
-    pub value: Value,
-}
-
-#[derive(Debug, Clone)]
-pub enum Value {
-    Scalar {
-        text: String,
-        plain: bool,
-    },
-    Seq(Vec<Node>),
-    Map(Vec<Entry>),
-    /// An alias to an anchor (`*a`); not resolved.
-    Alias,
-}
-
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub key: String,
-    pub key_line: usize,
-    pub value: Node,
-}
-
 /// A syntax error with its line.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     pub line: usize,
     pub message: String,
-}
-
-impl Node {
-    pub fn entries(&self) -> &[Entry] {
-        match &self.value {
-            Value::Map(e) => e,
-            _ => &[],
-        }
-    }
-
-    pub fn items(&self) -> &[Node] {
-        match &self.value {
-            Value::Seq(i) => i,
-            _ => &[],
-        }
-    }
-
-    pub fn is_map(&self) -> bool {
-        matches!(self.value, Value::Map(_))
-    }
-
-    pub fn is_seq(&self) -> bool {
-        matches!(self.value, Value::Seq(_))
-    }
-
-    /// The first entry with this key.
-    pub fn entry(&self, key: &str) -> Option<&Entry> {
-        self.entries().iter().find(|e| e.key == key)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Node> {
-        self.entry(key).map(|e| &e.value)
-    }
-
-    /// Follow a path of keys through nested mappings.
-    pub fn path(&self, keys: &[&str]) -> Option<&Node> {
-        let mut n = self;
-        for k in keys {
-            n = n.get(k)?;
-        }
-        Some(n)
-    }
-
-    /// The entry at the end of a path (for the line of its key).
-    pub fn path_entry(&self, keys: &[&str]) -> Option<&Entry> {
-        let (last, parents) = keys.split_last()?;
-        self.path(parents)?.entry(last)
-    }
-
-    /// Scalar text (quoted or not); `None` for collections and null.
-    pub fn as_str(&self) -> Option<&str> {
-        match &self.value {
-            Value::Scalar { text, plain } if !(*plain && is_null(text)) => Some(text),
-            _ => None,
-        }
-    }
-
-    /// A YAML boolean `true` (plain `true`/`True`/`TRUE`).
-    pub fn is_true(&self) -> bool {
-        matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "true" | "True" | "TRUE"))
-    }
-
-    /// Scalar items of a sequence, with their lines.
-    pub fn str_items(&self) -> Vec<(&str, usize)> {
-        self.items()
-            .iter()
-            .filter_map(|n| n.as_str().map(|s| (s, n.line)))
-            .collect()
-    }
-}
-
-fn is_null(text: &str) -> bool {
-    matches!(text, "" | "~" | "null" | "Null" | "NULL")
 }
 
 impl Doc {
@@ -152,100 +55,19 @@ impl Doc {
 
 /// Parse a multi-document stream. Empty documents (a lone `---`, comments only) are dropped.
 pub fn parse(text: &str) -> Result<Vec<Doc>, SyntaxError> {
-    let mut b = Builder::default();
-    let mut parser = Parser::new_from_str(text);
-    parser.load(&mut b, true).map_err(|e| SyntaxError {
-        line: e.marker().line(),
-        message: e.info().to_string(),
+    let docs = crate::goyaml::documents(text, usize::MAX).map_err(|e| SyntaxError {
+        line: e.line,
+        message: e.message,
     })?;
-    Ok(b.docs)
-}
-
-#[derive(Default)]
-struct Builder {
-    docs: Vec<Doc>,
-    /// Open collections: the node under construction and, for maps, a pending key.
-    stack: Vec<(Node, Option<(String, usize)>)>,
-    doc_line: usize,
-    count: usize,
-}
-
-impl Builder {
-    fn attach(&mut self, node: Node) {
-        match self.stack.last_mut() {
-            None => {
-                let index = self.count;
-                self.count += 1;
-                let empty =
-                    matches!(&node.value, Value::Scalar { text, plain: true } if is_null(text));
-                if !empty {
-                    self.docs.push(Doc {
-                        index,
-                        line: self.doc_line.max(node.line),
-                        root: node,
-                    });
-                }
-            }
-            Some((parent, pending)) => match &mut parent.value {
-                Value::Seq(items) => items.push(node),
-                Value::Map(entries) => match pending.take() {
-                    None => {
-                        let key = match &node.value {
-                            Value::Scalar { text, .. } => text.clone(),
-                            _ => String::from("<complex key>"),
-                        };
-                        *pending = Some((key, node.line));
-                    }
-                    Some((key, key_line)) => entries.push(Entry {
-                        key,
-                        key_line,
-                        value: node,
-                    }),
-                },
-                _ => {}
-            },
-        }
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let line = mark.line();
-        match ev {
-            Event::DocumentStart => self.doc_line = line,
-            Event::Scalar(text, style, _, _) => self.attach(Node {
-                line,
-                value: Value::Scalar {
-                    text,
-                    plain: style == TScalarStyle::Plain,
-                },
-            }),
-            Event::Alias(_) => self.attach(Node {
-                line,
-                value: Value::Alias,
-            }),
-            Event::SequenceStart(..) => self.stack.push((
-                Node {
-                    line,
-                    value: Value::Seq(Vec::new()),
-                },
-                None,
-            )),
-            Event::MappingStart(..) => self.stack.push((
-                Node {
-                    line,
-                    value: Value::Map(Vec::new()),
-                },
-                None,
-            )),
-            Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((node, _)) = self.stack.pop() {
-                    self.attach(node);
-                }
-            }
-            _ => {}
-        }
-    }
+    Ok(docs
+        .into_iter()
+        .filter(|d| !d.root.is_null())
+        .map(|d| Doc {
+            index: d.index,
+            line: d.line,
+            root: d.root,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -259,12 +81,12 @@ mod tests {
         assert_eq!(docs.len(), 2);
         let esc = &docs[0];
         assert_eq!(esc.kind(), Some("ExtensionServiceConfig"));
-        assert_eq!(esc.root.entry("name").unwrap().key_line, 4);
+        assert_eq!(esc.root.entry("name").unwrap().line(), 4);
         assert_eq!(
             esc.root
                 .entries()
                 .iter()
-                .filter(|e| e.key == "name")
+                .filter(|e| e.name() == "name")
                 .count(),
             2
         );
@@ -276,7 +98,7 @@ mod tests {
             .root
             .path_entry(&["machine", "kubelet", "nodeIP", "validSubnets"])
             .unwrap();
-        assert_eq!(vs.key_line, 13);
+        assert_eq!(vs.line(), 13);
         assert_eq!(v.index, 1);
     }
 

@@ -6,8 +6,6 @@ pub mod catalog;
 pub mod catalog_image;
 pub mod cli;
 pub mod doc;
-mod goscalar;
-pub mod goyaml;
 pub mod lint;
 pub mod net;
 pub mod private;

@@ -16,10 +16,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::goyaml::{self, GoValue};
 use super::receipt::{is_pinned, Receipt};
 use super::spec::TalosVersion;
 use crate::error::{Error, IoContext, Result};
+use crate::goyaml::{self, GoValue};
 
 /// `profile.MinRAWDiskSize` (1246 MiB), used for metal images.
 const MIN_RAW_DISK_SIZE: u64 = 1246 * 1024 * 1024;

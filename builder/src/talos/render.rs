@@ -10,9 +10,9 @@
 //! install image and the sysctls are `KubeNodeConfig`, `KubeAPIServerConfig`,
 //! `UnattendedInstallConfig` and `SysctlConfig` documents, as `talosctl gen config` writes them.
 
-use super::goyaml::{self, GoValue};
 use super::net::{parse_prefix, TAILNET_V4, TAILNET_V6};
 use super::spec::{NodeSpec, Role, Spec, TalosVersion};
+use crate::goyaml::{self, GoValue};
 use crate::release::config::{self, Form, Placed, Release};
 use crate::release::Minor;
 

@@ -2,24 +2,21 @@
 //! factory gives it, computed offline.
 //!
 //! The factory (`image-factory:pkg/schematic/schematic.go` at 26b95ca) decodes the body strictly
-//! into its Go structs ([`decode`], go-yaml v4 rules), refuses an `owner` unless it runs as the
+//! into its Go structs ([`crate::goyaml::decode`], go-yaml v4 rules), refuses an `owner` unless it runs as the
 //! Enterprise edition (`Schematic.Validate`), re-encodes the structs with go-yaml v4's
 //! `yaml.Marshal` (4-space indent, struct field order, `omitempty`) and names the schematic by
 //! the SHA-256 of those bytes (reference §1.2). [`Schematic::parse`] does the same decoding and
-//! [`Schematic::canonical_yaml`] goes through [`super::goyaml`], our go-yaml v4 emitter. Nothing
+//! [`Schematic::canonical_yaml`] goes through [`crate::goyaml::emit`], our go-yaml v4 emitter. Nothing
 //! else is checked at creation: duplicate or empty `officialExtensions` entries and any
 //! `enrollKeys` string are stored as given (the factory only looks at them when it builds an
 //! image). The bootloader is Talos's `imageropts.BootloaderKind`
 //! (`talos:pkg/machinery/imager/imageropts` at v1.14.0-rc.1, the version the factory pins), an
 //! enum read case-insensitively from its names `none`, `dual-boot`, `sd-boot` and `grub`.
 
-mod decode;
-
 use sha2::{Digest, Sha256};
 
-use self::decode::{DResult, DecodeError, Node};
-use super::goyaml::{self, GoValue};
 use crate::error::{Error, Result};
+use crate::goyaml::{self, decode, DResult, DecodeError, GoValue, Node};
 
 /// `schematic.Schematic`: keys in serialisation order `owner`, `overlay`, `customization`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -145,7 +142,7 @@ impl Schematic {
     /// [`Self::parse`], for the Enterprise edition when `enterprise` is set (an `owner` is
     /// accepted).
     pub fn parse_for(text: &str, origin: &str, enterprise: bool) -> Result<Self> {
-        let schematic = decode::first_document(text)
+        let schematic = goyaml::first_document(text)
             .and_then(|root| Self::from_node(&root))
             .map_err(|e| {
                 let at = if e.line == 0 {
@@ -367,7 +364,7 @@ impl Customization {
 impl MetaValue {
     /// A list item: a null item is dropped, a mapping fills `key` and `value`.
     fn decode(node: &Node) -> DResult<Option<MetaValue>> {
-        if matches!(node.kind, decode::Kind::Scalar { .. })
+        if matches!(node.kind, goyaml::Kind::Scalar { .. })
             && decode::resolve(node)? == decode::Scalar::Null
         {
             return Ok(None);

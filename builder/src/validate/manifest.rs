@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::constraint::{self, ConstraintError};
-use super::lenient::{first_document, Decoder};
 use super::semver::{self, Version};
 use super::{Finding, Options};
+use crate::goyaml::lenient::{first_document, Decoder};
 use crate::rootfs::{NodeKind, Tree};
 
 const MANIFEST: &str = "manifest.yaml";
@@ -173,10 +173,13 @@ fn load(tree: &Tree, out: &mut Vec<Finding>) -> Option<Manifest> {
             return None;
         }
         Err(e) => {
-            out.push(decode(
-                format!("cannot decode `manifest.yaml`: {e}"),
-                "fix the YAML syntax",
-            ));
+            out.push(
+                decode(
+                    format!("cannot decode `manifest.yaml`: {}", e.message),
+                    "fix the YAML syntax",
+                )
+                .at_line(e.line),
+            );
             return None;
         }
     };
@@ -202,9 +205,9 @@ fn load(tree: &Tree, out: &mut Vec<Finding>) -> Option<Manifest> {
         // go-yaml reports type errors as an unmarshal error; Talos refuses the extension.
         for e in d.errors {
             out.push(decode(
-                format!("cannot decode `manifest.yaml`: {e}"),
+                format!("cannot decode `manifest.yaml`: {}", e.message),
                 "give the field the type Talos expects (see the manifest schema: strings under `metadata`, `compatibility.talos.version` a string)",
-            ));
+            ).at_line(e.line));
         }
         return None;
     }

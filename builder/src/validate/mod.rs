@@ -14,12 +14,11 @@ pub mod command;
 pub mod constraint;
 mod contents;
 mod elf;
-mod lenient;
 mod manifest;
 pub mod range;
 mod report;
 pub mod semver;
-mod service;
+pub mod service;
 pub mod targets;
 
 use serde::Serialize;
@@ -56,6 +55,9 @@ pub struct Finding {
     pub severity: Severity,
     /// Path inside the image root (`rootfs/etc/foo.conf`, `manifest.yaml`), or `.` for the root.
     pub path: String,
+    /// 1-based line in the file at `path`, where the problem is a line of a YAML file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     pub message: String,
     /// How to fix it.
     pub hint: String,
@@ -73,9 +75,16 @@ impl Finding {
             rule,
             severity: severity_of(rule),
             path: path.into(),
+            line: None,
             message: message.into(),
             hint: hint.into(),
         }
+    }
+
+    /// The same finding, at `line` of its file (0 is no line).
+    pub fn at_line(mut self, line: usize) -> Self {
+        self.line = (line > 0).then_some(line);
+        self
     }
 }
 
@@ -275,6 +284,11 @@ pub const RULES: &[Rule] = &[
         "`container.entrypoint` is empty",
     ),
     rule("service-depends", E, "an invalid `depends` item"),
+    rule(
+        "service-unknown-key",
+        W,
+        "a key Talos's service spec does not have, which it ignores (often a typo)",
+    ),
     rule(
         "service-duplicate",
         E,

@@ -369,8 +369,9 @@ fn verdict_name(v: Verdict) -> &'static str {
 fn finding_lines(out: &mut String, f: &Finding) {
     // Names come from the image: escaped, so none can drive the terminal or fake a line of the
     // report (`--json` carries them exactly).
+    let line = f.line.map(|l| format!(":{l}")).unwrap_or_default();
     out.push_str(&format!(
-        "{}[{}] {}: {}\n",
+        "{}[{}] {}{line}: {}\n",
         f.severity.as_str(),
         f.rule,
         escape(&f.path),

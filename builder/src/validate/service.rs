@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
-
-use super::lenient::{first_document, Decoder};
 use super::{on_node, Finding};
+use crate::goyaml::lenient::{first_document, Decoder};
+use crate::goyaml::Node as YamlNode;
 use crate::rootfs::{join, Node, NodeKind, Tree};
 
 const SPECS: &str = "rootfs/usr/local/etc/containers";
@@ -22,13 +21,22 @@ const RESTART: &[&str] = &["always", "never", "untilsuccess"];
 
 /// The fields of `services.Spec` this module checks.
 #[derive(Debug, Default)]
-struct Spec {
+pub(crate) struct Spec {
     name: String,
     entrypoint: String,
     environment: Vec<String>,
     args: Vec<String>,
     restart: Option<String>,
     depends: Vec<Dependency>,
+    lines: Lines,
+}
+
+/// Lines of the fields [`validate_spec`] reports on (0: absent).
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
+    name: usize,
+    restart: usize,
+    entrypoint: usize,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +46,7 @@ struct Dependency {
     network: Vec<String>,
     time: bool,
     configuration: bool,
+    line: usize,
 }
 
 pub(super) fn check(tree: &Tree, out: &mut Vec<Finding>) {
@@ -139,17 +148,111 @@ fn decode(tree: &Tree, path: &str, node: &Node, out: &mut Vec<Finding>) -> Optio
             return None;
         }
     };
-    let value = match first_document(&bytes) {
-        Ok(v) => v.unwrap_or(Value::Null),
+    decode_spec(&bytes, path, out)
+}
+
+/// The keys of `services.Spec` and its nested types, as go-yaml matches them
+/// (`pkg/machinery/extensions/services/services.go` at v1.14.0-rc.1; `mounts` items are OCI
+/// runtime-spec `Mount`s, which have no yaml tags, so go-yaml matches their lower-cased field
+/// names). Talos decodes service files without `KnownFields`, so any other key is ignored.
+const SPEC_KEYS: &[&str] = &["name", "container", "depends", "restart", "logToConsole"];
+const CONTAINER_KEYS: &[&str] = &[
+    "entrypoint",
+    "environment",
+    "environmentFile",
+    "args",
+    "mounts",
+    "security",
+];
+const SECURITY_KEYS: &[&str] = &[
+    "writeableSysfs",
+    "maskedPaths",
+    "readonlyPaths",
+    "writeableRootfs",
+    "rootfsPropagation",
+];
+const DEPENDENCY_KEYS: &[&str] = &["service", "path", "network", "time", "configuration"];
+const MOUNT_KEYS: &[&str] = &[
+    "destination",
+    "type",
+    "source",
+    "options",
+    "uidmappings",
+    "gidmappings",
+];
+
+/// Keys Talos ignores, each reported with the known key it most likely means.
+fn unknown_keys(
+    map: Option<&YamlNode>,
+    field: &str,
+    known: &[&str],
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let Some(map) = map else {
+        return;
+    };
+    for e in map.entries() {
+        let key = e.name();
+        if known.contains(&key) || e.key.is_merge() {
+            continue;
+        }
+        let near = known
+            .iter()
+            .map(|k| {
+                (
+                    strsim::damerau_levenshtein(&key.to_lowercase(), &k.to_lowercase()),
+                    *k,
+                )
+            })
+            .filter(|(d, _)| *d <= 2)
+            .min();
+        let at = if field.is_empty() {
+            format!("`{key}`")
+        } else {
+            format!("`{field}.{key}`")
+        };
+        let (message, hint) = match near {
+            Some((_, k)) => (
+                format!("{at} is not a key of Talos's service spec, which ignores it; did you mean `{k}`?"),
+                format!("rename it to `{k}`"),
+            ),
+            None => (
+                format!("{at} is not a key of Talos's service spec, which ignores it"),
+                format!("the keys here are {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+            ),
+        };
+        out.push(Finding::new("service-unknown-key", path, message, hint).at_line(e.line()));
+    }
+}
+
+/// Decode a service file's bytes the way machined does, reporting what Talos would refuse (and
+/// the keys it would ignore) at their lines of `path`.
+pub(crate) fn decode_spec(bytes: &[u8], path: &str, out: &mut Vec<Finding>) -> Option<Spec> {
+    let fail = |message: String, line: usize| {
+        Finding::new(
+            "service-decode",
+            path,
+            message,
+            "fix the YAML so it decodes into Talos's service spec (`name`, `container`, `depends`, `restart`)",
+        )
+        .at_line(line)
+    };
+    let value = match first_document(bytes) {
+        Ok(v) => v,
         Err(e) => {
-            out.push(fail(format!("error loading extension service spec: {e}")));
+            out.push(fail(
+                format!("error loading extension service spec: {}", e.message),
+                e.line,
+            ));
             return None;
         }
     };
 
     let mut d = Decoder::default();
-    let root = d.mapping(Some(&value), "(document)");
+    let root = d.mapping(value.as_ref(), "(document)");
     let container = d.mapping(d.get(root, "container"), "container");
+    let line = |n: Option<&YamlNode>| n.map_or(0, |n| n.line);
     let mut spec = Spec {
         name: d.string(d.get(root, "name"), "name"),
         entrypoint: d.string(d.get(container, "entrypoint"), "container.entrypoint"),
@@ -157,12 +260,17 @@ fn decode(tree: &Tree, path: &str, node: &Node, out: &mut Vec<Finding>) -> Optio
         args: d.strings(d.get(container, "args"), "container.args"),
         restart: d.get(root, "restart").map(|v| d.string(Some(v), "restart")),
         depends: Vec::new(),
+        lines: Lines {
+            name: line(d.get(root, "name")),
+            restart: line(d.get(root, "restart")),
+            entrypoint: line(d.get(container, "entrypoint")).max(line(container)),
+        },
     };
     d.string(
         d.get(container, "environmentFile"),
         "container.environmentFile",
     );
-    d.seq(d.get(container, "mounts"), "container.mounts");
+    let mounts = d.seq(d.get(container, "mounts"), "container.mounts");
     let security = d.mapping(d.get(container, "security"), "container.security");
     for key in ["writeableRootfs", "writeableSysfs"] {
         d.bool(d.get(security, key), &format!("container.security.{key}"));
@@ -170,7 +278,16 @@ fn decode(tree: &Tree, path: &str, node: &Node, out: &mut Vec<Finding>) -> Optio
     for key in ["maskedPaths", "readonlyPaths"] {
         d.strings(d.get(security, key), &format!("container.security.{key}"));
     }
+    d.string(
+        d.get(security, "rootfsPropagation"),
+        "container.security.rootfsPropagation",
+    );
     d.bool(d.get(root, "logToConsole"), "logToConsole");
+    let mut maps = Vec::new();
+    for (i, item) in mounts.into_iter().enumerate() {
+        let field = format!("container.mounts[{i}]");
+        maps.push((d.mapping(Some(item), &field), field, MOUNT_KEYS));
+    }
     for (i, item) in d
         .seq(d.get(root, "depends"), "depends")
         .into_iter()
@@ -184,16 +301,47 @@ fn decode(tree: &Tree, path: &str, node: &Node, out: &mut Vec<Finding>) -> Optio
             network: d.strings(d.get(m, "network"), &format!("{field}.network")),
             time: d.bool(d.get(m, "time"), &format!("{field}.time")),
             configuration: d.bool(d.get(m, "configuration"), &format!("{field}.configuration")),
+            line: item.line,
         });
+        maps.push((m, field, DEPENDENCY_KEYS));
     }
     if !d.errors.is_empty() {
         for e in d.errors {
-            out.push(fail(format!("error loading extension service spec: {e}")));
+            out.push(fail(
+                format!("error loading extension service spec: {}", e.message),
+                e.line,
+            ));
         }
         return None;
     }
+    unknown_keys(root, "", SPEC_KEYS, path, out);
+    unknown_keys(container, "container", CONTAINER_KEYS, path, out);
+    unknown_keys(security, "container.security", SECURITY_KEYS, path, out);
+    for (m, field, known) in maps {
+        unknown_keys(m, &field, known, path, out);
+    }
     Some(spec)
 }
+
+/// A service file from an extension definition (before any image exists): decoded and checked
+/// with Talos's `Spec.Validate` rules, every finding at its line of `path`.
+pub fn check_definition(bytes: &[u8], path: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(spec) = decode_spec(bytes, path, &mut out) {
+        validate_spec(&spec, path, &mut out);
+    }
+    out
+}
+
+/// The rules [`check_definition`] covers: what only the service file decides.
+pub const DEFINITION_RULES: &[&str] = &[
+    "service-decode",
+    "service-name",
+    "service-restart",
+    "service-entrypoint-empty",
+    "service-depends",
+    "service-unknown-key",
+];
 
 fn name_valid(name: &str) -> bool {
     !name.is_empty()
@@ -205,36 +353,48 @@ fn name_valid(name: &str) -> bool {
 /// `Spec.Validate` plus the decode-time enum checks (contract §5.3).
 fn validate_spec(spec: &Spec, path: &str, out: &mut Vec<Finding>) {
     if !name_valid(&spec.name) {
-        out.push(Finding::new(
-            "service-name",
-            path,
-            format!("name `{}` is invalid", spec.name),
-            "use only lower-case letters, digits, `-` and `_` (`^[-_a-z0-9]+$`)",
-        ));
+        out.push(
+            Finding::new(
+                "service-name",
+                path,
+                format!("name `{}` is invalid", spec.name),
+                "use only lower-case letters, digits, `-` and `_` (`^[-_a-z0-9]+$`)",
+            )
+            .at_line(spec.lines.name),
+        );
     }
     let restart_hint = "set `restart:` to `always`, `never` or `untilSuccess`";
     match spec.restart.as_deref() {
-        None => out.push(Finding::new(
-            "service-restart",
-            path,
-            "restart kind is invalid: RestartKind(0) (`restart` is missing)",
-            restart_hint,
-        )),
-        Some(r) if !RESTART.contains(&r.to_lowercase().as_str()) => out.push(Finding::new(
-            "service-restart",
-            path,
-            format!("`{r}` does not belong to RestartKind values"),
-            restart_hint,
-        )),
+        None => out.push(
+            Finding::new(
+                "service-restart",
+                path,
+                "restart kind is invalid: RestartKind(0) (`restart` is missing)",
+                restart_hint,
+            )
+            .at_line(spec.lines.name),
+        ),
+        Some(r) if !RESTART.contains(&r.to_lowercase().as_str()) => out.push(
+            Finding::new(
+                "service-restart",
+                path,
+                format!("`{r}` does not belong to RestartKind values"),
+                restart_hint,
+            )
+            .at_line(spec.lines.restart),
+        ),
         Some(_) => {}
     }
     if spec.entrypoint.is_empty() {
-        out.push(Finding::new(
-            "service-entrypoint-empty",
-            path,
-            "container endpoint can't be empty (`container.entrypoint`)",
-            "set `container.entrypoint` to the program to run inside the container root",
-        ));
+        out.push(
+            Finding::new(
+                "service-entrypoint-empty",
+                path,
+                "container endpoint can't be empty (`container.entrypoint`)",
+                "set `container.entrypoint` to the program to run inside the container root",
+            )
+            .at_line(spec.lines.entrypoint),
+        );
     }
     for (i, dep) in spec.depends.iter().enumerate() {
         let mut problem = |msg: String| {
@@ -243,7 +403,8 @@ fn validate_spec(spec: &Spec, path: &str, out: &mut Vec<Finding>) {
                 path,
                 format!("`depends[{i}]`: {msg}"),
                 "give each `depends` item exactly one of `service: <id>`, `path: /abs/path`, `network: [addresses|connectivity|hostname|etcfiles]`, `time: true`, `configuration: true`",
-            ))
+            )
+            .at_line(dep.line))
         };
         for n in &dep.network {
             if !NETWORK.contains(&n.to_lowercase().as_str()) {
@@ -449,6 +610,7 @@ mod tests {
         assert_eq!(
             rules(&f),
             vec![
+                "service-unknown-key",
                 "service-name",
                 "service-restart",
                 "service-entrypoint-empty",
@@ -458,6 +620,9 @@ mod tests {
                 "service-depends",
             ]
         );
+        let f = &f[1..];
+        let lines: Vec<Option<usize>> = f.iter().map(|f| f.line).collect();
+        assert_eq!(lines, [1, 10, 3, 5, 7, 8, 9].map(Some).to_vec(), "{f:#?}");
         assert!(
             f[3].message.contains("more than a single dependency"),
             "{}",
@@ -473,6 +638,45 @@ mod tests {
             |_| {},
         );
         assert!(missing[0].message.contains("RestartKind(0)"));
+    }
+
+    #[test]
+    fn ignored_keys_are_warned_with_the_key_meant() {
+        let spec = "name: hello\ncontainer:\n  entrypoint: ./hello\n  security:\n    writableRootfs: true\n  mounts:\n    - {source: /a, destination: /a, type: bind, option: [rbind]}\ndepends:\n  - network: [addresses]\n    tme: true\nrestarts: always\nrestart: always\nfoo: 1\n";
+        let f = run(&[("hello.yaml", spec)], hello_root);
+        let got: Vec<(&str, Option<usize>, bool)> = f
+            .iter()
+            .map(|f| (f.rule, f.line, f.message.contains("did you mean")))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("service-unknown-key", Some(11), true),
+                ("service-unknown-key", Some(13), false),
+                ("service-unknown-key", Some(5), true),
+                ("service-unknown-key", Some(7), true),
+                ("service-unknown-key", Some(10), true),
+            ],
+            "{f:#?}"
+        );
+        assert!(f[0].message.contains("`restarts`") && f[0].message.contains("`restart`?"));
+        assert!(
+            f[2].message.contains("`container.security.writableRootfs`")
+                && f[2].message.contains("`writeableRootfs`?")
+        );
+        assert!(f[3].message.contains("`options`?"), "{}", f[3].message);
+        assert!(f
+            .iter()
+            .all(|f| f.severity == super::super::Severity::Warning));
+    }
+
+    #[test]
+    fn scalars_are_read_as_talos_reads_them() {
+        // A plain `0x10` is the service `0x10` (go-yaml keeps the text in a string field).
+        let spec = GOOD.replace("name: hello", "name: 0x10");
+        let f = run(&[("0x10.yaml", &spec)], |_| {});
+        assert_eq!(rules(&f), vec!["service-container-root-missing"]);
+        assert_eq!(f[0].path, "rootfs/usr/local/lib/containers/0x10");
     }
 
     #[test]

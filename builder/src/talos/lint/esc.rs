@@ -17,7 +17,7 @@ pub fn check_document(d: &Located, out: &mut Vec<Finding>) {
             out.push(d.finding(
                 "esc-shape",
                 Severity::Error,
-                e.key_line,
+                e.line(),
                 "`ExtensionServiceConfig` is written as a key; it is a document kind",
                 "write a separate document: `apiVersion: v1alpha1`, `kind: ExtensionServiceConfig`, `name: tailscale`, `environment: [...]`",
             ));
@@ -28,7 +28,7 @@ pub fn check_document(d: &Located, out: &mut Vec<Finding>) {
         return;
     }
     if d.doc.kind() == Some("ExtensionServicesConfig") {
-        let line = root.entry("kind").map(|e| e.key_line).unwrap_or(d.doc.line);
+        let line = root.entry("kind").map(|e| e.line()).unwrap_or(d.doc.line);
         out.push(d.finding(
             "esc-kind",
             Severity::Error,
@@ -47,7 +47,7 @@ pub fn check_document(d: &Located, out: &mut Vec<Finding>) {
                 "esc-api-version",
                 Severity::Error,
                 root.entry("apiVersion")
-                    .map(|e| e.key_line)
+                    .map(|e| e.line())
                     .unwrap_or(d.doc.line),
                 format!(
                     "`apiVersion` is `{}`; the only registered version is `v1alpha1`",
@@ -58,19 +58,19 @@ pub fn check_document(d: &Located, out: &mut Vec<Finding>) {
         ),
     }
     for e in root.entries() {
-        match e.key.as_str() {
+        match e.name() {
             k if KNOWN_KEYS.contains(&k) => {}
             "spec" | "metadata" => out.push(d.finding(
                 "esc-spec-nesting",
                 Severity::Error,
-                e.key_line,
-                format!("`{}:` nesting: ExtensionServiceConfig is flat, and Talos's strict decoder rejects unknown keys", e.key),
+                e.line(),
+                format!("`{}:` nesting: ExtensionServiceConfig is flat, and Talos's strict decoder rejects unknown keys", e.name()),
                 "move `name`, `configFiles` and `environment` to the top level of the document",
             )),
             "volumeMounts" => out.push(d.finding(
                 "esc-volume-mounts",
                 Severity::Error,
-                e.key_line,
+                e.line(),
                 "`volumeMounts` does not exist in ExtensionServiceConfig (no Talos release has it)",
                 "mounts belong in the extension's service file (`container.mounts`); pass files with `configFiles`",
             )),
@@ -78,7 +78,7 @@ pub fn check_document(d: &Located, out: &mut Vec<Finding>) {
             k => out.push(d.finding(
                 "esc-unknown-key",
                 Severity::Error,
-                e.key_line,
+                e.line(),
                 format!("unknown key `{k}`; Talos's strict decoder rejects the document"),
                 "ExtensionServiceConfig has only `apiVersion`, `kind`, `name`, `configFiles` and `environment`",
             )),

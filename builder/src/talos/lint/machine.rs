@@ -39,7 +39,7 @@ pub fn check_tailscale_env(d: &Located, env: &Env, out: &mut Vec<Finding>) {
                 d.doc
                     .root
                     .entry("environment")
-                    .map(|e| e.key_line)
+                    .map(|e| e.line())
                     .unwrap_or(d.doc.line),
                 "`TS_AUTH_ONCE` is not set (containerboot's default is false)",
                 once_hint,
@@ -289,7 +289,7 @@ fn first_list<'a>(
         let e = d.doc.root.path_entry(path)?;
         Some((
             *d,
-            e.key_line,
+            e.line(),
             e.value.str_items().into_iter().map(|(s, _)| s).collect(),
         ))
     })
@@ -299,7 +299,7 @@ fn anchor_line(d: &Located, key: &str) -> usize {
     d.doc
         .root
         .entry(key)
-        .map(|e| e.key_line)
+        .map(|e| e.line())
         .unwrap_or(d.doc.line)
 }
 
@@ -325,7 +325,7 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
             out.push(d.finding(
                 "install-extensions-deprecated",
                 Severity::Warning,
-                e.key_line,
+                e.line(),
                 "`machine.install.extensions` is deprecated since v1.5 and has no effect from v1.10",
                 "bake the extension into the installer (imager or Image Factory) and set `machine.install.image`",
             ));
@@ -410,7 +410,7 @@ fn nameservers(group: &[Located], v1: &[&Located], out: &mut Vec<Finding>) {
             .path_entry(&["machine", "network", "nameservers"])
         {
             let ns = e.value.str_items().into_iter().map(|(s, _)| s).collect();
-            lists.push((*d, e.key_line, ns));
+            lists.push((*d, e.line(), ns));
         }
     }
     for d in group
@@ -424,7 +424,7 @@ fn nameservers(group: &[Located], v1: &[&Located], out: &mut Vec<Finding>) {
                 .iter()
                 .filter_map(|n| n.get("address").and_then(Node::as_str))
                 .collect();
-            lists.push((d, e.key_line, ns));
+            lists.push((d, e.line(), ns));
         }
     }
     for (d, line, ns) in lists {
@@ -471,7 +471,7 @@ fn node_ip(group: &[Located], v1: &[&Located], opts: &Options, out: &mut Vec<Fin
         let filters: Vec<&str> = e.value.str_items().into_iter().map(|(s, _)| s).collect();
         leaks(
             d,
-            e.key_line,
+            e.line(),
             &filters,
             "kubelet-valid-subnets-tailnet",
             "kubelet node IP",
@@ -565,7 +565,7 @@ fn kubespan(group: &[Located], v1: &[&Located], out: &mut Vec<Finding>) {
     for d in v1 {
         if let Some(ks) = d.doc.root.path_entry(&["machine", "network", "kubespan"]) {
             if ks.value.get("enabled").is_some_and(Node::is_true) {
-                sources.push((*d, ks.key_line, ks.value.path(&["filters", "endpoints"])));
+                sources.push((*d, ks.line(), ks.value.path(&["filters", "endpoints"])));
             }
         }
     }

@@ -140,12 +140,16 @@ pub fn lint(inputs: &[(String, String)], opts: &Options) -> Vec<Finding> {
 fn duplicate_keys(d: &Located, node: &doc::Node, out: &mut Vec<Finding>) {
     let entries = node.entries();
     for (i, e) in entries.iter().enumerate() {
-        if let Some(first) = entries[..i].iter().find(|p| p.key == e.key) {
+        if let Some(first) = entries[..i].iter().find(|p| p.name() == e.name()) {
             out.push(d.finding(
                 "yaml-duplicate-key",
                 Severity::Error,
-                e.key_line,
-                format!("key `{}` repeats the one on line {}", e.key, first.key_line),
+                e.line(),
+                format!(
+                    "key `{}` repeats the one on line {}",
+                    e.name(),
+                    first.line()
+                ),
                 "Talos's YAML decoder rejects duplicate keys; keep one",
             ));
         }

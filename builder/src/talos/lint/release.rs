@@ -4,22 +4,19 @@
 
 use super::{Finding, Located, Options, Severity};
 use crate::release::config::{self, Document, Replaced, Set};
-use crate::talos::doc::{Node, Value};
+use crate::talos::doc::{Kind, Node};
 
 /// Whether a v1alpha1 value counts as set, the way the Go field would after decoding.
 fn is_set(node: &Node, set: Set) -> bool {
-    let null = matches!(&node.value, Value::Scalar { text, plain: true }
-        if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"));
-    if null {
+    if node.is_null() {
         return false;
     }
     match set {
         Set::Present => true,
-        Set::NonEmpty => match &node.value {
-            Value::Scalar { text, .. } => !text.is_empty(),
-            Value::Seq(items) => !items.is_empty(),
-            Value::Map(entries) => !entries.is_empty(),
-            Value::Alias => true,
+        Set::NonEmpty => match &node.kind {
+            Kind::Scalar { value, .. } => !value.is_empty(),
+            Kind::Seq(items) => !items.is_empty(),
+            Kind::Map(entries) => !entries.is_empty(),
         },
         Set::NonZero => node.as_str().is_some_and(|s| s != "0"),
         Set::True => node.is_true(),
@@ -65,7 +62,7 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
                         d.doc
                             .root
                             .entry("kind")
-                            .map(|e| e.key_line)
+                            .map(|e| e.line())
                             .unwrap_or(d.doc.line),
                         format!(
                             "`{kind}` documents exist from Talos {}; {m} does not know the kind",
@@ -90,11 +87,11 @@ pub fn check_group(group: &[Located], opts: &Options, out: &mut Vec<Finding>) {
                 out.push(v.finding(
                     "v1alpha1-conflict",
                     Severity::Error,
-                    e.key_line,
+                    e.line(),
                     format!(
                         "`{}` (line {}) is set next to the `{kind}` document ({}) that replaces it; Talos refuses the configuration",
                         r.dotted(),
-                        e.key_line,
+                        e.line(),
                         place(d, v),
                     ),
                     format!(

@@ -1,188 +1,24 @@
-//! Reading a schematic the way the Image Factory does: `schematic.Unmarshal`
-//! (`image-factory:pkg/schematic/schematic.go` at 26b95ca) runs go-yaml v4's `Decoder` with
-//! `KnownFields(true)` over the body and decodes its first document into the factory's structs.
+//! Decoding a node tree into Go types the way go-yaml v4 does (go.yaml.in/yaml/v4 v4.0.0-rc.6,
+//! `internal/libyaml/constructor.go`, `resolver.go`): quoted and block scalars are strings; a
+//! plain scalar resolves to null, bool, int, float, timestamp or string first
+//! ([`resolve_plain`]); a string field takes any resolved scalar as its source text except a
+//! timestamp (an error); a null leaves a field at its zero value and is dropped from a list of
+//! strings or structs; an integer field takes ints and lossless floats in range; a bool field
+//! also takes the YAML 1.1 words (`yes`, `off`); an enum with `UnmarshalText` gets the
+//! scalar's text; duplicate keys are errors, and so are unknown fields where the Go side sets
+//! `KnownFields(true)` ([`structure`]); `<<` merges mappings.
 //!
-//! The rules here follow go.yaml.in/yaml/v4 v4.0.0-rc.6 (`internal/libyaml/constructor.go`,
-//! `resolver.go`): quoted and block scalars are strings; a plain scalar resolves to null, bool,
-//! int, float, timestamp or string first ([`resolve_plain`]); a string field takes any resolved
-//! scalar as its source text except a timestamp (an error); a null leaves a field at its zero
-//! value and is dropped from a list of strings or structs; an integer field takes ints and
-//! lossless floats in range; a bool field also takes the YAML 1.1 words (`yes`, `off`); an enum
-//! with `UnmarshalText` gets the scalar's text; duplicate keys and unknown fields are errors;
-//! `<<` merges mappings. Events come from yaml-rust2, whose parser reports each scalar's style
-//! and tag and each node's position, which is all go-yaml's decoder looks at; the tree and the
-//! typed decoding are ours.
+//! The Image Factory decodes schematics this way (`image-factory:pkg/schematic/schematic.go` at
+//! 26b95ca, strict); Talos reads extension manifests and service files with the same rules but
+//! without `KnownFields` ([`super::lenient`]).
 
 use std::collections::{BTreeSet, HashMap};
 
 use base64::Engine as _;
-use yaml_rust2::parser::{Event, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use crate::talos::goscalar::{resolve_plain, Resolved};
-use crate::talos::goyaml::{sort_any_map_keys, sort_map_keys, GoValue};
-
-/// Aliases are expanded by copying; this bounds what a small document can expand to.
-const MAX_NODES: usize = 200_000;
-/// Decoding recurses per level; go-yaml bounds nesting too.
-const MAX_DEPTH: usize = 500;
-
-#[derive(Debug)]
-pub struct DecodeError {
-    /// 1-based; 0 when the error has no position (an empty stream).
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-}
-
-pub type DResult<T> = std::result::Result<T, DecodeError>;
-
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub line: usize,
-    pub col: usize,
-    /// `""` (none), `"!"` (non-specific), `"!!str"` style short tags, or a full custom tag.
-    pub tag: String,
-    pub kind: Kind,
-}
-
-#[derive(Debug, Clone)]
-pub enum Kind {
-    Scalar { value: String, plain: bool },
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
-}
-
-fn err(node: &Node, message: impl Into<String>) -> DecodeError {
-    DecodeError {
-        line: node.line,
-        col: node.col,
-        message: message.into(),
-    }
-}
-
-fn short_tag(tag: Option<Tag>) -> String {
-    let Some(t) = tag else {
-        return String::new();
-    };
-    let full = format!("{}{}", t.handle, t.suffix);
-    if t.handle.is_empty() && t.suffix == "!" {
-        "!".into()
-    } else if let Some(rest) = full.strip_prefix("tag:yaml.org,2002:") {
-        format!("!!{rest}")
-    } else {
-        full
-    }
-}
-
-/// The first document of a stream as a node tree, aliases expanded. An empty stream is an
-/// error (`EOF`), as for the factory.
-pub fn first_document(text: &str) -> DResult<Node> {
-    // go-yaml's reader drops a byte order mark at the start of the stream.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut parser = Parser::new_from_str(text);
-    let mut stack: Vec<(Node, usize, Option<Node>)> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
-    let mut count = 0usize;
-    let mut root: Option<Node> = None;
-    loop {
-        let (event, mark) = parser.next_token().map_err(|e| DecodeError {
-            line: e.marker().line(),
-            col: e.marker().col() + 1,
-            message: e.info().to_string(),
-        })?;
-        let at = |kind: Kind, tag: Option<Tag>, m: &Marker| Node {
-            line: m.line(),
-            col: m.col() + 1,
-            tag: short_tag(tag),
-            kind,
-        };
-        let (node, anchor) = match event {
-            Event::StreamEnd => {
-                return root.ok_or(DecodeError {
-                    line: 0,
-                    col: 0,
-                    message: "EOF".into(),
-                });
-            }
-            Event::DocumentEnd => match root.take() {
-                Some(r) => return Ok(r),
-                None => continue,
-            },
-            Event::Scalar(value, style, anchor, tag) => (
-                at(
-                    Kind::Scalar {
-                        value,
-                        plain: style == TScalarStyle::Plain,
-                    },
-                    tag,
-                    &mark,
-                ),
-                anchor,
-            ),
-            Event::Alias(id) => {
-                let node = anchors.get(&id).cloned().ok_or_else(|| DecodeError {
-                    line: mark.line(),
-                    col: mark.col() + 1,
-                    message: "unknown anchor".into(),
-                })?;
-                count += size(&node);
-                (node, 0)
-            }
-            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
-                return Err(DecodeError {
-                    line: mark.line(),
-                    col: mark.col() + 1,
-                    message: format!("document nested deeper than {MAX_DEPTH} levels"),
-                });
-            }
-            Event::SequenceStart(anchor, tag) => {
-                stack.push((at(Kind::Seq(Vec::new()), tag, &mark), anchor, None));
-                continue;
-            }
-            Event::MappingStart(anchor, tag) => {
-                stack.push((at(Kind::Map(Vec::new()), tag, &mark), anchor, None));
-                continue;
-            }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some((node, anchor, _)) => (node, anchor),
-                None => continue,
-            },
-            _ => continue,
-        };
-        count += 1;
-        if count > MAX_NODES {
-            return Err(err(&node, "document too large after alias expansion"));
-        }
-        if anchor != 0 {
-            anchors.insert(anchor, node.clone());
-        }
-        match stack.last_mut() {
-            None => root = Some(node),
-            Some((parent, _, pending)) => match &mut parent.kind {
-                Kind::Seq(items) => items.push(node),
-                Kind::Map(entries) => match pending.take() {
-                    None => *pending = Some(node),
-                    Some(key) => entries.push((key, node)),
-                },
-                Kind::Scalar { .. } => {}
-            },
-        }
-    }
-}
-
-fn size(n: &Node) -> usize {
-    match &n.kind {
-        Kind::Scalar { .. } => 1,
-        Kind::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
-        Kind::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| size(k) + size(v))
-                .sum::<usize>()
-        }
-    }
-}
+use super::emit::{sort_any_map_keys, sort_map_keys, GoValue};
+use super::scalar::{resolve_plain, Resolved, Timestamp};
+use super::tree::{err, DResult, DecodeError, Entry, Kind, Node};
 
 /// A scalar after go-yaml's `resolve(tag, value)`.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,7 +28,7 @@ pub enum Scalar {
     Int(i64),
     Uint(u64),
     Float(f64),
-    Timestamp(crate::talos::goscalar::Timestamp),
+    Timestamp(Timestamp),
     Merge,
     /// `!!str`, a quoted or block scalar, or a plain one that resolves to a string.
     Str(String),
@@ -406,9 +242,9 @@ fn is_merge_key(node: &Node) -> DResult<bool> {
 }
 
 /// go-yaml's unique-keys check: two keys of the same kind and text.
-fn check_unique(entries: &[(Node, Node)]) -> DResult<()> {
+fn check_unique(entries: &[Entry]) -> DResult<()> {
     let mut seen: HashMap<(&'static str, &str), usize> = HashMap::new();
-    for (k, _) in entries {
+    for Entry { key: k, .. } in entries {
         let kind = match k.kind {
             Kind::Scalar { .. } => "scalar",
             Kind::Seq(_) => "seq",
@@ -477,7 +313,7 @@ fn structure_inner(
     let mut merges = Vec::new();
     let outer: BTreeSet<String> = done.clone();
     let mut mine = BTreeSet::new();
-    for (k, v) in entries {
+    for Entry { key: k, value: v } in entries {
         if is_merge_key(k)? {
             merges.push(v);
             continue;
@@ -532,7 +368,7 @@ fn collect_string_map(
     check_unique(entries)?;
     let outer = done.clone();
     let mut merges = Vec::new();
-    for (k, v) in entries {
+    for Entry { key: k, value: v } in entries {
         if is_merge_key(k)? {
             merges.push(v);
             continue;
@@ -558,8 +394,8 @@ fn collect_string_map(
 }
 
 /// go-yaml's `isStringMap`: every key is a string or `<<`.
-fn is_string_map(entries: &[(Node, Node)]) -> DResult<bool> {
-    for (k, _) in entries {
+fn is_string_map(entries: &[Entry]) -> DResult<bool> {
+    for Entry { key: k, .. } in entries {
         if !matches!(k.kind, Kind::Scalar { .. }) {
             return Ok(false);
         }
@@ -605,7 +441,7 @@ pub fn any(node: &Node) -> DResult<Option<GoValue>> {
             check_unique(entries)?;
             let mut out: Vec<(GoValue, GoValue)> = Vec::new();
             let mut merges = Vec::new();
-            for (k, v) in entries {
+            for Entry { key: k, value: v } in entries {
                 if is_merge_key(k)? {
                     merges.push(v);
                     continue;

@@ -18,7 +18,7 @@
 
 use std::cmp::Ordering;
 
-use super::goscalar::{
+use super::scalar::{
     analyze, double_quote, is_break, needs_compat_quotes, resolves_to_string, should_use_literal,
     Timestamp,
 };

@@ -4,7 +4,7 @@
 //! timestamp layouts of `parseTimestamp`), which strings the representer single-quotes for
 //! YAML 1.1 readers (`representer.go`: `isOldBool`, `isBase60Float`, `looksLikeMerge`), what
 //! `analyzeScalar` allows (`emitter.go`), and the double-quoted writer's escapes. Used by
-//! [`super::goyaml`] to quote exactly where go-yaml quotes, and by the schematic decoder to read
+//! [`super::emit`] to quote exactly where go-yaml quotes, and by the decoders to read
 //! scalars as go-yaml reads them.
 
 pub(super) struct Analysis {
