@@ -134,7 +134,9 @@ fn inspect_describes_layouts_archives_and_registry_images_alike() {
         format!("oci-archive:{}:v1", archive.display()),
         remote.clone(),
     ] {
-        let text = talext().args(["inspect", &loc]).ok().stdout;
+        // A registry image's layers are read only when asked for.
+        let contents: &[&str] = if loc == remote { &["--contents"] } else { &[] };
+        let text = talext().args(["inspect", &loc]).args(contents).ok().stdout;
         let head = format!("{loc}\n  digest: {digest}\n  type:   {MT_INDEX}\n");
         assert!(text.starts_with(&head), "{text}");
         for (platform, (child, manifest)) in &images {
@@ -160,7 +162,11 @@ fn inspect_describes_layouts_archives_and_registry_images_alike() {
             assert_eq!(text.matches(line).count(), 2, "`{line}` twice in:\n{text}");
         }
 
-        let mut json = talext().args(["inspect", "--json", &loc]).ok().json();
+        let mut json = talext()
+            .args(["inspect", "--json", &loc])
+            .args(contents)
+            .ok()
+            .json();
         assert_eq!(json["source"], json!(loc));
         assert_eq!(json["digest"], json!(digest));
         assert_eq!(json["media_type"], json!(MT_INDEX));
@@ -198,6 +204,36 @@ fn inspect_describes_layouts_archives_and_registry_images_alike() {
     // One image, one description, wherever it is stored.
     assert_eq!(described[0], described[1]);
     assert_eq!(described[0], described[2]);
+
+    // Without `--contents`, a registry image is described from its manifests and configs: with
+    // every layer gone from the registry's storage, it still inspects, and `--contents` fails.
+    let blobs = registry.storage().join("docker/registry/v2/blobs/sha256");
+    for (_, manifest) in images.values() {
+        let hex = manifest["layers"][0]["digest"].as_str().unwrap()["sha256:".len()..].to_string();
+        std::fs::remove_dir_all(blobs.join(&hex[..2]).join(&hex)).unwrap();
+    }
+    let text = talext().args(["inspect", &remote]).ok().stdout;
+    assert!(text.contains("layers not read"), "{text}");
+    assert!(
+        !text.contains("extension:") && !text.contains("tree:"),
+        "{text}"
+    );
+    let json = talext().args(["inspect", "--json", &remote]).ok().json();
+    assert_eq!(json["contents"], json!(false));
+    let mut metadata_only = described[2].clone();
+    metadata_only["contents"] = json!(false);
+    for p in metadata_only["platforms"].as_array_mut().unwrap() {
+        let p = p.as_object_mut().unwrap();
+        p.remove("tree");
+        p.insert("manifest".into(), json!(null));
+        p.insert("services".into(), json!([]));
+    }
+    let mut shown = json.clone();
+    shown.as_object_mut().unwrap().remove("source");
+    assert_eq!(shown, metadata_only);
+    talext()
+        .args(["inspect", "--contents", &remote])
+        .fails_with(1);
 }
 
 #[test]

@@ -253,6 +253,11 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// For a registry image, also fetch its layers to show the extension inside (its
+    /// `manifest.yaml`, services and tree). Without it only manifests and configs are read, as
+    /// `skopeo inspect` does; local stores are always read whole.
+    #[arg(long)]
+    pub contents: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -515,7 +520,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Inspect(args) => {
             let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
             let loc = Location::parse(&args.source, &cwd)?;
-            let out = crate::inspect::inspect_location(&loc, &args.registry.options()?)?;
+            let out =
+                crate::inspect::inspect_location(&loc, &args.registry.options()?, args.contents)?;
             if args.json {
                 outln(
                     serde_json::to_string_pretty(&out)

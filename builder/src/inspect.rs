@@ -11,6 +11,7 @@ use crate::oci::{self, archive, Descriptor, Digest, Index, Manifest};
 use crate::registry::RegistryOptions;
 use crate::rootfs::{NodeKind, Tree};
 use crate::source;
+use crate::store::source::Source;
 use crate::transfer;
 use crate::transport::Location;
 
@@ -89,7 +90,12 @@ pub fn open_layout(
     let mut structure = Vec::new();
     let mut images = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    collect(&layout, &root, &mut images, &mut structure, &mut seen, 0)?;
+    let src = Source::Layout {
+        layout: layout.clone(),
+        tag: None,
+        _unpacked: None,
+    };
+    collect(&src, &root, &mut images, &mut structure, &mut seen, 0)?;
     // The imager's `ociPath` input takes the first `index.json` entry whose platform matches and
     // does not descend into an index (contract §2.1).
     if oci::is_index_type(&root.media_type) {
@@ -130,7 +136,7 @@ pub fn open_layout(
 /// digest already visited to its image in `out` (if it is one), so an index that names the same
 /// child many times, at several levels, costs one read per distinct document, not one per path.
 fn collect(
-    layout: &Layout,
+    src: &Source,
     desc: &Descriptor,
     out: &mut Vec<PlatformImage>,
     structure: &mut Vec<(&'static str, String)>,
@@ -144,7 +150,7 @@ fn collect(
         return Ok(());
     }
     seen.insert(desc.digest.clone(), None);
-    let bytes = layout.read_document(&desc.digest)?;
+    let bytes = src.manifest(desc)?.bytes;
     let mt = if desc.media_type.is_empty() {
         oci::sniff_media_type(&bytes).unwrap_or_default()
     } else {
@@ -166,7 +172,7 @@ fn collect(
                 Some(p) if p.os == "unknown" => continue,
                 Some(_) => {}
             }
-            collect(layout, child, out, structure, seen, depth + 1)?;
+            collect(src, child, out, structure, seen, depth + 1)?;
             let img = seen.get(&child.digest).copied().flatten().map(|i| &out[i]);
             if let (Some(p), Some(img)) = (&child.platform, img) {
                 if p.os != img.config.os || p.architecture != img.config.architecture {
@@ -205,17 +211,19 @@ fn collect(
     }
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", desc.digest)))?;
-    let cfg = layout.read_document(&manifest.config.digest)?;
+    let cfg = src.config(&manifest.config)?;
     let config: ConfigSummary = serde_json::from_slice(&cfg).map_err(|e| {
         Error::input(format!(
             "config `{}` is not valid: {e}",
             manifest.config.digest
         ))
     })?;
-    // Present as a regular file of the declared size (a symlink or FIFO is refused, not
-    // reported as missing); the bytes are verified when the layer is read.
-    for l in &manifest.layers {
-        layout.open_blob_file(l)?;
+    // In a layout: present as a regular file of the declared size (a symlink or FIFO is
+    // refused, not reported as missing); the bytes are verified when the layer is read.
+    if let Source::Layout { layout, .. } = src {
+        for l in &manifest.layers {
+            layout.open_blob_file(l)?;
+        }
     }
     seen.insert(desc.digest.clone(), Some(out.len()));
     out.push(PlatformImage {
@@ -247,6 +255,8 @@ pub struct Inspection {
     pub source: String,
     pub digest: Digest,
     pub media_type: String,
+    /// Whether the layers were read (the extension's manifest, services and tree are shown).
+    pub contents: bool,
     pub platforms: Vec<PlatformInspection>,
 }
 
@@ -258,7 +268,9 @@ pub struct PlatformInspection {
     pub layers: Vec<LayerInspection>,
     pub manifest: Option<serde_json::Value>,
     pub services: Vec<ServiceInspection>,
-    pub tree: TreeSummary,
+    /// `None` when the layers were not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -334,48 +346,89 @@ pub fn describe_tree(
     (manifest, services, s)
 }
 
+/// Inspect a registry image from its manifests and configs alone: no layer is fetched, so the
+/// extension's own `manifest.yaml`, services and tree are not shown (`--contents` reads them).
+pub fn inspect_metadata(src: &Source, label: String) -> Result<Inspection> {
+    let root = src.root()?;
+    let digest: Digest = root.digest.parse().map_err(|_| {
+        Error::input(format!(
+            "`{label}` answered with a bad digest `{}`",
+            root.digest
+        ))
+    })?;
+    let desc = Descriptor::new(&root.media_type, digest.clone(), root.bytes.len() as u64);
+    let (mut images, mut structure) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::HashMap::new();
+    collect(src, &desc, &mut images, &mut structure, &mut seen, 0)?;
+    Ok(Inspection {
+        source: label,
+        digest,
+        media_type: root.media_type,
+        contents: false,
+        platforms: images
+            .iter()
+            .map(|img| platform_inspection(img, None))
+            .collect(),
+    })
+}
+
+fn platform_inspection(img: &PlatformImage, tree: Option<&Tree>) -> PlatformInspection {
+    let (manifest, services, summary) = match tree.map(describe_tree) {
+        Some((m, s, t)) => (m, s, Some(t)),
+        None => (None, Vec::new(), None),
+    };
+    PlatformInspection {
+        platform: img.platform(),
+        digest: img.descriptor.digest.clone(),
+        created: img.config.created.clone(),
+        layers: img
+            .manifest
+            .layers
+            .iter()
+            .map(|l| LayerInspection {
+                digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+            })
+            .collect(),
+        manifest,
+        services,
+        tree: summary,
+    }
+}
+
 /// Inspect every platform of an opened image.
 pub fn inspect(opened: &Opened) -> Result<Inspection> {
     let staging = crate::store::scratch::dir("inspect")?;
     let mut platforms = Vec::new();
     for (i, img) in opened.images.iter().enumerate() {
         let tree = flatten(opened, img, &staging.path().join(i.to_string()))?;
-        let (manifest, services, summary) = describe_tree(&tree);
-        platforms.push(PlatformInspection {
-            platform: img.platform(),
-            digest: img.descriptor.digest.clone(),
-            created: img.config.created.clone(),
-            layers: img
-                .manifest
-                .layers
-                .iter()
-                .map(|l| LayerInspection {
-                    digest: l.digest.clone(),
-                    media_type: l.media_type.clone(),
-                    size: l.size,
-                })
-                .collect(),
-            manifest,
-            services,
-            tree: summary,
-        });
+        platforms.push(platform_inspection(img, Some(&tree)));
     }
     Ok(Inspection {
         source: opened.label.clone(),
         digest: opened.root.digest.clone(),
         media_type: opened.root.media_type.clone(),
+        contents: true,
         platforms,
     })
 }
 
 /// Inspect any location: an image store, or a single tree (directory, `tar:`).
-pub fn inspect_location(loc: &Location, registry: &RegistryOptions) -> Result<Inspection> {
+/// A registry image is read from its manifests and configs unless `contents` asks for its
+/// layers; local stores are always read whole.
+pub fn inspect_location(
+    loc: &Location,
+    registry: &RegistryOptions,
+    contents: bool,
+) -> Result<Inspection> {
     let tree_only = |tree: Tree, label: String, digest: Digest| {
         let (manifest, services, summary) = describe_tree(&tree);
         Inspection {
             source: label,
             digest: digest.clone(),
             media_type: "filesystem".into(),
+            contents: true,
             platforms: vec![PlatformInspection {
                 platform: "unknown".into(),
                 digest,
@@ -383,7 +436,7 @@ pub fn inspect_location(loc: &Location, registry: &RegistryOptions) -> Result<In
                 layers: Vec::new(),
                 manifest,
                 services,
-                tree: summary,
+                tree: Some(summary),
             }],
         }
     };
@@ -398,6 +451,11 @@ pub fn inspect_location(loc: &Location, registry: &RegistryOptions) -> Result<In
             let f = std::fs::File::open(file).at("opening", file)?;
             let (digest, _) = crate::oci::digest::hash_reader(f).at("reading", file)?;
             Ok(tree_only(loaded.tree.clone(), loc.to_string(), digest))
+        }
+        Location::Registry(r) if !contents => {
+            let src = Source::open(loc, registry)?
+                .ok_or_else(|| Error::internal("a registry location opens as a source"))?;
+            inspect_metadata(&src, format!("docker://{r}"))
         }
         _ => inspect(&open(loc, registry)?),
     }
@@ -417,6 +475,12 @@ pub fn render_text(i: &Inspection) -> String {
         i.digest,
         e(&i.media_type)
     );
+    if !i.contents {
+        let _ = writeln!(
+            s,
+            "  layers not read: manifests and configs only (`--contents` reads the extension inside)"
+        );
+    }
     for p in &i.platforms {
         let _ = writeln!(s, "\n{}  {}", p.platform, p.digest);
         if let Some(c) = &p.created {
@@ -445,7 +509,7 @@ pub fn render_text(i: &Inspection) -> String {
             if let Some(a) = md["author"].as_str() {
                 let _ = writeln!(s, "  author:  {}", e(a));
             }
-        } else {
+        } else if i.contents {
             let _ = writeln!(s, "  extension: no readable manifest.yaml");
         }
         for svc in &p.services {
@@ -459,7 +523,9 @@ pub fn render_text(i: &Inspection) -> String {
                 e(d["restart"].as_str().unwrap_or("?"))
             );
         }
-        let t = &p.tree;
+        let Some(t) = &p.tree else {
+            continue;
+        };
         let _ = writeln!(
             s,
             "  tree:    {} files ({} bytes), {} directories, {} symlinks, {} hard links, {} special",

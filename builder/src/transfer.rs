@@ -7,16 +7,15 @@
 //! selects children of an index: one selected platform copies that image manifest itself, several
 //! copy a new index listing only them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{Error, IoContext, Result};
-use crate::oci::archive::{self, Unpacked};
-use crate::oci::layout::Layout;
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
 use crate::progress::{Kind, Shared};
 use crate::registry::{BlobSource, PushOutcome, Reference, RegistryClient, RegistryOptions};
+use crate::store::source::{Doc, Source};
 use crate::store::{scratch, Output};
 use crate::transport::Location;
 
@@ -39,27 +38,6 @@ pub struct CopyReport<'a> {
     pub destination: String,
     #[serde(flatten)]
     pub copied: &'a Copied,
-}
-
-/// A manifest or index as raw bytes.
-struct Doc {
-    bytes: Vec<u8>,
-    media_type: String,
-    digest: String,
-}
-
-// One value of each per copy: boxing the larger variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
-enum Src {
-    Layout {
-        layout: Layout,
-        tag: Option<String>,
-        _unpacked: Option<Unpacked>,
-    },
-    Registry {
-        client: RegistryClient,
-        reference: Reference,
-    },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -131,14 +109,14 @@ pub fn copy_between(
     let (src, dst) = (src_loc, dst_loc);
     let scratch = scratch::dir("copy")?;
     let label = format!("{src}");
-    let src = open_source(src, src_options)?;
+    let src = Source::open(src, src_options)?.ok_or_else(|| unsupported(src))?;
     let dst = open_destination(dst, dst_options)?;
     let root = src.root()?;
     let root = select_platforms(&src, root, platforms)?;
     let mut walk = Walk::default();
     walk.children_of(&src, &root)?;
     let kind = match (&src, &dst) {
-        (Src::Registry { .. }, Dst::Layout { .. }) => Kind::Pull,
+        (Source::Registry { .. }, Dst::Layout { .. }) => Kind::Pull,
         _ => Kind::Push,
     };
     let (copied, skipped) = move_blobs(
@@ -170,30 +148,6 @@ pub fn copy_between(
     })
 }
 
-fn open_source(loc: &Location, options: &RegistryOptions) -> Result<Src> {
-    match loc {
-        Location::Oci { dir, tag } => Ok(Src::Layout {
-            layout: Layout::open(dir)?,
-            tag: tag.clone(),
-            _unpacked: None,
-        }),
-        Location::OciArchive { file, tag } => {
-            let unpacked = archive::open(file)?;
-            Ok(Src::Layout {
-                layout: unpacked.layout.clone(),
-                tag: tag.clone(),
-                _unpacked: Some(unpacked),
-            })
-        }
-        Location::Registry(r) => {
-            let reference = Reference::parse(r)?;
-            let client = RegistryClient::new(options, &reference.registry)?;
-            Ok(Src::Registry { client, reference })
-        }
-        other => Err(unsupported(other)),
-    }
-}
-
 fn open_destination(loc: &Location, options: &RegistryOptions) -> Result<Dst> {
     match loc {
         Location::Oci { .. } | Location::OciArchive { .. } => match Output::open(loc)? {
@@ -216,85 +170,6 @@ fn unsupported(loc: &Location) -> Error {
     )
 }
 
-impl Src {
-    fn root(&self) -> Result<Doc> {
-        match self {
-            Src::Layout { layout, tag, .. } => {
-                let desc = layout.resolve(tag.as_deref())?;
-                self.manifest(&desc)
-            }
-            Src::Registry { client, reference } => {
-                let m =
-                    client.get_manifest(&reference.repository, reference.tag_or_digest(), &[])?;
-                Ok(Doc {
-                    bytes: m.bytes,
-                    media_type: m.media_type,
-                    digest: m.digest,
-                })
-            }
-        }
-    }
-
-    fn manifest(&self, desc: &Descriptor) -> Result<Doc> {
-        match self {
-            Src::Layout { layout, .. } => {
-                let bytes = layout.read_document(&desc.digest)?;
-                let media_type =
-                    oci::sniff_media_type(&bytes).unwrap_or_else(|| desc.media_type.clone());
-                Ok(Doc {
-                    bytes,
-                    media_type,
-                    digest: desc.digest.to_string(),
-                })
-            }
-            Src::Registry { client, reference } => {
-                let m = client.get_manifest(
-                    &reference.repository,
-                    desc.digest.as_str(),
-                    &[desc.media_type.as_str()],
-                )?;
-                Ok(Doc {
-                    bytes: m.bytes,
-                    media_type: m.media_type,
-                    digest: m.digest,
-                })
-            }
-        }
-    }
-
-    /// A file holding the verified blob: the layout's own file, or a download into `scratch`.
-    fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<PathBuf> {
-        match self {
-            Src::Layout { layout, .. } => {
-                // Hashed here, before any byte is sent: a registry would refuse a wrong digest
-                // at the end of the upload, but only after the whole blob crossed the network.
-                let mut r = layout.open_blob(desc)?;
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::InvalidData => {
-                        Error::input(format!("in `{}`: {e}", layout.root().display()))
-                    }
-                    _ => Error::Io {
-                        op: "reading",
-                        path: layout.blob_path(&desc.digest),
-                        source: e,
-                    },
-                })?;
-                Ok(layout.blob_path(&desc.digest))
-            }
-            Src::Registry { client, reference } => {
-                let path = scratch.join(desc.digest.hex());
-                client.fetch_blob(
-                    &reference.repository,
-                    desc.digest.as_str(),
-                    Some(desc.size),
-                    &path,
-                )?;
-                Ok(path)
-            }
-        }
-    }
-}
-
 impl Dst {
     fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         match self {
@@ -306,10 +181,10 @@ impl Dst {
     }
 
     /// Copy a blob; `false` when a registry destination turned out to have it already.
-    fn put_blob(&self, desc: &Descriptor, src: &Src, scratch: &Path) -> Result<bool> {
+    fn put_blob(&self, desc: &Descriptor, src: &Source, scratch: &Path) -> Result<bool> {
         match (self, src) {
             // Registry to layout: download straight into the layout (verified, then renamed).
-            (Dst::Layout { out, .. }, Src::Registry { client, reference }) => {
+            (Dst::Layout { out, .. }, Source::Registry { client, reference }) => {
                 let path = out.layout().blob_path(&desc.digest);
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).at("creating", dir)?;
@@ -321,7 +196,7 @@ impl Dst {
                     &path,
                 )?;
             }
-            (Dst::Layout { out, .. }, Src::Layout { layout: from, .. }) => {
+            (Dst::Layout { out, .. }, Source::Layout { layout: from, .. }) => {
                 let mut w = out.layout().blob_writer()?;
                 let mut f = from.open_blob(desc)?;
                 std::io::copy(&mut f, &mut w).map_err(|e| match e.kind() {
@@ -341,7 +216,7 @@ impl Dst {
                 let repo = &reference.repository;
                 // Inside one registry the blob is linked, not sent (distribution spec
                 // "Mounting a blob from another repository").
-                if let Src::Registry {
+                if let Source::Registry {
                     client: from,
                     reference: from_ref,
                 } = src
@@ -360,7 +235,7 @@ impl Dst {
                     BlobSource::Path(&file),
                     None,
                 )?;
-                if matches!(src, Src::Registry { .. }) {
+                if matches!(src, Source::Registry { .. }) {
                     let _ = std::fs::remove_file(&file);
                 }
                 return Ok(outcome != PushOutcome::Existed);
@@ -391,7 +266,7 @@ impl Dst {
     /// Store the top manifest or index and name it: the tag in a registry, or, in a layout or
     /// archive, the entries `build` writes (`crate::store::name_image`: the image under the tag,
     /// each platform manifest with its platform), published atomically.
-    fn put_root(self, src: &Src, doc: &Doc) -> Result<()> {
+    fn put_root(self, src: &Source, doc: &Doc) -> Result<()> {
         match self {
             Dst::Layout { out, tag } => {
                 let digest = out.layout().put_bytes(&doc.bytes)?;
@@ -417,11 +292,11 @@ impl Dst {
 }
 
 /// The platform an image manifest's config declares.
-fn image_platform(src: &Src, doc: &Doc) -> Result<Platform> {
+fn image_platform(src: &Source, doc: &Doc) -> Result<Platform> {
     let manifest: Manifest = serde_json::from_slice(&doc.bytes)
         .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", doc.digest)))?;
-    let config: oci::types::ConfigSummary =
-        serde_json::from_slice(&config_bytes(src, &manifest.config)?).map_err(|e| {
+    let config: oci::types::ConfigSummary = serde_json::from_slice(&src.config(&manifest.config)?)
+        .map_err(|e| {
             Error::input(format!(
                 "config `{}` is not valid: {e}",
                 manifest.config.digest
@@ -451,11 +326,11 @@ struct Walk {
 impl Walk {
     /// Everything `doc` names, depth first: blobs of an image, or each child of an index (its
     /// contents, then the child manifest itself).
-    fn children_of(&mut self, src: &Src, doc: &Doc) -> Result<()> {
+    fn children_of(&mut self, src: &Source, doc: &Doc) -> Result<()> {
         self.children_at(src, doc, 0)
     }
 
-    fn children_at(&mut self, src: &Src, doc: &Doc, depth: usize) -> Result<()> {
+    fn children_at(&mut self, src: &Source, doc: &Doc, depth: usize) -> Result<()> {
         if oci::is_index_type(&doc.media_type) {
             if depth >= oci::MAX_INDEX_DEPTH {
                 return Err(Error::input(format!(
@@ -500,7 +375,7 @@ impl Walk {
 /// Copy the blobs the destination lacks, `transfer.jobs` at a time. Returns (copied, skipped);
 /// on failure, the error of the first failing blob in order.
 fn move_blobs(
-    src: &Src,
+    src: &Source,
     dst: &Dst,
     blobs: &[Descriptor],
     scratch: &Path,
@@ -517,7 +392,7 @@ fn move_blobs(
     let one = |blob: &Descriptor| -> Result<bool> {
         // A layout source pushed to a registry: `push_blob` asks the registry itself, so the
         // existence check is not sent twice.
-        let pushes_itself = matches!((dst, src), (Dst::Registry { .. }, Src::Layout { .. }));
+        let pushes_itself = matches!((dst, src), (Dst::Registry { .. }, Source::Layout { .. }));
         if !pushes_itself && dst.has_blob(blob)? {
             return Ok(false);
         }
@@ -567,7 +442,7 @@ fn move_blobs(
 /// Apply `--platform`: nothing for an empty list; for an index, its matching children (one
 /// child becomes the root itself, several a new index with only them); for an image, a check
 /// that its config names a wanted platform.
-fn select_platforms(src: &Src, root: Doc, platforms: &[Platform]) -> Result<Doc> {
+fn select_platforms(src: &Source, root: Doc, platforms: &[Platform]) -> Result<Doc> {
     if platforms.is_empty() {
         return Ok(root);
     }
@@ -617,24 +492,6 @@ fn select_platforms(src: &Src, root: Doc, platforms: &[Platform]) -> Result<Doc>
                 media_type: root.media_type,
                 digest,
             })
-        }
-    }
-}
-
-/// The bytes of a config blob (configs are blobs, not manifests, in a registry).
-fn config_bytes(src: &Src, desc: &Descriptor) -> Result<Vec<u8>> {
-    match src {
-        Src::Layout { layout, .. } => layout.read_document(&desc.digest),
-        Src::Registry { client, reference } => {
-            let dir = scratch::dir("config")?;
-            let path = dir.path().join("config");
-            client.fetch_blob(
-                &reference.repository,
-                desc.digest.as_str(),
-                Some(desc.size),
-                &path,
-            )?;
-            std::fs::read(&path).at("reading", &path)
         }
     }
 }

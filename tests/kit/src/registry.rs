@@ -24,6 +24,12 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry's filesystem storage (`docker/registry/v2/…`), for tests that damage what
+    /// it serves.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
     /// A plain-HTTP registry without authentication.
     pub fn plain() -> Registry {
         let dir = tempfile::tempdir().expect("temp dir");

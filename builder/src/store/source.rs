@@ -1,0 +1,166 @@
+//! The read side of every image store: a [`Source`] is opened once from a location (an `oci:`
+//! layout, an `oci-archive:`, a registry) and answers the same questions whatever it is:
+//! resolve the reference to its root document, read a manifest or index by descriptor, read a
+//! config, and hand over a blob verified against its descriptor. The transfer moves images out
+//! of it, and `inspect` reads manifests and configs from it without touching a layer.
+
+use std::path::{Path, PathBuf};
+
+use super::scratch;
+use crate::error::{Error, IoContext, Result};
+use crate::oci::archive::{self, Unpacked};
+use crate::oci::layout::Layout;
+use crate::oci::{self, Descriptor};
+use crate::registry::{Reference, RegistryClient, RegistryOptions};
+use crate::transport::Location;
+
+/// A manifest or index as its raw bytes.
+pub struct Doc {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: String,
+}
+
+/// An opened image store to read from.
+// One value per command: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Source {
+    Layout {
+        layout: Layout,
+        tag: Option<String>,
+        _unpacked: Option<Unpacked>,
+    },
+    Registry {
+        client: RegistryClient,
+        reference: Reference,
+    },
+}
+
+impl Source {
+    /// Open `oci:`, `oci-archive:` or a registry reference; `None` for locations that hold no
+    /// image store (a directory, a tarball).
+    pub fn open(loc: &Location, options: &RegistryOptions) -> Result<Option<Source>> {
+        Ok(Some(match loc {
+            Location::Oci { dir, tag } => Source::Layout {
+                layout: Layout::open(dir)?,
+                tag: tag.clone(),
+                _unpacked: None,
+            },
+            Location::OciArchive { file, tag } => {
+                let unpacked = archive::open(file)?;
+                Source::Layout {
+                    layout: unpacked.layout.clone(),
+                    tag: tag.clone(),
+                    _unpacked: Some(unpacked),
+                }
+            }
+            Location::Registry(r) => {
+                let reference = Reference::parse(r)?;
+                let client = RegistryClient::new(options, &reference.registry)?;
+                Source::Registry { client, reference }
+            }
+            _ => return Ok(None),
+        }))
+    }
+
+    pub fn is_registry(&self) -> bool {
+        matches!(self, Source::Registry { .. })
+    }
+
+    /// The document the reference names (a tag, a digest, or a layout's only image).
+    pub fn root(&self) -> Result<Doc> {
+        match self {
+            Source::Layout { layout, tag, .. } => {
+                let desc = layout.resolve(tag.as_deref())?;
+                self.manifest(&desc)
+            }
+            Source::Registry { client, reference } => {
+                let m =
+                    client.get_manifest(&reference.repository, reference.tag_or_digest(), &[])?;
+                Ok(Doc {
+                    bytes: m.bytes,
+                    media_type: m.media_type,
+                    digest: m.digest,
+                })
+            }
+        }
+    }
+
+    /// A manifest or index by descriptor, verified against its digest and size cap.
+    pub fn manifest(&self, desc: &Descriptor) -> Result<Doc> {
+        match self {
+            Source::Layout { layout, .. } => {
+                let bytes = layout.read_document(&desc.digest)?;
+                let media_type =
+                    oci::sniff_media_type(&bytes).unwrap_or_else(|| desc.media_type.clone());
+                Ok(Doc {
+                    bytes,
+                    media_type,
+                    digest: desc.digest.to_string(),
+                })
+            }
+            Source::Registry { client, reference } => {
+                let m = client.get_manifest(
+                    &reference.repository,
+                    desc.digest.as_str(),
+                    &[desc.media_type.as_str()],
+                )?;
+                Ok(Doc {
+                    bytes: m.bytes,
+                    media_type: m.media_type,
+                    digest: m.digest,
+                })
+            }
+        }
+    }
+
+    /// The bytes of a config blob (configs are blobs, not manifests, in a registry), verified.
+    pub fn config(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        match self {
+            Source::Layout { layout, .. } => layout.read_document(&desc.digest),
+            Source::Registry { client, reference } => {
+                let dir = scratch::dir("config")?;
+                let path = dir.path().join("config");
+                client.fetch_blob(
+                    &reference.repository,
+                    desc.digest.as_str(),
+                    Some(desc.size),
+                    &path,
+                )?;
+                std::fs::read(&path).at("reading", &path)
+            }
+        }
+    }
+
+    /// A file holding the verified blob: the layout's own file, or a download into `scratch`.
+    pub fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<PathBuf> {
+        match self {
+            Source::Layout { layout, .. } => {
+                // Hashed here, before any byte is sent: a registry would refuse a wrong digest
+                // at the end of the upload, but only after the whole blob crossed the network.
+                let mut r = layout.open_blob(desc)?;
+                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidData => {
+                        Error::input(format!("in `{}`: {e}", layout.root().display()))
+                    }
+                    _ => Error::Io {
+                        op: "reading",
+                        path: layout.blob_path(&desc.digest),
+                        source: e,
+                    },
+                })?;
+                Ok(layout.blob_path(&desc.digest))
+            }
+            Source::Registry { client, reference } => {
+                let path = scratch.join(desc.digest.hex());
+                client.fetch_blob(
+                    &reference.repository,
+                    desc.digest.as_str(),
+                    Some(desc.size),
+                    &path,
+                )?;
+                Ok(path)
+            }
+        }
+    }
+}
