@@ -696,6 +696,52 @@ fn copy_carries_signatures_unless_told_not_to() {
         sig_of("carry/back", &index.digest).unwrap(),
         sig_of("carry/src", &index.digest).unwrap()
     );
+
+    // Through an oci-archive (the air-gap hop): in, appended beside another image, and out to a
+    // registry where every signature still verifies; skopeo reads the signature tag in it.
+    let archive = tmp.path().join("carry.tar");
+    let other = tmp.path().join("other");
+    let lone = TestImage::new("another image\n", "amd64");
+    write_oci_layout(&other, &[&lone], None, "other");
+    ok(talext(&[
+        "copy",
+        &format!("oci:{}:other", other.display()),
+        &format!("oci-archive:{}:other", archive.display()),
+    ]));
+    ok(talext(&[
+        "copy",
+        &src,
+        &format!("oci-archive:{}:v1", archive.display()),
+    ]));
+    let sig_in_archive = skopeo_raw(&format!(
+        "oci-archive:{}:{}",
+        archive.display(),
+        tag_of(&index.digest)
+    ))
+    .expect("skopeo reads the signature tag in the archive");
+    assert_eq!(sig_in_archive, sig_of("carry/src", &index.digest).unwrap());
+    ok(talext(&[
+        "copy",
+        &format!("oci-archive:{}:v1", archive.display()),
+        &reg.docker_ref("carry/offline:v1"),
+    ]));
+    for d in &digests {
+        assert_eq!(
+            sig_of("carry/offline", d).expect("carried through the archive"),
+            sig_of("carry/src", d).unwrap()
+        );
+    }
+    ok(talext(&[
+        "verify",
+        &reg.docker_ref("carry/offline:v1"),
+        "--key",
+        pubkey,
+    ]));
+    // The other image in the archive kept its tag.
+    ok(talext(&[
+        "inspect",
+        &format!("oci-archive:{}:other", archive.display()),
+    ]));
 }
 
 #[test]

@@ -96,7 +96,8 @@ pub fn copy_with(
 
 /// [`copy_with`] with options (credentials above all) of its own for each side, as
 /// `--src-creds` and `--dest-creds` give them, carrying the signature tags of every digest
-/// copied when `signatures` is set (`crate::sign::carry`).
+/// copied when `signatures` is set: from a registry, layout or archive into a registry, or
+/// into a layout or archive whose destination names a tag.
 pub fn copy_between(
     src_loc: &Location,
     dst_loc: &Location,
@@ -115,6 +116,14 @@ pub fn copy_between(
     let root = select_platforms(&src, root, platforms)?;
     let mut walk = Walk::default();
     walk.children_of(&src, &root)?;
+    let signed = if signatures && dst.holds_signatures() {
+        let digests: Vec<&str> = std::iter::once(root.digest.as_str())
+            .chain(walk.manifests.iter().map(|d| d.digest.as_str()))
+            .collect();
+        signatures_of(&src, &digests, &mut walk.blobs)?
+    } else {
+        Vec::new()
+    };
     let kind = match (&src, &dst) {
         (Source::Registry { .. }, Dst::Layout { .. }) => Kind::Pull,
         _ => Kind::Push,
@@ -131,13 +140,9 @@ pub fn copy_between(
     for doc in &walk.manifests {
         dst.put_manifest(doc)?;
     }
-    dst.put_root(&src, &root)?;
-    if signatures {
-        let digests: Vec<String> = std::iter::once(&root.digest)
-            .chain(walk.manifests.iter().map(|d| &d.digest))
-            .cloned()
-            .collect();
-        crate::sign::carry(src_loc, dst_loc, &digests, src_options, dst_options)?;
+    dst.put_root(&src, &root, &signed)?;
+    for (tag, _) in &signed {
+        tracing::info!("copied the signatures `{tag}`");
     }
     Ok(Copied {
         digest: root.digest,
@@ -266,7 +271,10 @@ impl Dst {
     /// Store the top manifest or index and name it: the tag in a registry, or, in a layout or
     /// archive, the entries `build` writes (`crate::store::name_image`: the image under the tag,
     /// each platform manifest with its platform), published atomically.
-    fn put_root(self, src: &Source, doc: &Doc) -> Result<()> {
+    /// With it, `signed`: signature manifests (blobs already stored) under their tags, in the
+    /// same `index.json` update as the image in a layout or archive, after the image's own tag
+    /// in a registry.
+    fn put_root(self, src: &Source, doc: &Doc, signed: &[(String, Doc)]) -> Result<()> {
         match self {
             Dst::Layout { out, tag } => {
                 let digest = out.layout().put_bytes(&doc.bytes)?;
@@ -274,7 +282,15 @@ impl Dst {
                 if oci::is_manifest_type(&doc.media_type) {
                     desc.platform = Some(image_platform(src, doc)?);
                 }
-                out.commit(&desc, tag.as_deref())
+                let mut tagged = Vec::new();
+                for (name, sig) in signed {
+                    let digest = out.layout().put_bytes(&sig.bytes)?;
+                    let mut d = Descriptor::new(&sig.media_type, digest, sig.bytes.len() as u64);
+                    d.annotations
+                        .insert(oci::ANN_REF_NAME.to_string(), name.clone());
+                    tagged.push(d);
+                }
+                out.commit_tagged(&desc, tag.as_deref(), &tagged)
             }
             Dst::Registry { client, reference } => {
                 let target = reference.tag_or_digest();
@@ -285,10 +301,67 @@ impl Dst {
                     )));
                 }
                 client.put_manifest(&reference.repository, target, &doc.bytes, &doc.media_type)?;
+                for (name, sig) in signed {
+                    client.put_manifest(
+                        &reference.repository,
+                        name,
+                        &sig.bytes,
+                        &sig.media_type,
+                    )?;
+                }
                 Ok(())
             }
         }
     }
+
+    /// Whether signature tags can be written here. In a layout without a tag the copied image
+    /// is the only tagged entry readers that name none find; a signature tag beside it would
+    /// make that ambiguous.
+    fn holds_signatures(&self) -> bool {
+        match self {
+            Dst::Layout { tag: None, .. } => {
+                tracing::warn!(
+                    "signatures are kept in a layout or archive only when the destination names a tag"
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The cosign signature manifests (`sha256-HEX.sig`) `src` holds for `digests`, as
+/// `(tag, manifest)`; their blobs (small, capped) join `blobs` so they move with the image's.
+/// A signature tag names a digest, not a repository, so it verifies in any repository and
+/// registry it is copied to.
+fn signatures_of(
+    src: &Source,
+    digests: &[&str],
+    blobs: &mut Vec<Descriptor>,
+) -> Result<Vec<(String, Doc)>> {
+    use crate::sign::cosign::{signature_tag, MANIFEST_MEDIA_TYPE, MAX_BLOB};
+    let mut out = Vec::new();
+    for digest in digests {
+        let tag = signature_tag(digest)?;
+        let Some(doc) = src.tagged(&tag, MANIFEST_MEDIA_TYPE)? else {
+            continue;
+        };
+        let manifest: Manifest = serde_json::from_slice(&doc.bytes)
+            .map_err(|e| Error::input(format!("signature manifest `{tag}` is not valid: {e}")))?;
+        for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            if desc.size > MAX_BLOB {
+                return Err(Error::input(format!(
+                    "signature blob `{}` of `{tag}` has {} bytes; refused",
+                    desc.digest, desc.size
+                )));
+            }
+            if !blobs.iter().any(|b| b.digest == desc.digest) {
+                blobs.push(desc.clone());
+            }
+        }
+        out.push((tag, doc));
+    }
+    Ok(out)
 }
 
 /// The platform an image manifest's config declares.

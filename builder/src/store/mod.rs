@@ -48,7 +48,27 @@ impl Output {
 
     /// Name `root` (already stored, with its children) under `tag` and publish.
     pub fn commit(self, root: &Descriptor, tag: Option<&str>) -> Result<()> {
-        let update = |l: &Layout, idx: &mut Index| name_image(l, idx, root, tag);
+        self.commit_tagged(root, tag, &[])
+    }
+
+    /// [`Self::commit`], also recording `tagged` (stored documents with their
+    /// `org.opencontainers.image.ref.name`, such as signature manifests) in the same update, each
+    /// replacing an older entry of its name.
+    pub fn commit_tagged(
+        self,
+        root: &Descriptor,
+        tag: Option<&str>,
+        tagged: &[Descriptor],
+    ) -> Result<()> {
+        let update = |l: &Layout, idx: &mut Index| {
+            name_image(l, idx, root, tag)?;
+            for d in tagged {
+                idx.manifests
+                    .retain(|e| e.ref_name().is_none() || e.ref_name() != d.ref_name());
+                idx.manifests.push(d.clone());
+            }
+            Ok(())
+        };
         match self {
             Output::Layout(t) => t.commit(update).map(|_| ()),
             Output::Archive(a) => a.commit(update),

@@ -86,6 +86,32 @@ impl Source {
         }
     }
 
+    /// The manifest tagged `tag` (a signature tag such as `sha256-HEX.sig`), if there is one:
+    /// in a registry by its tag, in a layout or archive by an `index.json` entry of that name.
+    /// `accept` is the media type asked for.
+    pub fn tagged(&self, tag: &str, accept: &str) -> Result<Option<Doc>> {
+        match self {
+            Source::Layout { layout, .. } => {
+                let index = layout.index()?;
+                match index.manifests.iter().find(|d| d.ref_name() == Some(tag)) {
+                    Some(d) => self.manifest(d).map(Some),
+                    None => Ok(None),
+                }
+            }
+            Source::Registry { client, reference } => {
+                match client.get_manifest(&reference.repository, tag, &[accept]) {
+                    Ok(m) => Ok(Some(Doc {
+                        bytes: m.bytes,
+                        media_type: m.media_type,
+                        digest: m.digest,
+                    })),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
     /// A manifest or index by descriptor, verified against its digest and size cap.
     pub fn manifest(&self, desc: &Descriptor) -> Result<Doc> {
         match self {
