@@ -231,6 +231,103 @@ fn build_sign_verify_and_independent_readers() {
         "verifies with this key",
     );
 
+    // `validate` and `imager-profile` can require the signature.
+    let (pub_s, other_s) = (public.to_str().unwrap(), other_public.to_str().unwrap());
+    ok(talext(&["validate", &target, "--require-signature", pub_s]));
+    refused(
+        talext(&["validate", &target, "--require-signature", other_s]),
+        "is not verified",
+    );
+    let profile = |key: &str| {
+        talext(&[
+            "imager-profile",
+            "--talos-version",
+            "v1.13.0",
+            "--image",
+            &format!("{}/talos/tailscale:1.102.5@{digest}", reg.addr),
+            "--require-signature",
+            key,
+        ])
+    };
+    assert!(ok(profile(pub_s)).stdout.contains(&digest));
+    refused(profile(other_s), "is not verified");
+
+    // The verifier side: the factory's settings and the nodes' policy name the key and the
+    // repository, and the policy passes the config linter.
+    let factory = ok(talext(&[
+        "factory",
+        "config",
+        "--public-key",
+        pub_s,
+        "--key-path",
+        "/keys/site.pub",
+        "--registry",
+        &reg.addr,
+        "--insecure",
+    ]))
+    .stdout;
+    let factory: Value =
+        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&factory).unwrap()).unwrap();
+    assert_eq!(
+        factory["containerSignature"]["publicKeyFile"],
+        "/keys/site.pub"
+    );
+    assert_eq!(factory["containerSignature"]["subjectRegExp"], "");
+    assert_eq!(factory["artifacts"]["core"]["registry"], reg.addr.as_str());
+    let policy_file = tmp.path().join("verification.yaml");
+    ok(talext(&[
+        "config",
+        "image-verification",
+        "--public-key",
+        pub_s,
+        "--image",
+        &format!("{}/talos/tailscale", reg.addr),
+        "--image",
+        "docker.io/acme/tailscale",
+        "--talos-version",
+        "v1.13.0",
+        "-o",
+        policy_file.to_str().unwrap(),
+    ]));
+    let policy: Value = serde_json::to_value(
+        serde_yaml::from_str::<serde_yaml::Value>(&std::fs::read_to_string(&policy_file).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(policy["kind"], "ImageVerificationConfig");
+    assert_eq!(
+        policy["rules"][0]["image"],
+        format!("{}/talos/tailscale", reg.addr)
+    );
+    assert_eq!(
+        policy["rules"][1]["image"],
+        "index.docker.io/acme/tailscale"
+    );
+    assert_eq!(
+        policy["rules"][0]["publicKey"]["certificate"],
+        std::fs::read_to_string(&public).unwrap()
+    );
+    ok(talext(&[
+        "config",
+        "lint",
+        "--talos-version",
+        "v1.13.0",
+        policy_file.to_str().unwrap(),
+    ]));
+    refused(
+        talext(&[
+            "config",
+            "image-verification",
+            "--public-key",
+            pub_s,
+            "--image",
+            "x/y",
+            "--talos-version",
+            "v1.12.0",
+        ]),
+        "has no `ImageVerificationConfig`",
+    );
+
     // Each platform manifest is signed too.
     let index: Value =
         serde_json::from_slice(&skopeo_raw(&reg.docker_ref("talos/tailscale:1.102.5")).unwrap())
@@ -681,6 +778,13 @@ fn copy_carries_signatures_unless_told_not_to() {
     for d in &digests {
         assert!(names.contains(&tag_of(d).as_str()), "{names:?}");
     }
+    // A layout is verified where it lies.
+    ok(talext(&[
+        "verify",
+        &format!("oci:{}:v1", out_dir.display()),
+        "--key",
+        pubkey,
+    ]));
     ok(talext(&[
         "copy",
         &format!("oci:{}:v1", out_dir.display()),
@@ -720,6 +824,12 @@ fn copy_carries_signatures_unless_told_not_to() {
     ))
     .expect("skopeo reads the signature tag in the archive");
     assert_eq!(sig_in_archive, sig_of("carry/src", &index.digest).unwrap());
+    ok(talext(&[
+        "verify",
+        &format!("oci-archive:{}:v1", archive.display()),
+        "--key",
+        pubkey,
+    ]));
     ok(talext(&[
         "copy",
         &format!("oci-archive:{}:v1", archive.display()),

@@ -129,8 +129,13 @@ pub enum Command {
     },
     /// Sign an image or index in a registry with a cosign-compatible `sha256-HEX.sig` signature.
     Sign(crate::sign::cli::SignArgs),
-    /// Check that a signature by a public key covers an image or index in a registry.
+    /// Check that a signature by a public key covers an image or index (registry, layout, archive).
     Verify(crate::sign::cli::VerifyArgs),
+    /// A self-hosted Image Factory: the settings that verify images with your key.
+    Factory {
+        #[command(subcommand)]
+        command: crate::sign::cli::FactoryCommand,
+    },
     /// Print a shell completion script on stdout.
     #[command(
         visible_alias = "completion",
@@ -706,6 +711,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Key { command } => crate::sign::cli::run_key(command, cli.quiet),
         Command::Sign(args) => crate::sign::cli::run_sign(args, cli.quiet),
         Command::Verify(args) => crate::sign::cli::run_verify(args, cli.quiet),
+        Command::Factory { command } => crate::sign::cli::run_factory(command),
         Command::Plan(args) => {
             warn_old_version_env(cli.quiet);
             let plan = crate::plan::plan(&args.def.request())?;

@@ -214,6 +214,17 @@ pub static DOCUMENTS: &[Document] = &[
         source: src(KUBESPAN, "v1.13.0"),
     },
     Document {
+        kind: "ImageVerificationConfig",
+        api_version: "v1alpha1",
+        since: V1_13,
+        controlplane_only: false,
+        replaces: &[],
+        source: src(
+            "pkg/machinery/config/types/security/image_verification.go",
+            "v1.13.0",
+        ),
+    },
+    Document {
         kind: "KubeNodeConfig",
         api_version: "v1alpha1",
         since: V1_14,

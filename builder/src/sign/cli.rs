@@ -58,7 +58,8 @@ pub struct SignArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The image or index: `docker://REGISTRY/REPO:TAG` or `REGISTRY/REPO@sha256:…`.
+    /// The image or index: `docker://REGISTRY/REPO:TAG`, `REGISTRY/REPO@sha256:…`,
+    /// `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]` (signatures travel with `copy`).
     pub reference: String,
     /// Public key (SubjectPublicKeyInfo PEM, e.g. `cosign.pub`).
     #[arg(long, env = "TALEXT_VERIFY_KEY", value_name = "FILE")]
@@ -159,22 +160,70 @@ pub fn run_sign(args: SignArgs, quiet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `talext verify`: prints `REGISTRY/REPO@DIGEST` when a signature by the key covers the
-/// digest `REF` names; exits 1 with the reason otherwise.
+/// Verify the image `loc` names (a registry reference, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`)
+/// against `key`: `Ok(Ok(pinned))` with `NAME@DIGEST` when a signature by the key covers its
+/// digest, `Ok(Err(reason))` when none does.
+pub fn verify_location(
+    loc: &Location,
+    options: &crate::registry::RegistryOptions,
+    key: &p256::ecdsa::VerifyingKey,
+) -> Result<std::result::Result<String, String>> {
+    let src = crate::store::source::Source::open(loc, options)?.ok_or_else(|| {
+        Error::input_hint(
+            format!("`{loc}` holds no image a signature could cover"),
+            "signatures are kept beside images in registries, `oci:` layouts and `oci-archive:` files",
+        )
+    })?;
+    let root = src.root()?;
+    let pinned = match loc {
+        Location::Registry(r) => {
+            let reference = Reference::parse(r)?;
+            if let Some(d) = reference.digest.as_deref().filter(|d| *d != root.digest) {
+                return Err(Error::input(format!(
+                    "the registry serves `{}` for `{d}`",
+                    root.digest
+                )));
+            }
+            format!("{}@{}", reference.name(), root.digest)
+        }
+        other => format!("{other}@{}", root.digest),
+    };
+    Ok(match cosign::verify_digest(&src, &root.digest, key)? {
+        Ok(()) => Ok(pinned),
+        Err(reason) => Err(format!("`{pinned}` is not verified: {reason}")),
+    })
+}
+
+/// `--require-signature PUB`: the image `source` names must carry a signature by the key, or
+/// this is an error naming the reason. Returns the verified `NAME@DIGEST`.
+pub fn require_signature(
+    source: &str,
+    key: &std::path::Path,
+    options: &crate::registry::RegistryOptions,
+) -> Result<String> {
+    let public = keys::load_public(key)?;
+    let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+    let loc = Location::parse(source, &cwd)?;
+    match verify_location(&loc, options, &public)? {
+        Ok(pinned) => {
+            tracing::info!("`{pinned}` is signed by `{}`", key.display());
+            Ok(pinned)
+        }
+        Err(reason) => Err(Error::input_hint(
+            format!("{reason} (required key `{}`)", key.display()),
+            "sign it with `talext sign REF --key KEY` (or `build --sign`), and copy it with its signatures",
+        )),
+    }
+}
+
+/// `talext verify`: prints `NAME@DIGEST` when a signature by the key covers the digest `REF`
+/// names; exits 1 with the reason otherwise.
 pub fn run_verify(args: VerifyArgs, quiet: bool) -> Result<ExitCode> {
     let key = keys::load_public(&args.key)?;
-    let reference = Reference::parse(&args.reference)?;
-    let client = RegistryClient::new(&args.registry.options()?, &reference.registry)?;
-    let root = client.get_manifest(&reference.repository, reference.tag_or_digest(), &[])?;
-    if let Some(d) = reference.digest.as_deref().filter(|d| *d != root.digest) {
-        return Err(Error::input(format!(
-            "the registry serves `{}` for `{d}`",
-            root.digest
-        )));
-    }
-    let pinned = format!("{}@{}", reference.name(), root.digest);
-    match cosign::verify_digest(&client, &reference.repository, &root.digest, &key)? {
-        Ok(()) => {
+    let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+    let loc = Location::parse(&args.reference, &cwd)?;
+    match verify_location(&loc, &args.registry.options()?, &key)? {
+        Ok(pinned) => {
             if !quiet {
                 eprintln!("verified `{pinned}` with the key `{}`", args.key.display());
             }
@@ -182,8 +231,98 @@ pub fn run_verify(args: VerifyArgs, quiet: bool) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(reason) => Err(Error::input(format!(
-            "`{pinned}` is not verified by the key `{}`: {reason}",
+            "{reason} (key `{}`)",
             args.key.display()
         ))),
     }
+}
+
+/// `talext factory config`.
+#[derive(Debug, Args)]
+pub struct FactoryConfigArgs {
+    /// The public key (PEM) images and the catalog are signed with.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
+    /// Where the factory finds that key inside its container (default: the path given).
+    #[arg(long, value_name = "PATH")]
+    pub key_path: Option<String>,
+    /// The core registry the factory pulls the imager, installer-base, catalog and extensions
+    /// from (`artifacts.core.registry`), e.g. the site registry of an air gap.
+    #[arg(long, value_name = "HOST")]
+    pub registry: Option<String>,
+    /// The extensions catalog repository under that registry
+    /// (`artifacts.core.components.extensionManifest`).
+    #[arg(long, value_name = "REPO")]
+    pub extension_manifest: Option<String>,
+    /// The core registry speaks plain HTTP or has an unverifiable certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Write here (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FactoryCommand {
+    /// The Image Factory settings (`--config FILE`) that verify images with a public key
+    /// instead of Sigstore's keyless identities, which an air gap cannot reach.
+    Config(FactoryConfigArgs),
+}
+
+/// `talext config image-verification`.
+#[derive(Debug, Args)]
+pub struct ImageVerificationArgs {
+    /// The public key (PEM) the images must be signed with.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
+    /// An image repository (or glob, `registry/ns/*`) to require the key for; repeatable.
+    /// Docker Hub names are written the way Talos matches them (`index.docker.io/…`).
+    #[arg(long = "image", value_name = "REPO", required = true)]
+    pub images: Vec<String>,
+    /// The Talos release of the nodes (v1.13 or later).
+    #[arg(long, value_name = "VERSION", env = "TALEXT_TALOS_VERSION")]
+    pub talos_version: String,
+    /// Write here (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The public key's PEM, checked to be a P-256 key cosign and Talos can use.
+fn public_pem(path: &std::path::Path) -> Result<String> {
+    keys::load_public(path)?;
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("reading `{}`: {e}", path.display())))
+}
+
+fn emit(output: Option<&std::path::Path>, text: &str) -> Result<ExitCode> {
+    match output {
+        Some(path) => crate::talos::cli::write_atomic(path, text.as_bytes())?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_factory(command: FactoryCommand) -> Result<ExitCode> {
+    match command {
+        FactoryCommand::Config(a) => {
+            public_pem(&a.public_key)?;
+            let key_path = a
+                .key_path
+                .clone()
+                .unwrap_or_else(|| a.public_key.display().to_string());
+            let text = super::policy::factory_config(
+                &key_path,
+                a.registry.as_deref(),
+                a.insecure,
+                a.extension_manifest.as_deref(),
+            );
+            emit(a.output.as_deref(), &text)
+        }
+    }
+}
+
+pub fn run_image_verification(a: ImageVerificationArgs) -> Result<ExitCode> {
+    let pem = public_pem(&a.public_key)?;
+    let text = super::policy::image_verification_config(&a.images, &pem, &a.talos_version)?;
+    emit(a.output.as_deref(), &text)
 }

@@ -16,10 +16,10 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::oci::{self, Digest};
 use crate::registry::{BlobSource, Reference, RegistryClient};
-use crate::store::scratch;
+use crate::store::source::Source;
 
 /// Media type of a signature payload layer.
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -351,28 +351,21 @@ pub fn push_referrer(
     Ok(digest)
 }
 
-/// Check that a signature by `key` in `repo`'s signature tag covers `digest`. `Ok(Err(reason))`
-/// when it does not; `Err` only when the registry could not be asked.
+/// Check that a signature by `key` in the signature tag of `digest` covers it, in any store
+/// (a registry, an `oci:` layout, an `oci-archive:`). `Ok(Err(reason))` when it does not; `Err`
+/// only when the store could not be read.
 pub fn verify_digest(
-    client: &RegistryClient,
-    repo: &str,
+    src: &Source,
     digest: &str,
     key: &VerifyingKey,
 ) -> Result<std::result::Result<(), String>> {
     let tag = signature_tag(digest)?;
-    let manifest = match client.get_manifest(repo, &tag, &[MANIFEST_MEDIA_TYPE]) {
-        Ok(m) => m,
-        Err(e) if e.is_not_found() => {
-            return Ok(Err(format!(
-                "no signature: the repository has no tag `{tag}`"
-            )))
-        }
-        Err(e) => return Err(e.into()),
+    let Some(manifest) = src.tagged(&tag, MANIFEST_MEDIA_TYPE)? else {
+        return Ok(Err(format!("no signature: there is no tag `{tag}`")));
     };
     let Some(layers) = layers_of(&manifest.bytes) else {
         return Ok(Err(format!("`{tag}` is not a signature manifest")));
     };
-    let scratch = scratch::dir("verify")?;
     let mut checked = 0;
     let mut covers_other = None;
     for layer in &layers {
@@ -390,17 +383,10 @@ pub fn verify_digest(
         if desc.size > MAX_BLOB {
             continue;
         }
-        let path = scratch.path().join(desc.digest.hex());
-        // The payload is checked against the layer digest as it downloads.
-        match client.fetch_blob(repo, desc.digest.as_str(), Some(desc.size), &path) {
-            Ok(()) => {}
-            Err(e) if e.exit_kind() == crate::error::ExitKind::User => {
-                tracing::debug!("payload `{}` refused: {e}", desc.digest);
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let payload = std::fs::read(&path).at("reading", &path)?;
+        // The payload is checked against the layer digest as it is read.
+        let Some(payload) = src.small_blob(&desc, MAX_BLOB)? else {
+            continue;
+        };
         if !signature_verifies(key, &payload, signature) {
             continue;
         }

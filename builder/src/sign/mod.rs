@@ -7,3 +7,4 @@
 pub mod cli;
 pub mod cosign;
 pub mod keys;
+pub mod policy;

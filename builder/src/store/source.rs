@@ -158,6 +158,61 @@ impl Source {
         }
     }
 
+    /// A small blob's verified bytes (signature payloads, attestations); refused above `max`
+    /// bytes before anything is read. `Ok(None)` when the blob does not match its descriptor
+    /// (a tampered payload is a finding for the caller, not a failure of the store).
+    pub fn small_blob(&self, desc: &Descriptor, max: u64) -> Result<Option<Vec<u8>>> {
+        if desc.size > max {
+            return Err(Error::input(format!(
+                "blob `{}` has {} bytes, more than the {max} allowed here",
+                desc.digest, desc.size
+            )));
+        }
+        match self {
+            Source::Layout { layout, .. } => {
+                let mut r = match layout.open_blob(desc) {
+                    Ok(r) => r,
+                    Err(e) if e.exit_kind() == crate::error::ExitKind::User => {
+                        tracing::debug!("blob `{}` refused: {e}", desc.digest);
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut out = Vec::new();
+                match std::io::Read::read_to_end(&mut r, &mut out) {
+                    Ok(_) => Ok(Some(out)),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        tracing::debug!("blob `{}` refused: {e}", desc.digest);
+                        Ok(None)
+                    }
+                    Err(e) => Err(Error::Io {
+                        op: "reading",
+                        path: layout.blob_path(&desc.digest),
+                        source: e,
+                    }),
+                }
+            }
+            Source::Registry { client, reference } => {
+                let dir = scratch::dir("blob")?;
+                let path = dir.path().join("blob");
+                // Checked against the digest as it downloads.
+                match client.fetch_blob(
+                    &reference.repository,
+                    desc.digest.as_str(),
+                    Some(desc.size),
+                    &path,
+                ) {
+                    Ok(()) => std::fs::read(&path).at("reading", &path).map(Some),
+                    Err(e) if e.exit_kind() == crate::error::ExitKind::User => {
+                        tracing::debug!("blob `{}` refused: {e}", desc.digest);
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
     /// A file holding the verified blob: the layout's own file, or a download into `scratch`.
     pub fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<PathBuf> {
         match self {

@@ -25,6 +25,9 @@ pub enum ConfigCommand {
     Render(RenderArgs),
     /// Check Talos documents (configs, patches, multi-document files) for known traps.
     Lint(LintArgs),
+    /// An `ImageVerificationConfig` (Talos v1.13+) that makes nodes require a public key's
+    /// cosign signature on images of the given repositories.
+    ImageVerification(crate::sign::cli::ImageVerificationArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,9 @@ pub fn run_config(cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Render(a) => run_render(a),
         ConfigCommand::Lint(a) => run_lint(a),
+        ConfigCommand::ImageVerification(a) => {
+            crate::sign::cli::run_image_verification(a).map(|_| ())
+        }
     }
 }
 
@@ -233,15 +239,47 @@ pub struct ImagerProfileArgs {
     /// imager's `imageCache` input by `ociPath`); it must hold the profile's installer.
     #[arg(long, value_name = "DIR")]
     pub image_cache: Option<PathBuf>,
-    /// Let the imager pull over plain HTTP or unverified TLS (`forceInsecure`).
-    #[arg(long)]
-    pub insecure: bool,
     /// Accept image references that are not pinned by digest.
     #[arg(long)]
     pub allow_unpinned: bool,
     /// Write the profile here (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Require a cosign signature by this public key (PEM) on every extension image (in its
+    /// registry or `oci:` layout) before it goes into the profile; a tarball cannot carry one.
+    #[arg(long, env = "TALEXT_REQUIRE_SIGNATURE", value_name = "PUB")]
+    pub require_signature: Option<PathBuf>,
+    /// How to reach the registries signatures are read from (with `--require-signature`);
+    /// `--insecure` also lets the imager pull over plain HTTP or unverified TLS
+    /// (`forceInsecure`).
+    #[command(flatten)]
+    pub registry: crate::registry_args::RegistryArgs,
+}
+
+/// `--require-signature`: every extension the profile names is signed by `key`.
+fn require_signatures(
+    extensions: &[ExtensionSource],
+    key: &std::path::Path,
+    a: &ImagerProfileArgs,
+) -> Result<()> {
+    let options = a.registry.options()?;
+    for e in extensions {
+        let source = match e {
+            ExtensionSource::Image { reference, .. } => format!("docker://{reference}"),
+            ExtensionSource::OciPath(dir) => format!("oci:{}", dir.display()),
+            ExtensionSource::Tarball(file) => {
+                return Err(Error::input_hint(
+                    format!(
+                        "`{}` is a tarball, which carries no signature, and `--require-signature` is given",
+                        file.display()
+                    ),
+                    "give the extension as a signed registry image (`--image`) or `--oci-path` layout",
+                ))
+            }
+        };
+        crate::sign::cli::require_signature(&source, key, &options)?;
+    }
+    Ok(())
 }
 
 pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
@@ -251,17 +289,24 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
         extensions.push(profile::source_from_receipt(
             &receipt,
             &a.arch,
-            a.insecure,
+            a.registry.insecure,
             a.allow_unpinned,
         )?);
     }
     for i in &a.images {
-        extensions.push(profile::image_source(i, a.insecure, a.allow_unpinned)?);
+        extensions.push(profile::image_source(
+            i,
+            a.registry.insecure,
+            a.allow_unpinned,
+        )?);
     }
     extensions.extend(a.oci_paths.iter().cloned().map(ExtensionSource::OciPath));
     extensions.extend(a.tarballs.iter().cloned().map(ExtensionSource::Tarball));
     for e in &extensions {
         profile::check_local(e, &a.arch)?;
+    }
+    if let Some(key) = &a.require_signature {
+        require_signatures(&extensions, key, &a)?;
     }
     let text = profile::render(&ProfileRequest {
         arch: a.arch,
@@ -269,7 +314,7 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
         talos_version: a.talos_version,
         output_kind: a.output_kind,
         base_installer: a.base_installer,
-        insecure: a.insecure,
+        insecure: a.registry.insecure,
         extensions,
         image_cache: a.image_cache,
     })?;

@@ -33,6 +33,11 @@ pub struct ValidateArgs {
     /// Print the report as JSON (shape documented on `validate::Report`).
     #[arg(long)]
     pub json: bool,
+    /// Also require a cosign signature by this public key (PEM) over the image's digest, in
+    /// its registry, layout or archive; a missing or foreign signature is an error (exit 1)
+    /// before anything else is checked.
+    #[arg(long, env = "TALEXT_REQUIRE_SIGNATURE", value_name = "PUB")]
+    pub require_signature: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -182,6 +187,9 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         arch: args.arch.clone(),
         pkg_name: args.pkg_name.clone(),
     };
+    if let Some(key) = &args.require_signature {
+        crate::sign::cli::require_signature(&args.source, key, &args.registry.options()?)?;
+    }
     let report = validate_source(
         &args.source,
         &opts,
