@@ -407,6 +407,107 @@ fn build_sign_verify_and_independent_readers() {
         "openssl refuses another key"
     );
 
+    // `build --sign` attested each platform's SBOM and the provenance: `verify --attestation`
+    // checks both, another key is refused, and an independent reader (skopeo for the tag,
+    // openssl over DSSE's pre-authentication encoding) agrees.
+    ok(talext(&[
+        "verify",
+        &target,
+        "--key",
+        pub_s,
+        "--attestation",
+        "sbom",
+        "--attestation",
+        "provenance",
+    ]));
+    refused(
+        talext(&[
+            "verify",
+            &target,
+            "--key",
+            pub_s,
+            "--attestation",
+            "https://example.com/other/v1",
+        ]),
+        "attestation is missing",
+    );
+    for child in &children {
+        let att_ref = reg.docker_ref(&format!(
+            "talos/tailscale:{}",
+            tag_of(child).replace(".sig", ".att")
+        ));
+        let dir = tmp.path().join(format!("att-{}", &child[7..19]));
+        tools::skopeo()
+            .args(["copy", "--src-tls-verify=false", &att_ref])
+            .arg(format!("oci:{}:att", dir.display()))
+            .ok();
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let blob =
+            |d: &str| std::fs::read(dir.join("blobs/sha256").join(&d["sha256:".len()..])).unwrap();
+        let manifest: Value =
+            serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap();
+        let types: Vec<&str> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["annotations"]["predicateType"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "https://spdx.dev/Document",
+                "https://slsa.dev/provenance/v1"
+            ]
+        );
+        for layer in manifest["layers"].as_array().unwrap() {
+            assert_eq!(layer["mediaType"], "application/vnd.dsse.envelope.v1+json");
+            let env: Value =
+                serde_json::from_slice(&blob(layer["digest"].as_str().unwrap())).unwrap();
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let statement = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+            let ptype = env["payloadType"].as_str().unwrap();
+            assert_eq!(ptype, "application/vnd.in-toto+json");
+            let mut pae =
+                format!("DSSEv1 {} {ptype} {} ", ptype.len(), statement.len()).into_bytes();
+            pae.extend_from_slice(&statement);
+            std::fs::write(&payload_file, &pae).unwrap();
+            std::fs::write(
+                &sig_file,
+                b64.decode(env["signatures"][0]["sig"].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            assert!(
+                openssl(&public).status.success(),
+                "openssl verifies the envelope"
+            );
+            assert!(!openssl(&other_public).status.success());
+            let st: Value = serde_json::from_slice(&statement).unwrap();
+            assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+            assert_eq!(st["subject"][0]["digest"]["sha256"], &child[7..]);
+            match layer["annotations"]["predicateType"].as_str().unwrap() {
+                "https://spdx.dev/Document" => {
+                    assert!(st["predicate"]["spdxVersion"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("SPDX-2"))
+                }
+                _ => {
+                    let deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+                        .as_array()
+                        .unwrap();
+                    assert!(
+                        deps.iter().any(|d| d["name"] == "extension.yaml"),
+                        "{deps:?}"
+                    );
+                    assert!(deps.iter().any(|d| d["name"] == "tailscale"), "{deps:?}");
+                }
+            }
+        }
+    }
+
     // Signing again leaves the tag as it is (deterministic signatures).
     let again = ok(talext(&["sign", &target, "--key", key.to_str().unwrap()]));
     assert!(again.stderr.contains("already signed"), "{}", again.stderr);
@@ -721,6 +822,27 @@ fn copy_carries_signatures_unless_told_not_to() {
     let digest = push_layout(&layout, "v1", &src);
     assert_eq!(digest, index.digest);
     ok(talext(&["sign", &src, "--key", key.to_str().unwrap()]));
+    let predicate = tmp.path().join("predicate.json");
+    std::fs::write(
+        &predicate,
+        br#"{"buildDefinition":{"buildType":"urn:test"}}"#,
+    )
+    .unwrap();
+    let attested = ok(talext(&[
+        "attest",
+        &src,
+        "--key",
+        key.to_str().unwrap(),
+        "--type",
+        "provenance",
+        "--predicate",
+        predicate.to_str().unwrap(),
+    ]));
+    assert!(
+        attested.stdout.trim().ends_with(".att"),
+        "{}",
+        attested.stdout
+    );
     let digests = [
         index.digest.clone(),
         amd.manifest.digest.clone(),
@@ -743,6 +865,8 @@ fn copy_carries_signatures_unless_told_not_to() {
         &reg.docker_ref("carry/dst:v1"),
         "--key",
         pubkey,
+        "--attestation",
+        "provenance",
     ]));
 
     // `--no-signatures` drops them.
@@ -759,6 +883,11 @@ fn copy_carries_signatures_unless_told_not_to() {
         talext(&["verify", &reg.docker_ref("carry/bare:v1"), "--key", pubkey]),
         "no signature",
     );
+    assert!(skopeo_raw(&reg.docker_ref(&format!(
+        "carry/bare:{}",
+        tag_of(&index.digest).replace(".sig", ".att")
+    )))
+    .is_none());
 
     // Into a layout (tagged `sha256-HEX.sig` there) and back out to another registry repository.
     let out_dir = tmp.path().join("out");
@@ -829,6 +958,8 @@ fn copy_carries_signatures_unless_told_not_to() {
         &format!("oci-archive:{}:v1", archive.display()),
         "--key",
         pubkey,
+        "--attestation",
+        "provenance",
     ]));
     ok(talext(&[
         "copy",

@@ -230,8 +230,116 @@ pub fn prepare_cached(req: &Request, cache: Option<&LayerCache>) -> Result<(Plan
     Ok((plan, prepared))
 }
 
+/// What signing a build attests besides the signatures: each platform manifest's SPDX SBOM
+/// (the file the image holds) and the SLSA provenance of the whole build.
+#[derive(Debug, Clone, Default)]
+pub struct AttestationInputs {
+    /// `(platform manifest digest, SBOM bytes)`.
+    pub sboms: Vec<(Digest, Vec<u8>)>,
+    /// The SLSA provenance v1 predicate (no timestamps: the same build attests the same bytes).
+    pub provenance: serde_json::Value,
+}
+
 /// Build and write to `output`.
 pub fn build(req: &Request, output: &Location) -> Result<Built> {
+    build_inner(req, output, false).map(|(b, _)| b)
+}
+
+/// [`build`] into a registry, also returning what `--sign` attests.
+pub fn build_for_signing(req: &Request, output: &Location) -> Result<(Built, AttestationInputs)> {
+    build_inner(req, output, true)
+}
+
+/// The SLSA provenance v1 predicate of `plan` (`https://slsa.dev/provenance/v1`): the resolved
+/// definition as the external parameters, the definition files and every source as resolved
+/// dependencies (with the digest a source is pinned by), talext and its build identity as the
+/// builder.
+pub fn provenance(plan: &Plan) -> Result<serde_json::Value> {
+    use serde_json::json;
+    let mut deps = Vec::new();
+    let mut files = vec![plan.loaded.file.clone()];
+    if let Some(s) = &plan.loaded.def.service {
+        files.push(plan.loaded.dir.join(s));
+    }
+    for f in &plan.loaded.def.files {
+        files.push(plan.loaded.dir.join(&f.src));
+    }
+    for f in files {
+        let bytes = std::fs::read(&f)
+            .map_err(|e| Error::input(format!("reading `{}`: {e}", f.display())))?;
+        let name = f
+            .strip_prefix(&plan.loaded.dir)
+            .unwrap_or(&f)
+            .display()
+            .to_string();
+        deps.push(json!({
+            "name": name,
+            "digest": {"sha256": Digest::of(&bytes).hex()},
+        }));
+    }
+    for (name, location) in &plan.sources {
+        let mut d = json!({"name": name, "uri": location});
+        if let Some((_, pin)) = location.rsplit_once("@sha256:") {
+            if pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                d["digest"] = json!({"sha256": pin});
+            }
+        }
+        deps.push(d);
+    }
+    let definition = serde_json::to_value(plan).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(json!({
+        "buildDefinition": {
+            "buildType": "urn:talext:extension-build:v1",
+            "externalParameters": {"definition": definition},
+            "internalParameters": {"sourceDateEpoch": plan.source_date_epoch},
+            "resolvedDependencies": deps,
+        },
+        "runDetails": {
+            "builder": {
+                "id": "urn:talext:builder",
+                "version": {"talext": env!("CARGO_PKG_VERSION"), "build": crate::cache::BUILD_ID},
+            },
+        },
+    }))
+}
+
+/// The SBOM file an extension image's layer holds (`rootfs/usr/local/share/spdx/NAME.spdx.json`).
+fn sbom_in_layer(layout: &Layout, manifest: &Descriptor, name: &str) -> Result<Option<Vec<u8>>> {
+    let m: crate::oci::Manifest = serde_json::from_slice(&layout.read_document(&manifest.digest)?)
+        .map_err(|e| Error::internal(format!("manifest `{}`: {e}", manifest.digest)))?;
+    let want = crate::sbom::path_for(name);
+    for l in &m.layers {
+        let blob = layout.open_blob(l)?;
+        let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
+        let io = |e: std::io::Error| Error::internal(format!("reading layer `{}`: {e}", l.digest));
+        for entry in tar.entries().map_err(io)? {
+            let mut entry = entry.map_err(io)?;
+            let path = entry
+                .path()
+                .map_err(io)?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            if path == want {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(&mut entry, 64 << 20),
+                    &mut bytes,
+                )
+                .map_err(io)?;
+                return Ok(Some(bytes));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn build_inner(
+    req: &Request,
+    output: &Location,
+    attest: bool,
+) -> Result<(Built, AttestationInputs)> {
+    let mut inputs = AttestationInputs::default();
     if let Location::Tar(_) = output {
         let n = if req.platforms.is_empty() {
             plan::plan(req)?.platforms.len()
@@ -282,7 +390,7 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
             let layout = Layout::open_or_create(scratch.path().join("layout"))?;
             let (index, platforms) = w.write_images(&layout, trees)?;
             image::persist(tar, file)?;
-            Ok(built(index.digest, platforms))
+            Ok((built(index.digest, platforms), inputs))
         }
         Location::Oci { .. } | Location::OciArchive { .. } => {
             let Some((out, tag)) = Output::open(output)? else {
@@ -290,7 +398,7 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
             };
             let (index, platforms) = w.write_images(out.layout(), trees)?;
             out.commit(&index, tag.as_deref())?;
-            Ok(built(index.digest, platforms))
+            Ok((built(index.digest, platforms), inputs))
         }
         Location::Dir(d) => Err(Error::input_hint(
             format!("`{d}` is not an output; outputs are `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `tar:FILE`"),
@@ -313,13 +421,21 @@ pub fn build(req: &Request, output: &Location) -> Result<Built> {
                     copied.digest, index.digest
                 )));
             }
+            if attest {
+                for p in &platforms {
+                    if let Some(sbom) = sbom_in_layer(&layout, p, &plan.name)? {
+                        inputs.sboms.push((p.digest.clone(), sbom));
+                    }
+                }
+                inputs.provenance = provenance(&plan)?;
+            }
             let mut b = built(index.digest, platforms);
             let mut shown = reference.name();
             if let Some(t) = &reference.tag {
                 shown = format!("{shown}:{t}");
             }
             b.reference = Some(format!("{shown}@{}", b.digest));
-            Ok(b)
+            Ok((b, inputs))
         }
     }
 }

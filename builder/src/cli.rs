@@ -129,6 +129,8 @@ pub enum Command {
     },
     /// Sign an image or index in a registry with a cosign-compatible `sha256-HEX.sig` signature.
     Sign(crate::sign::cli::SignArgs),
+    /// Attach a signed in-toto attestation (an SBOM, a provenance) to an image in a registry.
+    Attest(crate::sign::cli::AttestArgs),
     /// Check that a signature by a public key covers an image or index (registry, layout, archive).
     Verify(crate::sign::cli::VerifyArgs),
     /// A self-hosted Image Factory: the settings that verify images with your key.
@@ -506,9 +508,18 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 reporter: reporter.clone(),
             };
             let signer = args.signing.load(&output)?;
-            let built = build::build(&req, &output)?;
+            let (built, attestations) = match signer {
+                Some(_) => build::build_for_signing(&req, &output)?,
+                None => (build::build(&req, &output)?, Default::default()),
+            };
             let pushed = built.reference.as_deref();
-            crate::sign::cli::sign_built(signer, pushed, &req.fetch.registry, cli.quiet)?;
+            crate::sign::cli::sign_built(
+                signer,
+                pushed,
+                &attestations,
+                &req.fetch.registry,
+                cli.quiet,
+            )?;
             let receipt = built.receipt();
             let json = serde_json::to_string_pretty(&receipt)
                 .map_err(|e| Error::internal(e.to_string()))?;
@@ -711,6 +722,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Key { command } => crate::sign::cli::run_key(command, cli.quiet),
         Command::Sign(args) => crate::sign::cli::run_sign(args, cli.quiet),
         Command::Verify(args) => crate::sign::cli::run_verify(args, cli.quiet),
+        Command::Attest(args) => crate::sign::cli::run_attest(args, cli.quiet),
         Command::Factory { command } => crate::sign::cli::run_factory(command),
         Command::Plan(args) => {
             warn_old_version_env(cli.quiet);

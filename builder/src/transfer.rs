@@ -330,26 +330,33 @@ impl Dst {
     }
 }
 
-/// The cosign signature manifests (`sha256-HEX.sig`) `src` holds for `digests`, as
-/// `(tag, manifest)`; their blobs (small, capped) join `blobs` so they move with the image's.
-/// A signature tag names a digest, not a repository, so it verifies in any repository and
-/// registry it is copied to.
+/// The cosign signature and attestation manifests (`sha256-HEX.sig`, `sha256-HEX.att`) `src`
+/// holds for `digests`, as `(tag, manifest)`; their blobs (capped) join `blobs` so they move
+/// with the image's. Such a tag names a digest, not a repository, so it verifies in any
+/// repository and registry it is copied to.
 fn signatures_of(
     src: &Source,
     digests: &[&str],
     blobs: &mut Vec<Descriptor>,
 ) -> Result<Vec<(String, Doc)>> {
+    use crate::sign::attest::{attestation_tag, MAX_ENVELOPE};
     use crate::sign::cosign::{signature_tag, MANIFEST_MEDIA_TYPE, MAX_BLOB};
     let mut out = Vec::new();
-    for digest in digests {
-        let tag = signature_tag(digest)?;
+    let tags = digests.iter().flat_map(|d| {
+        [
+            signature_tag(d).map(|t| (t, MAX_BLOB)),
+            attestation_tag(d).map(|t| (t, MAX_ENVELOPE)),
+        ]
+    });
+    for tag in tags {
+        let (tag, max) = tag?;
         let Some(doc) = src.tagged(&tag, MANIFEST_MEDIA_TYPE)? else {
             continue;
         };
         let manifest: Manifest = serde_json::from_slice(&doc.bytes)
             .map_err(|e| Error::input(format!("signature manifest `{tag}` is not valid: {e}")))?;
         for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if desc.size > MAX_BLOB {
+            if desc.size > max {
                 return Err(Error::input(format!(
                     "signature blob `{}` of `{tag}` has {} bytes; refused",
                     desc.digest, desc.size

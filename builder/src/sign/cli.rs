@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use p256::ecdsa::SigningKey;
 
-use super::{cosign, keys};
+use super::{attest, cosign, keys};
 use crate::error::{Error, Result};
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
 use crate::transport::Location;
@@ -64,8 +64,121 @@ pub struct VerifyArgs {
     /// Public key (SubjectPublicKeyInfo PEM, e.g. `cosign.pub`).
     #[arg(long, env = "TALEXT_VERIFY_KEY", value_name = "FILE")]
     pub key: PathBuf,
+    /// Also require an attestation of this type signed by the key: `sbom` (SPDX, checked on
+    /// every platform manifest of an index), `provenance` (SLSA v1, on the digest named), or a
+    /// predicate type URI; repeatable.
+    #[arg(long = "attestation", value_name = "TYPE")]
+    pub attestations: Vec<String>,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
+}
+
+/// `talext attest`.
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// The image or index: `docker://REGISTRY/REPO:TAG` or `REGISTRY/REPO@sha256:…`.
+    pub reference: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The predicate: a JSON file (an SPDX document, a SLSA provenance predicate, …).
+    #[arg(long, value_name = "FILE")]
+    pub predicate: PathBuf,
+    /// `sbom` (`https://spdx.dev/Document`), `provenance` (`https://slsa.dev/provenance/v1`)
+    /// or a predicate type URI.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: String,
+    #[command(flatten)]
+    pub registry: crate::registry_args::RegistryArgs,
+}
+
+/// `talext attest`: a signed in-toto statement about the digest `REF` names, in its
+/// `sha256-HEX.att` tag.
+pub fn run_attest(args: AttestArgs, quiet: bool) -> Result<ExitCode> {
+    let key = args.key.load()?;
+    let predicate: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&args.predicate)
+            .map_err(|e| Error::input(format!("reading `{}`: {e}", args.predicate.display())))?,
+    )
+    .map_err(|e| Error::input(format!("`{}` is not JSON: {e}", args.predicate.display())))?;
+    let reference = Reference::parse(&args.reference)?;
+    let client = RegistryClient::new(&args.registry.options()?, &reference.registry)?;
+    let root = client.get_manifest(&reference.repository, reference.tag_or_digest(), &[])?;
+    if let Some(d) = reference.digest.as_deref().filter(|d| *d != root.digest) {
+        return Err(Error::input(format!(
+            "the registry serves `{}` for `{d}`",
+            root.digest
+        )));
+    }
+    let a = attest::attest_digest(
+        &client,
+        &reference.repository,
+        &reference.name(),
+        &root.digest,
+        &attest::predicate_type(&args.kind),
+        predicate,
+        &key,
+    )?;
+    if !quiet {
+        let what = if a.changed {
+            "attested"
+        } else {
+            "already attested"
+        };
+        eprintln!(
+            "{what} `{}` ({}) as `{}:{}`",
+            a.digest,
+            a.predicate_type,
+            reference.name(),
+            a.tag
+        );
+    }
+    println!("{}:{}", reference.name(), a.tag);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every attestation `kinds` names, signed by `key`, about the image at `loc`: an SBOM on each
+/// platform manifest of an index (or on the image itself), anything else on the digest named.
+pub fn verify_attestations(
+    loc: &Location,
+    options: &RegistryOptions,
+    key: &p256::ecdsa::VerifyingKey,
+    kinds: &[String],
+) -> Result<std::result::Result<(), String>> {
+    if kinds.is_empty() {
+        return Ok(Ok(()));
+    }
+    let src = crate::store::source::Source::open(loc, options)?.ok_or_else(|| {
+        Error::input(format!("`{loc}` holds no image an attestation could cover"))
+    })?;
+    let root = src.root()?;
+    let mut platforms = Vec::new();
+    if crate::oci::is_index_type(&root.media_type) {
+        let index: crate::oci::Index = serde_json::from_slice(&root.bytes)
+            .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", root.digest)))?;
+        platforms.extend(
+            index
+                .manifests
+                .iter()
+                .filter(|d| d.platform.as_ref().is_none_or(|p| p.os != "unknown"))
+                .map(|d| d.digest.to_string()),
+        );
+    } else {
+        platforms.push(root.digest.clone());
+    }
+    for kind in kinds {
+        let predicate_type = attest::predicate_type(kind);
+        let subjects = if predicate_type == attest::SPDX_PREDICATE {
+            platforms.clone()
+        } else {
+            vec![root.digest.clone()]
+        };
+        for digest in subjects {
+            if let Err(reason) = attest::verify_attestation(&src, &digest, &predicate_type, key)? {
+                return Ok(Err(format!("`{digest}`: {reason}")));
+            }
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// `build --sign`.
@@ -94,10 +207,12 @@ impl BuildSignArgs {
     }
 }
 
-/// Sign what `build` pushed (`reference` is its `registry/repo[:tag]@sha256:…`).
+/// Sign what `build` pushed (`reference` is its `registry/repo[:tag]@sha256:…`), and attest
+/// it: each platform manifest's SBOM, and the provenance of the index and of each platform.
 pub fn sign_built(
     key: Option<SigningKey>,
     reference: Option<&str>,
+    attestations: &crate::build::AttestationInputs,
     options: &RegistryOptions,
     quiet: bool,
 ) -> Result<()> {
@@ -106,11 +221,52 @@ pub fn sign_built(
     };
     let reference = Reference::parse(reference)?;
     let client = RegistryClient::new(options, &reference.registry)?;
-    report(
-        &cosign::sign_image(&client, &reference, &key, false)?,
-        quiet,
-        &reference,
-    );
+    let signed = cosign::sign_image(&client, &reference, &key, false)?;
+    report(&signed, quiet, &reference);
+    let (repo, identity) = (&reference.repository, reference.name());
+    let mut attested = Vec::new();
+    for (digest, sbom) in &attestations.sboms {
+        let predicate: serde_json::Value = serde_json::from_slice(sbom)
+            .map_err(|e| Error::internal(format!("the SBOM of `{digest}` is not JSON: {e}")))?;
+        attested.push(attest::attest_digest(
+            &client,
+            repo,
+            &identity,
+            digest.as_str(),
+            attest::SPDX_PREDICATE,
+            predicate,
+            &key,
+        )?);
+    }
+    if !attestations.provenance.is_null() {
+        for s in &signed {
+            attested.push(attest::attest_digest(
+                &client,
+                repo,
+                &identity,
+                &s.digest,
+                attest::SLSA_PREDICATE,
+                attestations.provenance.clone(),
+                &key,
+            )?);
+        }
+    }
+    if !quiet {
+        for a in &attested {
+            let what = if a.changed {
+                "attested"
+            } else {
+                "already attested"
+            };
+            eprintln!(
+                "{what} `{}` ({}) as `{}:{}`",
+                a.digest,
+                a.predicate_type,
+                reference.name(),
+                a.tag
+            );
+        }
+    }
     Ok(())
 }
 
@@ -222,8 +378,15 @@ pub fn run_verify(args: VerifyArgs, quiet: bool) -> Result<ExitCode> {
     let key = keys::load_public(&args.key)?;
     let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
     let loc = Location::parse(&args.reference, &cwd)?;
-    match verify_location(&loc, &args.registry.options()?, &key)? {
+    let options = args.registry.options()?;
+    match verify_location(&loc, &options, &key)? {
         Ok(pinned) => {
+            if let Err(reason) = verify_attestations(&loc, &options, &key, &args.attestations)? {
+                return Err(Error::input(format!(
+                    "`{pinned}` is signed, but an attestation is missing: {reason} (key `{}`)",
+                    args.key.display()
+                )));
+            }
             if !quiet {
                 eprintln!("verified `{pinned}` with the key `{}`", args.key.display());
             }

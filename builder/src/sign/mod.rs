@@ -4,6 +4,7 @@
 //! the `key`, `sign` and `verify` commands ([`cli`]). An air-gapped Image Factory with
 //! `containerSignature.publicKeyFile` accepts what this module writes.
 
+pub mod attest;
 pub mod cli;
 pub mod cosign;
 pub mod keys;
