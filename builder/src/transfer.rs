@@ -14,9 +14,10 @@ use std::sync::Mutex;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
 use crate::progress::{Kind, Shared};
-use crate::registry::{BlobSource, PushOutcome, Reference, RegistryClient, RegistryOptions};
+use crate::registry::RegistryOptions;
+use crate::store::scratch;
+use crate::store::sink::{self, Sink};
 use crate::store::source::{Doc, Source};
-use crate::store::{scratch, Output};
 use crate::transport::Location;
 
 /// What `copy` did.
@@ -38,16 +39,6 @@ pub struct CopyReport<'a> {
     pub destination: String,
     #[serde(flatten)]
     pub copied: &'a Copied,
-}
-
-#[allow(clippy::large_enum_variant)]
-enum Dst {
-    /// An `oci:` layout or `oci-archive:`, published only at [`Dst::finish`].
-    Layout { out: Output, tag: Option<String> },
-    Registry {
-        client: RegistryClient,
-        reference: Reference,
-    },
 }
 
 /// Blobs in flight at once unless `--jobs` says otherwise: enough to hide a registry's
@@ -111,7 +102,7 @@ pub fn copy_between(
     let scratch = scratch::dir("copy")?;
     let label = format!("{src}");
     let src = Source::open(src, src_options)?.ok_or_else(|| unsupported(src))?;
-    let dst = open_destination(dst, dst_options)?;
+    let dst = sink::open(dst, dst_options)?;
     let root = src.root()?;
     let root = select_platforms(&src, root, platforms)?;
     let mut walk = Walk::default();
@@ -125,7 +116,7 @@ pub fn copy_between(
         Vec::new()
     };
     let kind = match (&src, &dst) {
-        (Source::Registry { .. }, Dst::Layout { .. }) => Kind::Pull,
+        (Source::Registry { .. }, Sink::Layout { .. }) => Kind::Pull,
         _ => Kind::Push,
     };
     let (copied, skipped) = move_blobs(
@@ -153,181 +144,11 @@ pub fn copy_between(
     })
 }
 
-fn open_destination(loc: &Location, options: &RegistryOptions) -> Result<Dst> {
-    match loc {
-        Location::Oci { .. } | Location::OciArchive { .. } => match Output::open(loc)? {
-            Some((out, tag)) => Ok(Dst::Layout { out, tag }),
-            None => Err(unsupported(loc)),
-        },
-        Location::Registry(r) => {
-            let reference = Reference::parse(r)?;
-            let client = RegistryClient::new(options, &reference.registry)?;
-            Ok(Dst::Registry { client, reference })
-        }
-        other => Err(unsupported(other)),
-    }
-}
-
-fn unsupported(loc: &Location) -> Error {
+pub(crate) fn unsupported(loc: &Location) -> Error {
     Error::input_hint(
         format!("`{loc}` cannot be copied"),
         "copy moves images between `docker://REF`, `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`",
     )
-}
-
-impl Dst {
-    fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
-        match self {
-            Dst::Layout { out, .. } => Ok(out.layout().blob_size(&desc.digest) == Some(desc.size)),
-            Dst::Registry { client, reference } => Ok(client
-                .blob_exists(&reference.repository, desc.digest.as_str())?
-                .is_some()),
-        }
-    }
-
-    /// Copy a blob; `false` when a registry destination turned out to have it already.
-    fn put_blob(&self, desc: &Descriptor, src: &Source, scratch: &Path) -> Result<bool> {
-        match (self, src) {
-            // Registry to layout: download straight into the layout (verified, then renamed).
-            (Dst::Layout { out, .. }, Source::Registry { client, reference }) => {
-                let path = out.layout().blob_path(&desc.digest);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).at("creating", dir)?;
-                }
-                client.fetch_blob(
-                    &reference.repository,
-                    desc.digest.as_str(),
-                    Some(desc.size),
-                    &path,
-                )?;
-            }
-            (Dst::Layout { out, .. }, Source::Layout { layout: from, .. }) => {
-                let mut w = out.layout().blob_writer()?;
-                let mut f = from.open_blob(desc)?;
-                std::io::copy(&mut f, &mut w).map_err(|e| match e.kind() {
-                    // The source's bytes are not what its descriptor says.
-                    std::io::ErrorKind::InvalidData => {
-                        Error::input(format!("copying from `{}`: {e}", from.root().display()))
-                    }
-                    _ => Error::Io {
-                        op: "copying a blob into",
-                        path: out.layout().root().to_path_buf(),
-                        source: e,
-                    },
-                })?;
-                w.commit(Some(&desc.digest))?;
-            }
-            (Dst::Registry { client, reference }, src) => {
-                let repo = &reference.repository;
-                // Inside one registry the blob is linked, not sent (distribution spec
-                // "Mounting a blob from another repository").
-                if let Source::Registry {
-                    client: from,
-                    reference: from_ref,
-                } = src
-                {
-                    if from.registry() == client.registry()
-                        && client.mount_blob(repo, &from_ref.repository, desc.digest.as_str())?
-                    {
-                        return Ok(true);
-                    }
-                }
-                let file = src.blob_file(desc, scratch)?;
-                let outcome = client.push_blob(
-                    repo,
-                    desc.digest.as_str(),
-                    desc.size,
-                    BlobSource::Path(&file),
-                    None,
-                )?;
-                if matches!(src, Source::Registry { .. }) {
-                    let _ = std::fs::remove_file(&file);
-                }
-                return Ok(outcome != PushOutcome::Existed);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Store a child manifest (by digest).
-    fn put_manifest(&self, doc: &Doc) -> Result<()> {
-        match self {
-            Dst::Layout { out, .. } => {
-                let stored = out.layout().put_bytes(&doc.bytes)?;
-                debug_assert_eq!(stored.as_str(), doc.digest);
-            }
-            Dst::Registry { client, reference } => {
-                client.put_manifest(
-                    &reference.repository,
-                    &doc.digest,
-                    &doc.bytes,
-                    &doc.media_type,
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Store the top manifest or index and name it: the tag in a registry, or, in a layout or
-    /// archive, the entries `build` writes (`crate::store::name_image`: the image under the tag,
-    /// each platform manifest with its platform), published atomically.
-    /// With it, `signed`: signature manifests (blobs already stored) under their tags, in the
-    /// same `index.json` update as the image in a layout or archive, after the image's own tag
-    /// in a registry.
-    fn put_root(self, src: &Source, doc: &Doc, signed: &[(String, Doc)]) -> Result<()> {
-        match self {
-            Dst::Layout { out, tag } => {
-                let digest = out.layout().put_bytes(&doc.bytes)?;
-                let mut desc = Descriptor::new(&doc.media_type, digest, doc.bytes.len() as u64);
-                if oci::is_manifest_type(&doc.media_type) {
-                    desc.platform = Some(image_platform(src, doc)?);
-                }
-                let mut tagged = Vec::new();
-                for (name, sig) in signed {
-                    let digest = out.layout().put_bytes(&sig.bytes)?;
-                    let mut d = Descriptor::new(&sig.media_type, digest, sig.bytes.len() as u64);
-                    d.annotations
-                        .insert(oci::ANN_REF_NAME.to_string(), name.clone());
-                    tagged.push(d);
-                }
-                out.commit_tagged(&desc, tag.as_deref(), &tagged)
-            }
-            Dst::Registry { client, reference } => {
-                let target = reference.tag_or_digest();
-                if reference.digest.as_deref().is_some_and(|d| d != doc.digest) {
-                    return Err(Error::input(format!(
-                        "the destination names `{target}` but the image copied is `{}`",
-                        doc.digest
-                    )));
-                }
-                client.put_manifest(&reference.repository, target, &doc.bytes, &doc.media_type)?;
-                for (name, sig) in signed {
-                    client.put_manifest(
-                        &reference.repository,
-                        name,
-                        &sig.bytes,
-                        &sig.media_type,
-                    )?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Whether signature tags can be written here. In a layout without a tag the copied image
-    /// is the only tagged entry readers that name none find; a signature tag beside it would
-    /// make that ambiguous.
-    fn holds_signatures(&self) -> bool {
-        match self {
-            Dst::Layout { tag: None, .. } => {
-                tracing::warn!(
-                    "signatures are kept in a layout or archive only when the destination names a tag"
-                );
-                false
-            }
-            _ => true,
-        }
-    }
 }
 
 /// The cosign signature and attestation manifests (`sha256-HEX.sig`, `sha256-HEX.att`) `src`
@@ -369,25 +190,6 @@ fn signatures_of(
         out.push((tag, doc));
     }
     Ok(out)
-}
-
-/// The platform an image manifest's config declares.
-fn image_platform(src: &Source, doc: &Doc) -> Result<Platform> {
-    let manifest: Manifest = serde_json::from_slice(&doc.bytes)
-        .map_err(|e| Error::input(format!("manifest `{}` is not valid: {e}", doc.digest)))?;
-    let config: oci::types::ConfigSummary = serde_json::from_slice(&src.config(&manifest.config)?)
-        .map_err(|e| {
-            Error::input(format!(
-                "config `{}` is not valid: {e}",
-                manifest.config.digest
-            ))
-        })?;
-    Ok(Platform {
-        architecture: config.architecture,
-        os: config.os,
-        os_version: None,
-        variant: config.variant,
-    })
 }
 
 /// What a copy moves: the blobs (each once) and the child manifests (each once), children
@@ -456,7 +258,7 @@ impl Walk {
 /// on failure, the error of the first failing blob in order.
 fn move_blobs(
     src: &Source,
-    dst: &Dst,
+    dst: &Sink,
     blobs: &[Descriptor],
     scratch: &Path,
     transfer: &Transfer,
@@ -472,7 +274,7 @@ fn move_blobs(
     let one = |blob: &Descriptor| -> Result<bool> {
         // A layout source pushed to a registry: `push_blob` asks the registry itself, so the
         // existence check is not sent twice.
-        let pushes_itself = matches!((dst, src), (Dst::Registry { .. }, Source::Layout { .. }));
+        let pushes_itself = matches!((dst, src), (Sink::Registry { .. }, Source::Layout { .. }));
         if !pushes_itself && dst.has_blob(blob)? {
             return Ok(false);
         }
@@ -533,7 +335,7 @@ fn select_platforms(src: &Source, root: Doc, platforms: &[Platform]) -> Result<D
         .collect::<Vec<_>>()
         .join(", ");
     if !oci::is_index_type(&root.media_type) {
-        let platform = image_platform(src, &root)?;
+        let platform = sink::image_platform(src, &root)?;
         if !wanted(&platform) {
             return Err(Error::input(format!(
                 "the image is for `{platform}`, not {names}"

@@ -1,6 +1,7 @@
 //! Every place an image lives, as a store: an OCI layout ([`layout`]), an oci-archive
 //! ([`archive`]), a registry (`crate::registry`), and talext's own caches built on layouts.
-//! [`source::Source`] is the one read side over all of them.
+//! [`source::Source`] is the one read side over all of them and [`sink::Sink`] the one write
+//! side; `crate::transfer` moves images from one to the other.
 //! Stores are shared state: writers lock ([`lock`]), stage ([`scratch`]) and rename, and every
 //! read is verified and bounded. [`Output`] is the one way an image is written into a layout or
 //! an archive, by `build` and `copy` alike, and [`name_image`] the one rule for `index.json`.
@@ -10,6 +11,7 @@ pub mod image_cache;
 pub mod layout;
 pub mod lock;
 pub mod scratch;
+pub mod sink;
 pub mod source;
 
 use std::collections::HashSet;
