@@ -46,10 +46,11 @@ use crate::layer::{LayerInfo, GZIP_LEVEL};
 use crate::oci::layout::Layout;
 use crate::oci::{Descriptor, Digest, Platform};
 use crate::plan::Plan;
-use crate::registry::Reference;
+use crate::registry::{Reference, RegistryOptions};
 use crate::store::layout::read_capped;
 use crate::store::lock::Lock;
 use crate::store::scratch;
+use crate::store::source::Source;
 use crate::transport::Location;
 
 /// Bumped when the key material changes shape.
@@ -232,8 +233,12 @@ fn source_identity(m: &mut Material, name: &str, loc: &Location, p: &Platform) -
             walk(m, &dir, "")?;
             Ok(true)
         }
-        Location::Oci { dir, tag } => {
-            let layout = Layout::open(dir)?;
+        Location::Oci { .. } => {
+            let Some(Source::Layout { layout, tag, .. }) =
+                Source::open(loc, &RegistryOptions::default())?
+            else {
+                return Err(Error::internal("a layout location opens as a layout"));
+            };
             let what = format!("source `{name}` ({p})");
             let desc = layout
                 .resolve(tag.as_deref())

@@ -66,15 +66,14 @@ pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
             opened._pulled = Some(tmp);
             Ok(opened)
         }
-        Location::Oci { dir, tag } => {
-            let layout = Layout::open(dir)?;
-            open_layout(layout, tag.as_deref(), loc.to_string(), None)
-        }
-        Location::OciArchive { file, tag } => {
-            let unpacked = archive::open(file)?;
-            let layout = unpacked.layout.clone();
-            open_layout(layout, tag.as_deref(), loc.to_string(), Some(unpacked))
-        }
+        Location::Oci { .. } | Location::OciArchive { .. } => match Source::open(loc, registry)? {
+            Some(Source::Layout {
+                layout,
+                tag,
+                _unpacked,
+            }) => open_layout(layout, tag.as_deref(), loc.to_string(), _unpacked),
+            _ => Err(Error::internal("a layout location opens as a layout")),
+        },
         other => Err(Error::input(format!("`{other}` is not an image location"))),
     }
 }
