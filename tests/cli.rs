@@ -660,3 +660,89 @@ fn service_file_problems_are_reported_once_at_the_definition_line() {
     assert!(errors[0].contains(&at), "{}", out.stderr);
     assert!(!dir.path().join("bad").exists());
 }
+
+#[test]
+fn login_stores_a_checked_credential_every_reader_finds() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::tls_with_auth("ci", "login-secret-5");
+    let ca = reg.ca.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout(&dir.path().join("src"));
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let stored = home.join(".config/containers/auth.json");
+    // Each run with this test's own HOME: the default credentials file is under it.
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = talext_kit::tools::command(BIN);
+        cmd.args(args);
+        if args[0] != "logout" {
+            cmd.arg("--ca-file").arg(&ca).args(["--retry-max", "0"]);
+        }
+        cmd.env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let dst = format!("docker://{}/team/app:v1", reg.addr);
+    let login = |password: &str| {
+        run(
+            &["login", &reg.addr, "--username", "ci", "--password-stdin"],
+            Some(&format!("{password}\n")),
+        )
+    };
+
+    // A wrong password is refused by the registry, and nothing is written.
+    let out = login("wrong-secret-6");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!stored.exists());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("wrong-secret-6"));
+
+    // The right one is stored 0600, never shown, and every later command uses it.
+    let out = login("login-secret-5");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("login-secret-5") && out.stdout.is_empty(),
+        "{stderr}"
+    );
+    let mode = std::fs::metadata(&stored).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let doc = json(&std::fs::read_to_string(&stored).unwrap());
+    assert!(doc["auths"][&reg.addr]["auth"].is_string(), "{doc}");
+    let out = run(&["copy", &src, &dst], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // skopeo reads the same file.
+    talext_kit::tools::skopeo()
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(&stored)
+        .arg(&dst)
+        .ok();
+
+    // `logout` removes it; the registry then refuses the copy.
+    let out = run(&["logout", &reg.addr], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&std::fs::read_to_string(&stored).unwrap());
+    assert!(doc["auths"].get(&reg.addr).is_none(), "{doc}");
+    let out = run(&["copy", &src, &dst], None);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["logout", &reg.addr], None);
+    assert_eq!(out.status.code(), Some(1), "nothing left to remove");
+}

@@ -343,3 +343,48 @@ fn a_credential_helper_that_answers_an_identity_token() {
     );
     assert!(requests.iter().all(|r| r.method == "POST"), "{requests:?}");
 }
+
+#[test]
+fn login_through_the_token_service_is_checked_then_used() {
+    let (_token, reg, dir) = token_registry();
+    let (src, _) = layout_with(&dir.path().join("src"), "token login\n");
+    let auth = dir.path().join("auth.json");
+    let auth_s = auth.to_str().unwrap();
+    // A wrong password: the token service refuses it, and no file appears.
+    let out = talext(
+        &[
+            "login",
+            &reg.addr,
+            "--username",
+            USER,
+            "--password-stdin",
+            "--auth-file",
+            auth_s,
+        ],
+        "not-the-password\n",
+        None,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(!auth.exists());
+    let out = talext(
+        &[
+            "login",
+            &reg.addr,
+            "--username",
+            USER,
+            "--password-stdin",
+            "--auth-file",
+            auth_s,
+        ],
+        &format!("{PASSWORD}\n"),
+        None,
+        None,
+    );
+    assert_ok(&out, "login");
+    assert_no_secret(&out, PASSWORD);
+    // The stored credential gets a push token.
+    let dst = format!("docker://{}/team/login:v1", reg.addr);
+    let out = talext(&["copy", &src, &dst, "--auth-file", auth_s], "", None, None);
+    assert_ok(&out, "copy with the stored credential");
+}

@@ -129,6 +129,10 @@ pub enum Command {
     },
     /// Sign an image or index in a registry with a cosign-compatible `sha256-HEX.sig` signature.
     Sign(crate::sign::cli::SignArgs),
+    /// Store a registry credential (checked first) where every talext command and skopeo find it.
+    Login(crate::login::LoginArgs),
+    /// Remove a registry credential stored by `login`.
+    Logout(crate::login::LogoutArgs),
     /// Attach a signed in-toto attestation (an SBOM, a provenance) to an image in a registry.
     Attest(crate::sign::cli::AttestArgs),
     /// Check that a signature by a public key covers an image or index (registry, layout, archive).
@@ -723,6 +727,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Sign(args) => crate::sign::cli::run_sign(args, cli.quiet),
         Command::Verify(args) => crate::sign::cli::run_verify(args, cli.quiet),
         Command::Attest(args) => crate::sign::cli::run_attest(args, cli.quiet),
+        Command::Login(args) => crate::login::run_login(args, cli.quiet),
+        Command::Logout(args) => crate::login::run_logout(args, cli.quiet),
         Command::Factory { command } => crate::sign::cli::run_factory(command),
         Command::Plan(args) => {
             warn_old_version_env(cli.quiet);

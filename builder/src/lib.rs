@@ -17,6 +17,7 @@ pub mod goyaml;
 pub mod image;
 pub mod inspect;
 pub mod layer;
+pub mod login;
 pub mod oci;
 pub mod pgzip;
 pub mod plan;

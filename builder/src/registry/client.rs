@@ -236,6 +236,27 @@ impl RegistryClient {
         }
     }
 
+    /// Check that the registry accepts this client's credentials: `GET /v2/`, answering a
+    /// challenge as every operation does (a token with no scope for token auth), as `docker
+    /// login` and `skopeo login` check them. An authentication failure is the usual error.
+    pub fn check_login(&self) -> Result<()> {
+        let op = Op {
+            repo: "",
+            what: "log in".into(),
+            scopes: Vec::new(),
+        };
+        self.run(&op, || {
+            let resp = self.send(&op, &|base| {
+                Ok(self.http.get(base.to_string()).timeout(self.small()))
+            })?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(self.failure(resp))
+            }
+        })
+    }
+
     /// The size of a blob if the repository has it (`HEAD`), `None` if not.
     pub fn blob_exists(&self, repo: &str, digest: &str) -> Result<Option<u64>> {
         let op = Op::pull(repo, format!("check blob {digest}"));
