@@ -205,6 +205,26 @@ fn inspect_describes_layouts_archives_and_registry_images_alike() {
     assert_eq!(described[0], described[1]);
     assert_eq!(described[0], described[2]);
 
+    // `validate --platform` selects images of the index, as `copy --platform` does.
+    let only_arm = talext()
+        .args(["validate", &format!("oci:{}:v1", layout.display())])
+        .args(["--platform", "linux/arm64", "--talos-version", "v1.13.0"])
+        .ok()
+        .stdout;
+    assert!(
+        only_arm.contains("linux/arm64") && !only_arm.contains("linux/amd64"),
+        "{only_arm}"
+    );
+    let out = talext()
+        .args(["validate", &format!("oci:{}:v1", layout.display())])
+        .args(["--platform", "linux/s390x"])
+        .fails_with(1);
+    assert!(
+        out.stderr.contains("has no `linux/s390x` image") && out.stderr.contains("linux/amd64"),
+        "{}",
+        out.stderr
+    );
+
     // Without `--contents`, a registry image is described from its manifests and configs: with
     // every layer gone from the registry's storage, it still inspects, and `--contents` fails.
     let blobs = registry.storage().join("docker/registry/v2/blobs/sha256");

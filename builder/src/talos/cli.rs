@@ -209,9 +209,13 @@ fn run_lint(a: LintArgs) -> Result<()> {
 pub struct ImagerProfileArgs {
     #[arg(long, default_value = "amd64", value_parser = ["amd64", "arm64"])]
     pub arch: String,
-    /// Talos platform (`metal`, `nocloud`, `aws`, …).
-    #[arg(long, default_value = "metal")]
-    pub platform: String,
+    /// Talos platform (`metal`, `nocloud`, `aws`, …): the imager's `platform`, not an OCI
+    /// platform (that is `--arch`).
+    #[arg(long, default_value = "metal", value_name = "PLATFORM")]
+    pub talos_platform: String,
+    /// Old name of `--talos-platform`, kept so scripts go on working (with a warning).
+    #[arg(long = "platform", hide = true, conflicts_with = "talos_platform")]
+    pub old_platform: Option<String>,
     /// Talos version of the imager and base installer, `vX.Y.Z`.
     #[arg(long, value_name = "VERSION", env = "TALEXT_TALOS_VERSION")]
     pub talos_version: String,
@@ -310,7 +314,15 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
     }
     let text = profile::render(&ProfileRequest {
         arch: a.arch,
-        platform: a.platform,
+        platform: match a.old_platform {
+            Some(p) => {
+                tracing::warn!(
+                    "`imager-profile --platform` is now `--talos-platform` (`--platform` means an OCI platform everywhere else)"
+                );
+                p
+            }
+            None => a.talos_platform,
+        },
         talos_version: a.talos_version,
         output_kind: a.output_kind,
         base_installer: a.base_installer,

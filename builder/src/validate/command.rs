@@ -24,7 +24,18 @@ pub struct ValidateArgs {
     /// releases the image works on.
     #[arg(long, env = "TALEXT_TALOS_VERSION", value_name = "VERSIONS")]
     pub talos_version: Option<String>,
-    /// Architecture every ELF binary must be built for.
+    /// Validate only these platforms of an image index (`linux/arm64`, comma list or
+    /// repeated), as `copy --platform` selects them; each image is checked against its own
+    /// architecture. For a directory or `tar:` source, the architecture its binaries must have.
+    #[arg(
+        long,
+        env = "TALEXT_PLATFORM",
+        value_name = "OS/ARCH",
+        value_delimiter = ','
+    )]
+    pub platform: Vec<String>,
+    /// Architecture every ELF binary must be built for (for an index, also selects that
+    /// platform, like `--platform linux/ARCH`).
     #[arg(long, env = "TALEXT_ARCH", value_parser = ["amd64", "arm64"])]
     pub arch: Option<String>,
     /// Expected `metadata.name` (like the extensions validator's `--pkg-name`).
@@ -48,6 +59,8 @@ pub struct Subject {
     pub tree: LoadedTree,
     /// The platform's architecture, for images (binaries must match it).
     pub arch: Option<String>,
+    /// `os/arch` of an image's platform; `None` for a bare tree.
+    pub platform: Option<String>,
     /// Findings about the image's structure rather than its tree.
     pub structure: Vec<Finding>,
 }
@@ -58,6 +71,7 @@ impl Subject {
             name: name.to_string(),
             tree,
             arch: None,
+            platform: None,
             structure: Vec::new(),
         }
     }
@@ -91,6 +105,7 @@ pub fn subjects_of(opened: &inspect::Opened, source: &str) -> Result<Vec<Subject
             name: format!("{source} {}", img.platform()),
             tree: LoadedTree::staged(tree, staging),
             arch: Some(img.config.architecture.clone()),
+            platform: Some(img.platform()),
             structure: std::mem::take(&mut structure),
         });
     }
@@ -154,9 +169,50 @@ pub fn validate_source(
     survey: bool,
     registry: &RegistryOptions,
 ) -> Result<Report> {
+    validate_platforms(source, opts, &[], targets, survey, registry)
+}
+
+/// [`validate_source`] for the images of `platforms` only (all when empty); a platform the
+/// image does not have is an error naming those it has.
+pub fn validate_platforms(
+    source: &str,
+    opts: &Options,
+    platforms: &[crate::oci::Platform],
+    targets: &[String],
+    survey: bool,
+    registry: &RegistryOptions,
+) -> Result<Report> {
     let mut report = Report::new();
     report.survey = survey;
-    for subject in open_source(source, registry)? {
+    let mut subjects = open_source(source, registry)?;
+    let is_image = subjects.iter().any(|s| s.platform.is_some());
+    if !platforms.is_empty() && is_image {
+        let has: Vec<String> = subjects.iter().filter_map(|s| s.platform.clone()).collect();
+        for p in platforms {
+            let want = format!("{}/{}", p.os, p.architecture);
+            if !has.contains(&want) {
+                return Err(Error::input_hint(
+                    format!("`{source}` has no `{want}` image"),
+                    format!("it has {}", has.join(", ")),
+                ));
+            }
+        }
+        let structure: Vec<Finding> = subjects
+            .iter_mut()
+            .flat_map(|s| std::mem::take(&mut s.structure))
+            .collect();
+        subjects.retain(|s| {
+            s.platform.as_ref().is_some_and(|have| {
+                platforms
+                    .iter()
+                    .any(|p| *have == format!("{}/{}", p.os, p.architecture))
+            })
+        });
+        if let Some(first) = subjects.first_mut() {
+            first.structure = structure;
+        }
+    }
+    for subject in subjects {
         let mut o = opts.clone();
         if o.arch.is_none() {
             o.arch = subject.arch.clone();
@@ -182,17 +238,38 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         ),
         None => (targets::survey(), true),
     };
+    let mut platforms = crate::transfer::parse_platforms(&args.platform)?;
+    if let Some(arch) = &args.arch {
+        if platforms.iter().any(|p| &p.architecture != arch) {
+            return Err(Error::input(format!(
+                "`--arch {arch}` contradicts `--platform {}`",
+                args.platform.join(",")
+            )));
+        }
+        if platforms.is_empty() {
+            platforms = crate::transfer::parse_platforms(&[format!("linux/{arch}")])?;
+        }
+    }
+    let arches: std::collections::BTreeSet<&str> =
+        platforms.iter().map(|p| p.architecture.as_str()).collect();
     let opts = Options {
         talos_version: None,
-        arch: args.arch.clone(),
+        // One architecture names what a bare tree's binaries must be; an image's platforms
+        // are each checked against their own.
+        arch: match (args.arch.clone(), arches.len()) {
+            (Some(a), _) => Some(a),
+            (None, 1) => arches.first().map(|a| a.to_string()),
+            _ => None,
+        },
         pkg_name: args.pkg_name.clone(),
     };
     if let Some(key) = &args.require_signature {
         crate::sign::cli::require_signature(&args.source, key, &args.registry.options()?)?;
     }
-    let report = validate_source(
+    let report = validate_platforms(
         &args.source,
         &opts,
+        &platforms,
         &selected,
         survey,
         &args.registry.options()?,
