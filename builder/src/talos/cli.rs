@@ -233,6 +233,11 @@ pub struct ImagerProfileArgs {
     /// imager's `imageCache` input by `ociPath`); it must hold the profile's installer.
     #[arg(long, value_name = "DIR")]
     pub image_cache: Option<PathBuf>,
+    /// With `--image-cache`: also write the machine configuration that uses it (atomically):
+    /// the `IMAGECACHE` `VolumeConfig` sized to the cache, and `ImageCacheConfig` (Talos v1.14
+    /// and later) or `.machine.features.imageCache.localEnabled` (v1.9 to v1.13).
+    #[arg(long, value_name = "FILE", requires = "image_cache")]
+    pub machine_config: Option<PathBuf>,
     /// Let the imager pull over plain HTTP or unverified TLS (`forceInsecure`).
     #[arg(long)]
     pub insecure: bool,
@@ -263,6 +268,17 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
     for e in &extensions {
         profile::check_local(e, &a.arch)?;
     }
+    // Both documents are rendered before either is written.
+    let machine_config = match (&a.machine_config, &a.image_cache) {
+        (Some(file), Some(cache)) => Some((
+            file,
+            super::cache_config::render(
+                &a.talos_version,
+                super::cache_config::content_size(cache)?,
+            )?,
+        )),
+        _ => None,
+    };
     let text = profile::render(&ProfileRequest {
         arch: a.arch,
         platform: a.platform,
@@ -273,6 +289,9 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
         extensions,
         image_cache: a.image_cache,
     })?;
+    if let Some((file, docs)) = &machine_config {
+        write_atomic(file, docs.as_bytes())?;
+    }
     match &a.output {
         Some(path) => write_atomic(path, text.as_bytes()),
         None => std::io::stdout()

@@ -2,6 +2,7 @@
 //! lint), Image Factory schematics and their IDs, imager profiles for offline boot media, and a
 //! custom extensions catalog a self-hosted Image Factory resolves names from.
 
+pub mod cache_config;
 pub mod catalog;
 pub mod catalog_image;
 pub mod cli;
