@@ -334,3 +334,86 @@ fn committed_profile_matches_its_receipt() {
         std::fs::read_to_string(m.join("installer.yaml")).unwrap()
     );
 }
+
+/// A flat image cache holding only `installer`'s tag entry and a (sparse) blob of `size` bytes.
+fn flat_cache(dir: &Path, installer: &str, size: u64) -> PathBuf {
+    let cache = dir.join("cache");
+    let (repo, tag) = installer.rsplit_once(':').unwrap();
+    let entry = cache.join("manifests").join(repo).join("reference");
+    std::fs::create_dir_all(&entry).unwrap();
+    std::fs::write(entry.join(tag), b"{}").unwrap();
+    std::fs::create_dir_all(cache.join("blob")).unwrap();
+    std::fs::File::create(cache.join("blob/sha256-00"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    cache
+}
+
+#[test]
+fn image_cache_machine_config_follows_the_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = plain_tar(dir.path());
+    // 700 MiB of cache: more than Talos's default 500 MiB minimum.
+    let cache = flat_cache(
+        dir.path(),
+        "ghcr.io/siderolabs/installer-base:v1.13.0",
+        700 << 20,
+    );
+    let machine = dir.path().join("machine.yaml");
+    let run = |version: &str| {
+        talext(&[
+            "imager-profile",
+            "--talos-version",
+            version,
+            "--tarball",
+            tar.to_str().unwrap(),
+            "--image-cache",
+            cache.to_str().unwrap(),
+            "--base-installer",
+            "ghcr.io/siderolabs/installer-base:v1.13.0",
+            "--machine-config",
+            machine.to_str().unwrap(),
+        ])
+    };
+    let o = run("v1.13.0");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&machine).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{text}");
+    assert_eq!(
+        docs[0]["machine"]["features"]["imageCache"]["localEnabled"].as_bool(),
+        Some(true),
+        "{text}"
+    );
+    assert_eq!(docs[1]["kind"], "VolumeConfig");
+    assert_eq!(docs[1]["name"], "IMAGECACHE");
+    // 700 MiB and the 2-byte manifest, + a tenth + 64 MiB, rounded up to a MiB; twice that.
+    assert_eq!(docs[1]["provisioning"]["minSize"], "835MiB");
+    assert_eq!(docs[1]["provisioning"]["maxSize"], "1670MiB");
+    let lint = talext(&[
+        "config",
+        "lint",
+        "--talos-version",
+        "v1.13.0",
+        machine.to_str().unwrap(),
+    ]);
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+
+    // Talos v1.8 has no image cache: refused, and nothing written.
+    std::fs::remove_file(&machine).unwrap();
+    let o = run("v1.8.4");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has no image cache"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!machine.exists());
+}
