@@ -507,7 +507,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ImagerProfile(args) => {
-            crate::talos::cli::run_imager_profile(args)?;
+            crate::talos::cli::run_imager_profile(args, cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schematic { command } => {

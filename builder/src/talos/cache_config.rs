@@ -71,7 +71,7 @@ fn tree_size(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).at("reading", dir)? {
         let entry = entry.at("reading", dir)?;
-        let meta = entry.metadata().at("reading", &entry.path())?;
+        let meta = entry.metadata().at("reading", entry.path())?;
         total += if meta.is_dir() {
             tree_size(&entry.path())?
         } else {

@@ -238,6 +238,18 @@ pub struct ImagerProfileArgs {
     /// and later) or `.machine.features.imageCache.localEnabled` (v1.9 to v1.13).
     #[arg(long, value_name = "FILE", requires = "image_cache")]
     pub machine_config: Option<PathBuf>,
+    /// An Image Factory schematic (YAML or JSON): also install the factory's virtual
+    /// `schematic` extension for it (written as a `tarballPath` tar), so the media report the
+    /// schematic ID as factory media do; prints the installer name the factory would use.
+    #[arg(long, value_name = "FILE")]
+    pub schematic: Option<PathBuf>,
+    /// Where the schematic extension's tar goes (default: `schematic-<ID>.tar` in the current
+    /// directory).
+    #[arg(long, value_name = "FILE", requires = "schematic")]
+    pub schematic_tarball: Option<PathBuf>,
+    /// The Image Factory host of the printed installer name (default `factory.talos.dev`).
+    #[arg(long, value_name = "HOST", requires = "schematic")]
+    pub factory: Option<String>,
     /// Let the imager pull over plain HTTP or unverified TLS (`forceInsecure`).
     #[arg(long)]
     pub insecure: bool,
@@ -249,7 +261,7 @@ pub struct ImagerProfileArgs {
     pub output: Option<PathBuf>,
 }
 
-pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
+pub fn run_imager_profile(a: ImagerProfileArgs, quiet: bool) -> Result<()> {
     let mut extensions = Vec::new();
     for r in &a.receipts {
         let receipt = Receipt::read(r)?;
@@ -268,6 +280,30 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
     for e in &extensions {
         profile::check_local(e, &a.arch)?;
     }
+    let schematic = match &a.schematic {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).at("reading", file)?;
+            let parsed = super::schematic::Schematic::parse(&text, &file.display().to_string())?;
+            let (id, canonical) = (parsed.id()?, parsed.canonical_yaml()?);
+            let tar = match &a.schematic_tarball {
+                Some(p) => p.clone(),
+                None => std::env::current_dir()
+                    .at("reading", ".")?
+                    .join(format!("schematic-{id}.tar")),
+            };
+            let installer = crate::release::images::Closure {
+                talos_version: a.talos_version.clone(),
+                schematic: Some(id.clone()),
+                factory: a.factory.clone(),
+                ..Default::default()
+            }
+            .factory_installer()?
+            .unwrap_or_default();
+            extensions.push(ExtensionSource::Tarball(tar.clone()));
+            Some((id, canonical, tar, installer))
+        }
+        None => None,
+    };
     // Both documents are rendered before either is written.
     let machine_config = match (&a.machine_config, &a.image_cache) {
         (Some(file), Some(cache)) => Some((
@@ -291,6 +327,15 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
     })?;
     if let Some((file, docs)) = &machine_config {
         write_atomic(file, docs.as_bytes())?;
+    }
+    if let Some((id, canonical, tar, installer)) = &schematic {
+        super::schematic_ext::write(tar, id, canonical)?;
+        if !quiet {
+            eprintln!(
+            "schematic `{id}`: extension written to `{}`; the Image Factory names its installer `{installer}`",
+                tar.display()
+            );
+        }
     }
     match &a.output {
         Some(path) => write_atomic(path, text.as_bytes()),

@@ -16,4 +16,5 @@ pub mod profile;
 pub mod receipt;
 pub mod render;
 pub mod schematic;
+pub mod schematic_ext;
 pub mod spec;
