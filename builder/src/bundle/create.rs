@@ -1,7 +1,9 @@
-//! `talext bundle create`: pull every reference (all platforms, the index untouched) into a
-//! staging OCI layout next to the output, then pack it with the deterministic tar writer into a
-//! temporary file that is renamed into place, so an interrupted run never leaves a half bundle
-//! under the final name. The same references and registry content give the same bytes.
+//! `talext bundle create`: pull every reference (all platforms and the index untouched, unless
+//! `--platform` narrows an image named by tag) into a staging OCI layout next to the output,
+//! with each image's cosign signature tags when asked (`--signatures`, always for
+//! `--closure`), then pack it with the deterministic tar writer into a temporary file that is
+//! renamed into place, so an interrupted run never leaves a half bundle under the final name.
+//! The same references and registry content give the same bytes.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};

@@ -6,6 +6,10 @@
 //! (`DefaultSandboxImage`, the flannel mirror, kube-network-policies) and `pkg/images/images.go`
 //! (the installer, imager and extensions repositories). `installer-base` is built from v1.10 on
 //! (`Makefile` target `installer-base` at v1.10.0, absent at v1.9.0).
+//!
+//! [`Closure`] adjusts a release's list the way a site needs it (an Image Factory schematic's
+//! installer, receipts, added and dropped images); `talext images` and `bundle create
+//! --closure` both resolve it, so what one prints is what the other bundles.
 
 use std::path::{Path, PathBuf};
 
@@ -313,7 +317,9 @@ impl Closure {
     }
 
     /// `<factory>/installer[-secureboot]/<id>:<version>`, the name the Image Factory serves a
-    /// schematic's installer under, when the closure names a schematic.
+    /// schematic's installer under (the metal installer; `getRequestedImage` in
+    /// `siderolabs/image-factory` `internal/frontend/http/registry.go` at 26b95ca), when the
+    /// closure names a schematic.
     pub fn factory_installer(&self) -> Result<Option<String>> {
         let id = match (&self.schematic, &self.schematic_file) {
             (Some(_), Some(f)) => {
