@@ -606,6 +606,35 @@ fn a_closure_crosses_with_its_signatures_and_the_mirror_config_names_the_site() 
     assert_eq!(d["endpoints"][0]["overridePath"].as_bool(), Some(true));
     assert_eq!(d["skipFallback"].as_bool(), Some(true));
     lints_clean(&m13, "v1.13.0");
+
+    // `--platform` narrows an image named by tag to that platform's manifest, which comes with
+    // its own signature (`talext sign` signs every child too).
+    let narrow = work.path().join("amd64.tar");
+    let out = talext()
+        .args(["-q", "bundle", "create", "--platform", "linux/amd64", "-o"])
+        .arg(&narrow)
+        .arg("--closure")
+        .arg(&closure)
+        .ok();
+    let children: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+    let amd64 = children["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert_eq!(lines[0], format!("{installer}@{amd64}"));
+    let amd64_sig = format!(
+        "{}/installer/{SCHEMATIC}:sha256-{}.sig@",
+        a.addr,
+        &amd64[7..]
+    );
+    assert!(lines[1].starts_with(&amd64_sig), "{}", out.stdout);
 }
 
 #[test]
