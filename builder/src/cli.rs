@@ -56,7 +56,9 @@ Examples:
 const BUNDLE_PUSH_EXAMPLES: &str = "\
 Examples:
   talext bundle push airgap.tar registry.internal:5000/mirror
-  talext bundle push airgap.tar 10.0.0.5:5000 --insecure --json";
+  talext bundle push airgap.tar 10.0.0.5:5000 --insecure --json
+  talext bundle push airgap.tar registry.internal:5000/mirror --ca-file site-ca.pem \\
+      --talos-version v1.13.0 --mirror-config mirrors.yaml";
 
 #[derive(Debug, Parser)]
 #[command(
