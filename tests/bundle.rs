@@ -428,3 +428,300 @@ fn a_killed_push_completes_when_run_again() {
     }
     assert_eq!(out.stdout, expected);
 }
+
+/// Every document of a multi-document YAML file.
+fn documents(path: &Path) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+/// `talext config lint` accepts the documents for `version`.
+fn lints_clean(path: &Path, version: &str) {
+    talext()
+        .args(["config", "lint", "--talos-version", version])
+        .arg(path)
+        .ok();
+}
+
+const SCHEMATIC: &str = "4a0d65c669d46663f377e7161e50cfd570c401f26fd9e7bda34a0216b6f1922b";
+
+/// Registry A holding a signed factory installer for `SCHEMATIC` (two platforms) and an
+/// extension image; a closure naming them through the release list of v1.13 (every other role
+/// dropped: their upstream registries are out of reach here). Returns the closure file, the
+/// installer reference, its index, and the public key it is signed with.
+fn seed_closure(
+    a: &Registry,
+    dir: &Path,
+) -> (PathBuf, String, talext_kit::registry::Blob, PathBuf) {
+    let amd = TestImage::new("installer amd64\n", "amd64");
+    let arm = TestImage::new("installer arm64\n", "arm64");
+    let index = test_index(&[&amd, &arm]);
+    let layout = dir.join("seed-installer");
+    write_oci_layout(&layout, &[&amd, &arm], Some(&index), "v1");
+    let installer = format!("{}/installer/{SCHEMATIC}:v1.13.0", a.addr);
+    seed(&layout, "v1", &format!("docker://{installer}"));
+    let ext = TestImage::new("tailscale\n", "amd64");
+    let layout = dir.join("seed-ext");
+    write_oci_layout(&layout, &[&ext], None, "v1");
+    seed(&layout, "v1", &a.docker_ref("siderolabs/tailscale:1.80.0"));
+    let prefix = dir.join("site");
+    talext()
+        .args(["key", "generate", "--output-key-prefix"])
+        .arg(&prefix)
+        .ok();
+    talext()
+        .args(["sign", &installer, "--key"])
+        .arg(dir.join("site.key"))
+        .ok();
+    let closure = dir.join("closure.yaml");
+    std::fs::write(
+        &closure,
+        format!(
+            "talosVersion: v1.13.0\nschematic: {SCHEMATIC}\nfactory: {}\nimages:\n  - {}/siderolabs/tailscale:1.80.0\ndrop: [installer-base, imager, kubelet, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, etcd, coredns, flannel, kube-network-policies, pause, extensions]\n",
+            a.addr, a.addr
+        ),
+    )
+    .unwrap();
+    (closure, installer, index, dir.join("site.pub"))
+}
+
+#[test]
+fn a_closure_crosses_with_its_signatures_and_the_mirror_config_names_the_site() {
+    let a = Registry::plain();
+    let b = Registry::plain();
+    let work = tempfile::tempdir().unwrap();
+    let (closure, installer, index, public) = seed_closure(&a, work.path());
+    let tailscale = format!("{}/siderolabs/tailscale:1.80.0", a.addr);
+
+    // `talext images` shows what the closure resolves to.
+    let listed = talext().args(["images", "--closure"]).arg(&closure).ok();
+    assert_eq!(listed.stdout, format!("{installer}\n{tailscale}\n"));
+
+    let bundle = work.path().join("site.tar");
+    let out = talext()
+        .args(["bundle", "create", "-o"])
+        .arg(&bundle)
+        .arg("--closure")
+        .arg(&closure)
+        .ok();
+    let sig_tag = format!("sha256-{}.sig", &index.digest[7..]);
+    let sig = format!("{}/installer/{SCHEMATIC}:{sig_tag}", a.addr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert_eq!(lines[0], format!("{installer}@{}", index.digest));
+    assert!(
+        lines[1].starts_with(&format!("{sig}@sha256:")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[2].starts_with(&format!("{tailscale}@sha256:")),
+        "{}",
+        out.stdout
+    );
+
+    // Without `--talos-version` the mirror config is refused before anything is pushed.
+    let target = format!("{}/mirror", b.addr);
+    let m11 = work.path().join("mirrors-1.11.yaml");
+    let refused = talext()
+        .args(["bundle", "push"])
+        .arg(&bundle)
+        .arg(&target)
+        .arg("--mirror-config")
+        .arg(&m11)
+        .fails_with(1);
+    assert!(
+        refused.stderr.contains("needs `--talos-version`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!m11.exists());
+    assert!(!exists(&format!(
+        "docker://{target}/installer/{SCHEMATIC}:v1.13.0"
+    )));
+
+    // v1.11: a `.machine.registries` patch naming the plain-HTTP site under its prefix.
+    talext()
+        .args([
+            "bundle",
+            "push",
+            "--talos-version",
+            "v1.11.5",
+            "--mirror-config",
+        ])
+        .arg(&m11)
+        .arg(&bundle)
+        .arg(&target)
+        .ok();
+    let docs = documents(&m11);
+    assert_eq!(docs.len(), 1);
+    let mirror = &docs[0]["machine"]["registries"]["mirrors"][a.addr.as_str()];
+    assert_eq!(
+        mirror["endpoints"][0].as_str(),
+        Some(format!("http://{}/v2/mirror", b.addr).as_str())
+    );
+    assert_eq!(mirror["overridePath"].as_bool(), Some(true));
+    assert_eq!(mirror["skipFallback"].as_bool(), Some(true));
+    assert!(docs[0]["machine"]["registries"]["config"].is_null());
+    lints_clean(&m11, "v1.11.5");
+
+    // The images and the signature arrived; the signature verifies at the site.
+    let pushed = format!("{target}/installer/{SCHEMATIC}:v1.13.0");
+    assert_eq!(sha256(&raw(&format!("docker://{pushed}"))), index.digest);
+    assert!(exists(&format!(
+        "docker://{target}/installer/{SCHEMATIC}:{sig_tag}"
+    )));
+    talext()
+        .args(["verify", &pushed, "--key"])
+        .arg(&public)
+        .ok();
+
+    // v1.13 (documents from v1.12): one `RegistryMirrorConfig` per upstream registry.
+    let m13 = work.path().join("mirrors-1.13.yaml");
+    talext()
+        .args([
+            "-q",
+            "bundle",
+            "push",
+            "--talos-version",
+            "v1.13.0",
+            "--mirror-config",
+        ])
+        .arg(&m13)
+        .arg(&bundle)
+        .arg(&target)
+        .ok();
+    let docs = documents(&m13);
+    assert_eq!(docs.len(), 1);
+    let d = &docs[0];
+    assert_eq!(d["apiVersion"], "v1alpha1");
+    assert_eq!(d["kind"], "RegistryMirrorConfig");
+    assert_eq!(d["name"].as_str(), Some(a.addr.as_str()));
+    assert_eq!(
+        d["endpoints"][0]["url"].as_str(),
+        Some(format!("http://{}/v2/mirror", b.addr).as_str())
+    );
+    assert_eq!(d["endpoints"][0]["overridePath"].as_bool(), Some(true));
+    assert_eq!(d["skipFallback"].as_bool(), Some(true));
+    lints_clean(&m13, "v1.13.0");
+
+    // `--platform` narrows an image named by tag to that platform's manifest, which comes with
+    // its own signature (`talext sign` signs every child too).
+    let narrow = work.path().join("amd64.tar");
+    let out = talext()
+        .args(["-q", "bundle", "create", "--platform", "linux/amd64", "-o"])
+        .arg(&narrow)
+        .arg("--closure")
+        .arg(&closure)
+        .ok();
+    let children: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+    let amd64 = children["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert_eq!(lines[0], format!("{installer}@{amd64}"));
+    let amd64_sig = format!(
+        "{}/installer/{SCHEMATIC}:sha256-{}.sig@",
+        a.addr,
+        &amd64[7..]
+    );
+    assert!(lines[1].starts_with(&amd64_sig), "{}", out.stdout);
+}
+
+#[test]
+fn a_tls_site_gets_https_and_its_ca() {
+    let a = Registry::plain();
+    let b = Registry::tls_self_signed_ca();
+    let ca = b.ca.clone().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (closure, _, _, _) = seed_closure(&a, work.path());
+    let bundle = work.path().join("site.tar");
+    talext()
+        .args(["-q", "bundle", "create", "-o"])
+        .arg(&bundle)
+        .arg("--closure")
+        .arg(&closure)
+        .ok();
+    let pem = std::fs::read_to_string(&ca).unwrap();
+
+    // v1.14: the mirror without a prefix (no `overridePath`), and the CA as a document.
+    let m14 = work.path().join("mirrors-1.14.yaml");
+    talext()
+        .args([
+            "-q",
+            "bundle",
+            "push",
+            "--talos-version",
+            "v1.14.0",
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .arg("--mirror-config")
+        .arg(&m14)
+        .arg(&bundle)
+        .arg(&b.addr)
+        .ok();
+    let docs = documents(&m14);
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0]["kind"], "RegistryMirrorConfig");
+    assert_eq!(docs[0]["name"].as_str(), Some(a.addr.as_str()));
+    assert_eq!(
+        docs[0]["endpoints"][0]["url"].as_str(),
+        Some(format!("https://{}", b.addr).as_str())
+    );
+    assert!(docs[0]["endpoints"][0]["overridePath"].is_null());
+    assert_eq!(docs[1]["kind"], "RegistryTLSConfig");
+    assert_eq!(docs[1]["name"].as_str(), Some(b.addr.as_str()));
+    assert_eq!(docs[1]["ca"].as_str().map(str::trim), Some(pem.trim()));
+    lints_clean(&m14, "v1.14.0");
+
+    // v1.11: the same as `.machine.registries`, the CA base64-encoded (`Base64Bytes`).
+    let m11 = work.path().join("mirrors-1.11.yaml");
+    talext()
+        .args([
+            "-q",
+            "bundle",
+            "push",
+            "--talos-version",
+            "v1.11.5",
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .arg("--mirror-config")
+        .arg(&m11)
+        .arg(&bundle)
+        .arg(&b.addr)
+        .ok();
+    let docs = documents(&m11);
+    assert_eq!(docs.len(), 1);
+    let registries = &docs[0]["machine"]["registries"];
+    assert_eq!(
+        registries["mirrors"][a.addr.as_str()]["endpoints"][0].as_str(),
+        Some(format!("https://{}", b.addr).as_str())
+    );
+    let encoded = registries["config"][b.addr.as_str()]["tls"]["ca"]
+        .as_str()
+        .unwrap();
+    let decoded = decode_base64(encoded);
+    assert_eq!(decoded.trim(), pem.trim());
+    lints_clean(&m11, "v1.11.5");
+}
+
+fn decode_base64(text: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap(),
+    )
+    .unwrap()
+}

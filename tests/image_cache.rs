@@ -216,7 +216,10 @@ fn the_cache_follows_talos_format_and_is_reproducible() {
 
     // The imager profile takes the cache when it holds the profile's installer, and says so
     // plainly when it does not (an offline install would stall pulling it).
+    // With `--machine-config`, the documents that use it: the cache switch of v1.14 and the
+    // `IMAGECACHE` volume, sized to hold it.
     for cache in [tmp.path().join("one"), flat.clone()] {
+        let machine = tmp.path().join("machine.yaml");
         let profile = ok(tools::talext(BIN)
             .args([
                 "imager-profile",
@@ -229,6 +232,31 @@ fn the_cache_follows_talos_format_and_is_reproducible() {
             .arg(&built)
             .arg("--image-cache")
             .arg(&cache)
+            .arg("--machine-config")
+            .arg(&machine)
+            .run());
+        let text = fs::read_to_string(&machine).unwrap();
+        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 2, "{text}");
+        assert_eq!(docs[0]["kind"], "ImageCacheConfig");
+        assert_eq!(docs[0]["local"]["enabled"].as_bool(), Some(true));
+        assert_eq!(docs[1]["kind"], "VolumeConfig");
+        assert_eq!(docs[1]["name"], "IMAGECACHE");
+        let mib = |key: &str| -> u64 {
+            let v = docs[1]["provisioning"][key].as_str().unwrap();
+            v.strip_suffix("MiB").unwrap().parse().unwrap()
+        };
+        let content: u64 = files(&flat)
+            .iter()
+            .map(|f| fs::metadata(flat.join(f)).unwrap().len())
+            .sum();
+        assert!(mib("minSize") * 1024 * 1024 > content, "{text}");
+        assert!(mib("maxSize") >= mib("minSize"), "{text}");
+        ok(tools::talext(BIN)
+            .args(["config", "lint", "--talos-version", "v1.14.0"])
+            .arg(&machine)
             .run());
         assert!(
             profile

@@ -285,7 +285,7 @@ fn metal_image_format_follows_the_release() {
             "imager-profile",
             "--talos-version",
             version,
-            "--platform",
+            "--talos-platform",
             platform,
             "--image",
             &pinned(),
@@ -333,4 +333,177 @@ fn committed_profile_matches_its_receipt() {
         String::from_utf8(o.stdout).unwrap(),
         std::fs::read_to_string(m.join("installer.yaml")).unwrap()
     );
+}
+
+/// A flat image cache holding only `installer`'s tag entry and a (sparse) blob of `size` bytes.
+fn flat_cache(dir: &Path, installer: &str, size: u64) -> PathBuf {
+    let cache = dir.join("cache");
+    let (repo, tag) = installer.rsplit_once(':').unwrap();
+    let entry = cache.join("manifests").join(repo).join("reference");
+    std::fs::create_dir_all(&entry).unwrap();
+    std::fs::write(entry.join(tag), b"{}").unwrap();
+    std::fs::create_dir_all(cache.join("blob")).unwrap();
+    std::fs::File::create(cache.join("blob/sha256-00"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    cache
+}
+
+#[test]
+fn image_cache_machine_config_follows_the_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = plain_tar(dir.path());
+    // 700 MiB of cache: more than Talos's default 500 MiB minimum.
+    let cache = flat_cache(
+        dir.path(),
+        "ghcr.io/siderolabs/installer-base:v1.13.0",
+        700 << 20,
+    );
+    let machine = dir.path().join("machine.yaml");
+    let run = |version: &str| {
+        talext(&[
+            "imager-profile",
+            "--talos-version",
+            version,
+            "--tarball",
+            tar.to_str().unwrap(),
+            "--image-cache",
+            cache.to_str().unwrap(),
+            "--base-installer",
+            "ghcr.io/siderolabs/installer-base:v1.13.0",
+            "--machine-config",
+            machine.to_str().unwrap(),
+        ])
+    };
+    let o = run("v1.13.0");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&machine).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "{text}");
+    assert_eq!(
+        docs[0]["machine"]["features"]["imageCache"]["localEnabled"].as_bool(),
+        Some(true),
+        "{text}"
+    );
+    assert_eq!(docs[1]["kind"], "VolumeConfig");
+    assert_eq!(docs[1]["name"], "IMAGECACHE");
+    // 700 MiB and the 2-byte manifest, + a tenth + 64 MiB, rounded up to a MiB; twice that.
+    assert_eq!(docs[1]["provisioning"]["minSize"], "835MiB");
+    assert_eq!(docs[1]["provisioning"]["maxSize"], "1670MiB");
+    let lint = talext(&[
+        "config",
+        "lint",
+        "--talos-version",
+        "v1.13.0",
+        machine.to_str().unwrap(),
+    ]);
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+
+    // Talos v1.8 has no image cache: refused, and nothing written.
+    std::fs::remove_file(&machine).unwrap();
+    let o = run("v1.8.4");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has no image cache"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!machine.exists());
+}
+
+#[test]
+fn schematic_adds_the_factory_virtual_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = plain_tar(dir.path());
+    let schematic = dir.path().join("schematic.yaml");
+    // JSON is YAML: the ID is the canonical YAML's, whatever the spelling.
+    std::fs::write(
+        &schematic,
+        r#"{"customization": {"systemExtensions": {"officialExtensions": ["siderolabs/tailscale"]}}}"#,
+    )
+    .unwrap();
+    let id = "4a0d65c669d46663f377e7161e50cfd570c401f26fd9e7bda34a0216b6f1922b";
+    let ext = dir.path().join("ext/schematic.tar");
+    std::fs::create_dir_all(ext.parent().unwrap()).unwrap();
+    let out = dir.path().join("profile.yaml");
+    let o = talext(&[
+        "imager-profile",
+        "--talos-version",
+        "v1.13.0",
+        "--tarball",
+        tar.to_str().unwrap(),
+        "--schematic",
+        schematic.to_str().unwrap(),
+        "--schematic-tarball",
+        ext.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("factory.talos.dev/installer/{id}:v1.13.0")),
+        "{stderr}"
+    );
+    let p: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let exts = p["input"]["systemExtensions"].as_sequence().unwrap();
+    assert_eq!(exts.len(), 2);
+    assert_eq!(exts[1]["tarballPath"].as_str(), Some(ext.to_str().unwrap()));
+
+    // The tar holds the manifest and the marker file the factory writes.
+    let mut archive = tar::Archive::new(std::fs::File::open(&ext).unwrap());
+    let mut manifest = String::new();
+    let mut names = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name == "manifest.yaml" {
+            std::io::Read::read_to_string(&mut entry, &mut manifest).unwrap();
+        }
+        names.push(name);
+    }
+    assert!(
+        names.contains(&format!("rootfs/usr/local/share/schematic/{id}")),
+        "{names:?}"
+    );
+    let m: serde_yaml::Value = serde_yaml::from_str(&manifest).unwrap();
+    assert_eq!(m["version"], "v1alpha1");
+    assert_eq!(m["metadata"]["name"], "schematic");
+    assert_eq!(m["metadata"]["version"].as_str(), Some(id));
+    assert_eq!(
+        m["metadata"]["compatibility"]["talos"]["version"],
+        ">= 1.0.0"
+    );
+    assert_eq!(
+        m["metadata"]["extraInfo"].as_str(),
+        Some("customization:\n    systemExtensions:\n        officialExtensions:\n            - siderolabs/tailscale\n")
+    );
+    // Talos's rules for v1.13 accept it; only the extensions repository's version format, which
+    // Talos does not apply and the factory's own extension does not meet either, is reported.
+    let v = talext(&[
+        "validate",
+        &format!("tar:{}", ext.display()),
+        "--talos-version",
+        "v1.13.0",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    let subject = &report["subjects"][0];
+    let rules: Vec<&str> = subject["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["version-format"], "{report}");
+    assert_eq!(subject["targets"][0]["constraint"], "satisfied", "{report}");
+    assert_eq!(subject["targets"][0]["errors"], 0, "{report}");
 }

@@ -56,7 +56,9 @@ Examples:
 const BUNDLE_PUSH_EXAMPLES: &str = "\
 Examples:
   talext bundle push airgap.tar registry.internal:5000/mirror
-  talext bundle push airgap.tar 10.0.0.5:5000 --insecure --json";
+  talext bundle push airgap.tar 10.0.0.5:5000 --insecure --json
+  talext bundle push airgap.tar registry.internal:5000/mirror --ca-file site-ca.pem \\
+      --talos-version v1.13.0 --mirror-config mirrors.yaml";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -163,8 +165,20 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     /// The Talos release (`v1.13.0`).
-    #[arg(long, env = "TALEXT_TALOS_VERSION", value_name = "VERSION")]
-    pub talos_version: String,
+    #[arg(
+        long,
+        env = "TALEXT_TALOS_VERSION",
+        value_name = "VERSION",
+        required_unless_present = "closure"
+    )]
+    pub talos_version: Option<String>,
+    /// Read the release, Kubernetes version, schematic, receipts, added and dropped images
+    /// from a closure file (what `bundle create --closure` bundles); the flags add to it.
+    #[arg(long, value_name = "FILE")]
+    pub closure: Option<PathBuf>,
+    /// An Image Factory schematic ID: list the factory's installer for it instead.
+    #[arg(long, value_name = "ID")]
+    pub schematic: Option<String>,
     /// The Kubernetes version (default: the release's `DefaultKubernetesVersion`).
     #[arg(long, env = "TALEXT_KUBERNETES_VERSION", value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
@@ -180,6 +194,30 @@ pub struct ImagesArgs {
     /// Print JSON (`[{role, image}]`) instead of one image per line.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ImagesArgs {
+    /// The closure these flags describe: the `--closure` file, with the flags on top.
+    pub fn closure(&self) -> crate::error::Result<crate::release::images::Closure> {
+        let mut c = match &self.closure {
+            Some(f) => crate::release::images::Closure::read(f)?,
+            None => crate::release::images::Closure::default(),
+        };
+        if let Some(v) = &self.talos_version {
+            c.talos_version = v.clone();
+        }
+        if let Some(v) = &self.kubernetes_version {
+            c.kubernetes_version = Some(v.clone());
+        }
+        if let Some(id) = &self.schematic {
+            c.schematic = Some(id.clone());
+            c.schematic_file = None;
+        }
+        c.receipts.extend(self.receipts.iter().cloned());
+        c.images.extend(self.add.iter().cloned());
+        c.drop.extend(self.drop.iter().cloned());
+        Ok(c)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,7 +525,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ImagerProfile(args) => {
-            crate::talos::cli::run_imager_profile(args)?;
+            crate::talos::cli::run_imager_profile(args, cli.quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schematic { command } => {
@@ -604,46 +642,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Images(args) => {
-            let mut list = crate::release::images::list(
-                &args.talos_version,
-                args.kubernetes_version.as_deref(),
-            )
-            .ok_or_else(|| {
-                Error::input_hint(
-                    format!(
-                        "`{}` is not a Talos release talext knows",
-                        args.talos_version
-                    ),
-                    "known: v1.7 to v1.15 (`v1.13.0`)",
-                )
-            })?;
-            for r in &args.receipts {
-                let receipt = crate::talos::receipt::Receipt::read(r)?;
-                let image = receipt.reference.clone().ok_or_else(|| {
-                    Error::input(format!(
-                        "`{}` names no registry image (built to `{}`)",
-                        r.display(),
-                        receipt.output
-                    ))
-                })?;
-                list.push(crate::release::images::Listed {
-                    role: format!("extension:{}", receipt.name),
-                    image,
-                });
-            }
-            for a in &args.add {
-                crate::registry::Reference::parse(a)?;
-                list.push(crate::release::images::Listed {
-                    role: "added".into(),
-                    image: a.clone(),
-                });
-            }
-            list.retain(|l| {
-                !args
-                    .drop
-                    .iter()
-                    .any(|d| l.role == *d || l.image.split([':', '@']).next() == Some(d.as_str()))
-            });
+            let list = args.closure()?.resolve()?;
             if args.json {
                 println!(
                     "{}",

@@ -30,6 +30,19 @@ pub struct CreateArgs {
     /// A file of references, one per line; `#` starts a comment. Repeatable.
     #[arg(long = "images-file", value_name = "LIST", env = "TALEXT_IMAGES_FILE")]
     pub images_files: Vec<PathBuf>,
+    /// Bundle what a Talos site needs: the images `talext images --closure FILE` lists (the
+    /// release's images, a schematic's installer, receipts, added and dropped images, and
+    /// `platforms`), with their signatures. YAML or JSON, unknown keys refused.
+    #[arg(long, value_name = "FILE", env = "TALEXT_CLOSURE")]
+    pub closure: Option<PathBuf>,
+    /// Keep only these platforms of images named by tag (`linux/amd64`), repeatable or
+    /// comma-separated; a closure's `platforms` adds to them. Default: every platform.
+    #[arg(long = "platform", value_name = "OS/ARCH", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Also bundle the images' cosign signature tags (`sha256-HEX.sig`) when present
+    /// (always with `--closure`).
+    #[arg(long, env = "TALEXT_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub signatures: bool,
     /// Print the bundle's contents as JSON instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -55,6 +68,15 @@ pub struct PushArgs {
     /// Print the mapping as a JSON array of `{source, target, digest, mediaType, status}`.
     #[arg(long)]
     pub json: bool,
+    /// Also write the Talos configuration that mirrors every upstream registry of the bundle
+    /// to where it was pushed (atomically; needs `--talos-version`): `RegistryMirrorConfig`
+    /// documents from Talos v1.12 (with a `RegistryTLSConfig` holding the `--ca-file` CA over
+    /// TLS), a `.machine.registries` patch before. Apply it as a config patch.
+    #[arg(long, value_name = "FILE", env = "TALEXT_MIRROR_CONFIG")]
+    pub mirror_config: Option<PathBuf>,
+    /// The Talos release the nodes run (`v1.12.0`): which form `--mirror-config` writes.
+    #[arg(long, value_name = "VERSION", env = "TALEXT_TALOS_VERSION")]
+    pub talos_version: Option<String>,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -72,10 +94,23 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
             for file in &args.images_files {
                 references.extend(super::read_images_file(file)?);
             }
+            let mut platforms = args.platforms.clone();
+            let mut signatures = args.signatures;
+            if let Some(file) = &args.closure {
+                let closure = crate::release::images::Closure::read(file)?;
+                references.extend(closure.resolve()?.into_iter().map(|l| l.image));
+                platforms.extend(closure.platforms.iter().cloned());
+                signatures = true;
+            }
+            let how = super::CreateOptions {
+                platforms: crate::transfer::parse_platforms(&platforms)?,
+                signatures,
+            };
             let created = super::create(
                 &references,
                 &args.output,
                 &args.registry.options()?,
+                &how,
                 &progress,
             )?;
             if args.json {
@@ -111,27 +146,45 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
             ));
         }
         BundleCommand::Push(args) => {
-            let pushed = super::push(
+            // Checked before anything is pushed, so a bad flag costs nothing.
+            let mirror = match (&args.mirror_config, &args.talos_version) {
+                (Some(file), Some(version)) => Some((
+                    file,
+                    super::mirror::release_of(version)?,
+                    super::mirror::read_ca(&args.registry.ca_files)?,
+                )),
+                (Some(file), None) => {
+                    return Err(Error::input_hint(
+                        format!("`--mirror-config {}` needs `--talos-version`", file.display()),
+                        "the documents differ between releases: name the one the nodes run (`--talos-version v1.12.0`)",
+                    ))
+                }
+                (None, _) => None,
+            };
+            let report = super::push(
                 &args.file,
                 &args.target,
                 &args.registry.options()?,
                 &progress,
             )?;
             if args.json {
-                print_json(&pushed)?;
+                print_json(&report.images)?;
             } else {
-                for p in &pushed {
+                for p in &report.images {
                     println!("{} -> {}", p.source, p.target);
                 }
             }
-            let target = super::target_of(&args.target)?;
-            let sources: std::collections::BTreeSet<String> = pushed
-                .iter()
-                .filter_map(|p| crate::registry::Reference::parse(&p.source).ok())
-                .map(|r| r.registry)
-                .collect();
-            for source in sources {
-                progress(&super::mirror_hint(&target, &source));
+            let upstreams = report.upstreams();
+            for source in &upstreams {
+                progress(&super::mirror_hint(&report.target, source, report.scheme));
+            }
+            if let Some((file, minor, ca)) = mirror {
+                let text = super::mirror::render(&report.site(ca), &upstreams, minor)?;
+                super::mirror::write(file, &text)?;
+                progress(&format!(
+                    "wrote the registry mirrors for Talos {minor} to `{}`",
+                    file.display()
+                ));
             }
         }
     }

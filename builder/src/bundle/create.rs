@@ -1,7 +1,9 @@
-//! `talext bundle create`: pull every reference (all platforms, the index untouched) into a
-//! staging OCI layout next to the output, then pack it with the deterministic tar writer into a
-//! temporary file that is renamed into place, so an interrupted run never leaves a half bundle
-//! under the final name. The same references and registry content give the same bytes.
+//! `talext bundle create`: pull every reference (all platforms and the index untouched, unless
+//! `--platform` narrows an image named by tag) into a staging OCI layout next to the output,
+//! with each image's cosign signature tags when asked (`--signatures`, always for
+//! `--closure`), then pack it with the deterministic tar writer into a temporary file that is
+//! renamed into place, so an interrupted run never leaves a half bundle under the final name.
+//! The same references and registry content give the same bytes.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -16,8 +18,8 @@ use super::{
 };
 use crate::error::{Error, IoContext, Result};
 use crate::oci::layout::Layout;
-use crate::oci::{Descriptor, Digest, Index, ANN_REF_NAME, MT_OCI_INDEX};
-use crate::registry::{Reference, RegistryOptions};
+use crate::oci::{Descriptor, Digest, Index, Platform, ANN_REF_NAME, MT_OCI_INDEX};
+use crate::registry::{Reference, RegistryClient, RegistryOptions};
 use crate::tarw::TarWriter;
 use crate::transfer;
 use crate::transport::Location;
@@ -35,12 +37,25 @@ pub struct Created {
     pub bytes: u64,
 }
 
+/// How `create` copies each image.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Platforms to keep of an index referenced by tag; empty means every platform. A
+    /// reference pinned by digest is always copied whole: a subset would have another digest.
+    pub platforms: Vec<Platform>,
+    /// Also bundle each image's cosign signature tags (`sha256-HEX.sig`, or the bare
+    /// `sha256-HEX` referrers tag) when its registry has them, as images of their own under
+    /// the image's repository, so `push` puts them where cosign looks.
+    pub signatures: bool,
+}
+
 /// Write a bundle of `references` (registry references, tags or digests, normalised the way
 /// Docker does; duplicates collapse) to `output`.
 pub fn create(
     references: &[String],
     output: &Path,
     options: &RegistryOptions,
+    how: &CreateOptions,
     progress: Progress,
 ) -> Result<Created> {
     let refs = normalise(references)?;
@@ -53,32 +68,23 @@ pub fn create(
     let staging = crate::store::scratch::dir_in(parent, "bundle")?;
     let dir = staging.path().join("layout");
     let mut images = Vec::new();
+    let mut seen = BTreeSet::new();
     for reference in &refs {
         progress(&format!("fetching `{reference}`"));
-        let copied = transfer::copy(
-            &Location::Registry(reference.clone()),
-            &Location::Oci {
-                dir: dir.clone(),
-                tag: None,
-            },
-            &[],
-            options,
-        )?;
-        let layout = Layout::open(&dir)?;
-        let digest: Digest = copied.digest.parse()?;
-        let size = layout.blob_size(&digest).ok_or_else(|| {
-            Error::internal(format!("`{digest}` is missing from the staging layout"))
-        })?;
-        progress(&format!(
-            "fetched `{reference}` as `{digest}`: {} blob(s) downloaded, {} shared",
-            copied.blobs_copied, copied.blobs_skipped
-        ));
-        images.push(BundleImage {
-            reference: reference.clone(),
-            digest,
-            media_type: copied.media_type,
-            size,
-        });
+        let pinned = Reference::parse(reference)?.digest.is_some();
+        let platforms = if pinned { &[][..] } else { &how.platforms[..] };
+        let image = fetch(reference, &dir, platforms, options, progress)?;
+        seen.insert(reference.clone());
+        let digest = image.digest.clone();
+        images.push(image);
+        if how.signatures {
+            for sig in signature_refs(reference, &digest, options)? {
+                if seen.insert(sig.clone()) {
+                    progress(&format!("fetching the signature `{sig}`"));
+                    images.push(fetch(&sig, &dir, &[], options, progress)?);
+                }
+            }
+        }
     }
     let layout = Layout::open(&dir)?;
     let index = index_of(&images);
@@ -99,6 +105,59 @@ pub fn create(
         blobs,
         bytes,
     })
+}
+
+/// Copy `reference` into the staging layout at `dir`.
+fn fetch(
+    reference: &str,
+    dir: &Path,
+    platforms: &[Platform],
+    options: &RegistryOptions,
+    progress: Progress,
+) -> Result<BundleImage> {
+    let copied = transfer::copy(
+        &Location::Registry(reference.to_string()),
+        &Location::Oci {
+            dir: dir.to_path_buf(),
+            tag: None,
+        },
+        platforms,
+        options,
+    )?;
+    let layout = Layout::open(dir)?;
+    let digest: Digest = copied.digest.parse()?;
+    let size = layout
+        .blob_size(&digest)
+        .ok_or_else(|| Error::internal(format!("`{digest}` is missing from the staging layout")))?;
+    progress(&format!(
+        "fetched `{reference}` as `{digest}`: {} blob(s) downloaded, {} shared",
+        copied.blobs_copied, copied.blobs_skipped
+    ));
+    Ok(BundleImage {
+        reference: reference.to_string(),
+        digest,
+        media_type: copied.media_type,
+        size,
+    })
+}
+
+/// The signature tags of `digest` that the registry of `reference` has, as references in the
+/// image's repository (cosign's `sha256-HEX.sig` and the referrers-tag `sha256-HEX`).
+fn signature_refs(
+    reference: &str,
+    digest: &Digest,
+    options: &RegistryOptions,
+) -> Result<Vec<String>> {
+    let r = Reference::parse(reference)?;
+    let client = RegistryClient::new(options, &r.registry)?;
+    let base = format!("sha256-{}", digest.hex());
+    let mut out = Vec::new();
+    for tag in [format!("{base}.sig"), base] {
+        if client.manifest_digest(&r.repository, &tag, &[])?.is_some() {
+            out.push(format!("{}/{}:{tag}", r.registry, r.repository));
+        }
+    }
+    Ok(out)
 }
 
 /// Parse, normalise and de-duplicate the references, keeping their order.

@@ -20,10 +20,12 @@
 //! - [`create()`]: pull references into a staging layout with [`crate::transfer`], pack it.
 //! - [`verify()`]: one streaming pass that re-hashes every file (nothing is held whole in memory).
 //! - [`push()`]: verify while extracting to a temporary layout, then copy image by image into
-//!   `REGISTRY[/PREFIX]`, keeping repository paths, tags and digests.
+//!   `REGISTRY[/PREFIX]`, keeping repository paths, tags and digests; [`mirror`] renders the
+//!   Talos registry-mirror configuration for where they went.
 
 pub mod cli;
 mod create;
+pub mod mirror;
 mod push;
 mod read;
 
@@ -34,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, IoContext, Result};
 use crate::oci::Digest;
 
-pub use create::{create, Created};
-pub use push::{mirror_hint, push, target_of, Pushed, Status, Target};
+pub use create::{create, CreateOptions, Created};
+pub use push::{mirror_hint, push, target_of, PushReport, Pushed, Status, Target};
 pub use read::{verify, Verified};
 
 /// `format` in `bundle.json`.

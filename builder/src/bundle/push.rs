@@ -114,51 +114,64 @@ impl Target {
     }
 }
 
-/// The scheme each target registry answered `push` on in this process, so the mirror hint
-/// names the endpoint containerd must use (`http://` for a plain-HTTP registry).
-static SCHEMES: std::sync::Mutex<BTreeMap<String, Scheme>> = std::sync::Mutex::new(BTreeMap::new());
-
-fn scheme_of(registry: &str) -> Scheme {
-    SCHEMES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .get(registry)
-        .copied()
-        .unwrap_or(Scheme::Https)
-}
-
 /// The Talos registry mirror that serves `source_registry`'s images from where `push` put
 /// them: `machine.registries.mirrors.<source>.endpoints` (or `RegistryMirrorConfig` in Talos
 /// 1.12+). Under a prefix the endpoint carries the path and needs `overridePath: true`, which
 /// makes containerd use the endpoint path as is instead of appending `/v2`. The scheme is the
-/// one the registry answered `push` on: `http://` for a plain-HTTP registry, else `https://`.
-pub fn mirror_hint(target: &Target, source_registry: &str) -> String {
-    mirror_hint_with(target, source_registry, scheme_of(&target.registry))
-}
-
-fn mirror_hint_with(target: &Target, source_registry: &str, scheme: Scheme) -> String {
-    let scheme = scheme.as_str();
-    if target.prefix.is_empty() {
-        format!(
-            "Talos mirror for `{source_registry}`: endpoint `{scheme}://{}`",
-            target.registry
-        )
-    } else {
-        format!(
-            "Talos mirror for `{source_registry}`: endpoint `{scheme}://{}/v2/{}` with `overridePath: true`",
-            target.registry, target.prefix
-        )
+/// one the registry answered `push` on: `http://` for a plain-HTTP registry, else `https://`
+/// (`--mirror-config` writes the documents, see [`super::mirror`]).
+pub fn mirror_hint(target: &Target, source_registry: &str, scheme: Scheme) -> String {
+    let site = super::mirror::Site {
+        target: target.clone(),
+        scheme,
+        ca: None,
+    };
+    match site.endpoint() {
+        (url, false) => format!("Talos mirror for `{source_registry}`: endpoint `{url}`"),
+        (url, true) => format!(
+            "Talos mirror for `{source_registry}`: endpoint `{url}` with `overridePath: true`"
+        ),
     }
 }
 
-/// Push every image of the bundle at `file` to `target` (`REGISTRY[/PREFIX]`). Returns the
-/// mapping in bundle order.
+/// What `push` did: the mapping in bundle order, and where it went.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    pub images: Vec<Pushed>,
+    pub target: Target,
+    /// The scheme the registry answered on (`https` when nothing was asked of it).
+    pub scheme: Scheme,
+}
+
+impl PushReport {
+    /// The upstream registries the pushed images came from, sorted, each once.
+    pub fn upstreams(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<String> = self
+            .images
+            .iter()
+            .filter_map(|p| Reference::parse(&p.source).ok())
+            .map(|r| r.registry)
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// The site registry as [`super::mirror`] renders it, trusting `ca` over TLS.
+    pub fn site(&self, ca: Option<String>) -> super::mirror::Site {
+        super::mirror::Site {
+            target: self.target.clone(),
+            scheme: self.scheme,
+            ca,
+        }
+    }
+}
+
+/// Push every image of the bundle at `file` to `target` (`REGISTRY[/PREFIX]`).
 pub fn push(
     file: &Path,
     target: &str,
     options: &RegistryOptions,
     progress: Progress,
-) -> Result<Vec<Pushed>> {
+) -> Result<PushReport> {
     let target = target_of(target)?;
     // Unpacked under `TMPDIR`: the bundle itself may sit on read-only media.
     let scratch = crate::store::scratch::dir("bundle")?;
@@ -215,13 +228,11 @@ pub fn push(
             status,
         });
     }
-    if let Some(scheme) = client.scheme() {
-        SCHEMES
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(target.registry.clone(), scheme);
-    }
-    Ok(out)
+    Ok(PushReport {
+        images: out,
+        scheme: client.scheme().unwrap_or(Scheme::Https),
+        target,
+    })
 }
 
 /// Map every image, refusing two images that would land on one tag with different content
@@ -298,22 +309,22 @@ mod tests {
     fn mirror_hints_carry_the_prefix() {
         let t = target_of("reg.io:5000/air/gap").unwrap();
         assert_eq!(
-            mirror_hint(&t, "docker.io"),
+            mirror_hint(&t, "docker.io", Scheme::Https),
             "Talos mirror for `docker.io`: endpoint `https://reg.io:5000/v2/air/gap` with `overridePath: true`"
         );
         let t = target_of("reg.io").unwrap();
         assert_eq!(
-            mirror_hint(&t, "ghcr.io"),
+            mirror_hint(&t, "ghcr.io", Scheme::Https),
             "Talos mirror for `ghcr.io`: endpoint `https://reg.io`"
         );
         // A registry that answered over plain HTTP.
         assert_eq!(
-            mirror_hint_with(&t, "ghcr.io", Scheme::Http),
+            mirror_hint(&t, "ghcr.io", Scheme::Http),
             "Talos mirror for `ghcr.io`: endpoint `http://reg.io`"
         );
         let t = target_of("127.0.0.1:5000/air").unwrap();
         assert_eq!(
-            mirror_hint_with(&t, "docker.io", Scheme::Http),
+            mirror_hint(&t, "docker.io", Scheme::Http),
             "Talos mirror for `docker.io`: endpoint `http://127.0.0.1:5000/v2/air` with `overridePath: true`"
         );
     }

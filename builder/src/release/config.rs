@@ -82,6 +82,7 @@ pub struct Document {
 
 const V1_7: Minor = Minor::new(1, 7);
 const V1_8: Minor = Minor::new(1, 8);
+const V1_9: Minor = Minor::new(1, 9);
 const V1_12: Minor = Minor::new(1, 12);
 const V1_13: Minor = Minor::new(1, 13);
 const V1_14: Minor = Minor::new(1, 14);
@@ -130,6 +131,19 @@ pub static DOCUMENTS: &[Document] = &[
         source: src(
             "pkg/machinery/config/types/network/kubespan_endpoints.go",
             "v1.8.0",
+        ),
+    },
+    Document {
+        kind: "VolumeConfig",
+        api_version: "v1alpha1",
+        since: V1_9,
+        controlplane_only: false,
+        // Only `STATE` and `EPHEMERAL` volumes conflict with v1alpha1 fields, depending on
+        // their content (left out, see the module docs).
+        replaces: &[],
+        source: src(
+            "pkg/machinery/config/types/block/volume_config.go",
+            "v1.9.0",
         ),
     },
     Document {
@@ -415,6 +429,10 @@ pub struct Forms {
     pub machine_sans: Placed,
     /// The subnets etcd advertises.
     pub etcd_subnets: Placed,
+    /// Registry mirrors (`talext bundle push --mirror-config`).
+    pub registry_mirrors: Placed,
+    /// A registry's TLS settings, its CA above all.
+    pub registry_tls: Placed,
 }
 
 /// A kernel parameter Talos sets itself at boot.
@@ -474,6 +492,15 @@ const KUBESPAN_V1: &[&str] = &["machine", "network", "kubespan"];
 const SYSCTLS_V1: &[&str] = &["machine", "sysctls"];
 const MACHINE_SANS_V1: &[&str] = &["machine", "certSANs"];
 const ETCD_V1: &[&str] = &["cluster", "etcd", "advertisedSubnets"];
+const MIRRORS_V1: &[&str] = &["machine", "registries", "mirrors"];
+const REGISTRY_CONFIG_V1: &[&str] = &["machine", "registries", "config"];
+const GEN_REGISTRY: &str = "pkg/machinery/config/generate/registry.go";
+
+/// `skipFallback` of a `.machine.registries.mirrors` entry exists from v1.9
+/// (`MirrorSkipFallback` in `v1alpha1_types.go` at v1.9.0, absent at v1.8.0); the
+/// `RegistryMirrorConfig` document has it from its first release.
+pub const SKIP_FALLBACK_SINCE: Minor = Minor::new(1, 9);
+pub const SKIP_FALLBACK_SOURCE: Source = src(V1ALPHA1, "v1.9.0");
 
 /// Releases before v1.13: every setting is a v1alpha1 field.
 const fn forms_v1alpha1(tag: &'static str) -> Forms {
@@ -485,13 +512,25 @@ const fn forms_v1alpha1(tag: &'static str) -> Forms {
         sysctls: v1(SYSCTLS_V1, tag),
         machine_sans: v1(MACHINE_SANS_V1, tag),
         etcd_subnets: v1(ETCD_V1, tag),
+        registry_mirrors: v1(MIRRORS_V1, tag),
+        registry_tls: v1(REGISTRY_CONFIG_V1, tag),
     }
+}
+
+/// v1.12: `gen config --registry-mirror` / `--registry-ca` write `RegistryMirrorConfig` and
+/// `RegistryTLSConfig` documents instead of `.machine.registries` (contract
+/// `MultidocNetworkConfigSupported`, greater than v1.11, in `generate/registry.go`).
+const fn forms_v1_12(tag: &'static str) -> Forms {
+    let mut f = forms_v1alpha1(tag);
+    f.registry_mirrors = doc("RegistryMirrorConfig", &[], GEN_REGISTRY, tag);
+    f.registry_tls = doc("RegistryTLSConfig", &[], GEN_REGISTRY, tag);
+    f
 }
 
 /// v1.13: `gen config --with-kubespan` writes a `KubeSpanConfig` (contract
 /// `KubeSpanMultidocConfig`, greater than v1.12).
 const fn forms_v1_13(tag: &'static str) -> Forms {
-    let mut f = forms_v1alpha1(tag);
+    let mut f = forms_v1_12(tag);
     f.kubespan = doc("KubeSpanConfig", &[], GEN_NET, tag);
     f
 }
@@ -555,7 +594,7 @@ pub static RELEASES: &[Release] = &[
     row!(1, 9, "v1.9.0", forms_v1alpha1),
     row!(1, 10, "v1.10.0", forms_v1alpha1),
     row!(1, 11, "v1.11.0", forms_v1alpha1),
-    row!(1, 12, "v1.12.0", forms_v1alpha1),
+    row!(1, 12, "v1.12.0", forms_v1_12),
     row!(1, 13, "v1.13.0", forms_v1_13),
     row!(1, 14, "v1.14.0-rc.1", forms_v1_14),
     row!(1, 15, "main", forms_v1_14),
@@ -622,6 +661,8 @@ mod tests {
                 f.sysctls,
                 f.machine_sans,
                 f.etcd_subnets,
+                f.registry_mirrors,
+                f.registry_tls,
             ] {
                 if let Form::Document { kind, .. } = p.form {
                     let d = document(kind).unwrap_or_else(|| panic!("{kind}"));

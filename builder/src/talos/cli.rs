@@ -243,6 +243,23 @@ pub struct ImagerProfileArgs {
     /// imager's `imageCache` input by `ociPath`); it must hold the profile's installer.
     #[arg(long, value_name = "DIR")]
     pub image_cache: Option<PathBuf>,
+    /// With `--image-cache`: also write the machine configuration that uses it (atomically):
+    /// the `IMAGECACHE` `VolumeConfig` sized to the cache, and `ImageCacheConfig` (Talos v1.14
+    /// and later) or `.machine.features.imageCache.localEnabled` (v1.9 to v1.13).
+    #[arg(long, value_name = "FILE", requires = "image_cache")]
+    pub machine_config: Option<PathBuf>,
+    /// An Image Factory schematic (YAML or JSON): also install the factory's virtual
+    /// `schematic` extension for it (written as a `tarballPath` tar), so the media report the
+    /// schematic ID as factory media do; prints the installer name the factory would use.
+    #[arg(long, value_name = "FILE")]
+    pub schematic: Option<PathBuf>,
+    /// Where the schematic extension's tar goes (default: `schematic-<ID>.tar` in the current
+    /// directory).
+    #[arg(long, value_name = "FILE", requires = "schematic")]
+    pub schematic_tarball: Option<PathBuf>,
+    /// The Image Factory host of the printed installer name (default `factory.talos.dev`).
+    #[arg(long, value_name = "HOST", requires = "schematic")]
+    pub factory: Option<String>,
     /// Accept image references that are not pinned by digest.
     #[arg(long)]
     pub allow_unpinned: bool,
@@ -286,7 +303,7 @@ fn require_signatures(
     Ok(())
 }
 
-pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
+pub fn run_imager_profile(a: ImagerProfileArgs, quiet: bool) -> Result<()> {
     let mut extensions = Vec::new();
     for r in &a.receipts {
         let receipt = Receipt::read(r)?;
@@ -312,6 +329,41 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
     if let Some(key) = &a.require_signature {
         require_signatures(&extensions, key, &a)?;
     }
+    let schematic = match &a.schematic {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).at("reading", file)?;
+            let parsed = super::schematic::Schematic::parse(&text, &file.display().to_string())?;
+            let (id, canonical) = (parsed.id()?, parsed.canonical_yaml()?);
+            let tar = match &a.schematic_tarball {
+                Some(p) => p.clone(),
+                None => std::env::current_dir()
+                    .at("reading", ".")?
+                    .join(format!("schematic-{id}.tar")),
+            };
+            let installer = crate::release::images::Closure {
+                talos_version: a.talos_version.clone(),
+                schematic: Some(id.clone()),
+                factory: a.factory.clone(),
+                ..Default::default()
+            }
+            .factory_installer()?
+            .unwrap_or_default();
+            extensions.push(ExtensionSource::Tarball(tar.clone()));
+            Some((id, canonical, tar, installer))
+        }
+        None => None,
+    };
+    // Both documents are rendered before either is written.
+    let machine_config = match (&a.machine_config, &a.image_cache) {
+        (Some(file), Some(cache)) => Some((
+            file,
+            super::cache_config::render(
+                &a.talos_version,
+                super::cache_config::content_size(cache)?,
+            )?,
+        )),
+        _ => None,
+    };
     let text = profile::render(&ProfileRequest {
         arch: a.arch,
         platform: match a.old_platform {
@@ -330,6 +382,18 @@ pub fn run_imager_profile(a: ImagerProfileArgs) -> Result<()> {
         extensions,
         image_cache: a.image_cache,
     })?;
+    if let Some((file, docs)) = &machine_config {
+        write_atomic(file, docs.as_bytes())?;
+    }
+    if let Some((id, canonical, tar, installer)) = &schematic {
+        super::schematic_ext::write(tar, id, canonical)?;
+        if !quiet {
+            eprintln!(
+            "schematic `{id}`: extension written to `{}`; the Image Factory names its installer `{installer}`",
+                tar.display()
+            );
+        }
+    }
     match &a.output {
         Some(path) => write_atomic(path, text.as_bytes()),
         None => std::io::stdout()

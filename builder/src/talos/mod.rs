@@ -2,6 +2,7 @@
 //! lint), Image Factory schematics and their IDs, imager profiles for offline boot media, and a
 //! custom extensions catalog a self-hosted Image Factory resolves names from.
 
+pub mod cache_config;
 pub mod catalog;
 pub mod catalog_image;
 pub mod cli;
@@ -13,4 +14,5 @@ pub mod profile;
 pub mod receipt;
 pub mod render;
 pub mod schematic;
+pub mod schematic_ext;
 pub mod spec;
