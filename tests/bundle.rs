@@ -508,16 +508,20 @@ fn a_closure_crosses_with_its_signatures_and_the_mirror_config_names_the_site() 
         .ok();
     let sig_tag = format!("sha256-{}.sig", &index.digest[7..]);
     let sig = format!("{}/installer/{SCHEMATIC}:{sig_tag}", a.addr);
+    // The installer, the signatures of its index and of each platform manifest, the extension.
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert_eq!(lines.len(), 5, "{}", out.stdout);
     assert_eq!(lines[0], format!("{installer}@{}", index.digest));
     assert!(
         lines[1].starts_with(&format!("{sig}@sha256:")),
         "{}",
         out.stdout
     );
+    for line in &lines[2..4] {
+        assert!(line.contains(".sig@sha256:"), "{}", out.stdout);
+    }
     assert!(
-        lines[2].starts_with(&format!("{tailscale}@sha256:")),
+        lines[4].starts_with(&format!("{tailscale}@sha256:")),
         "{}",
         out.stdout
     );

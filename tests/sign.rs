@@ -1063,3 +1063,148 @@ fn referrers_are_pushed_with_the_tag_fallback() {
         serde_json::from_slice(&skopeo_raw(&fallback(&index.digest)).unwrap()).unwrap();
     assert_eq!(refs["manifests"].as_array().unwrap().len(), 2, "{refs}");
 }
+
+#[test]
+fn signed_images_cross_the_gap_in_a_bundle_and_are_resigned_with_the_site_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (online, site) = (Registry::plain(), Registry::plain());
+    let (key, public) = generate(tmp.path(), "vendor");
+    let (site_key, site_public) = generate(tmp.path(), "site");
+    let (_, other_public) = generate(tmp.path(), "other");
+    let (pub_s, site_pub_s) = (public.to_str().unwrap(), site_public.to_str().unwrap());
+    let amd = TestImage::new("gap amd64\n", "amd64");
+    let arm = TestImage::new("gap arm64\n", "arm64");
+    let index = test_index(&[&amd, &arm]);
+    let layout = tmp.path().join("src");
+    write_oci_layout(&layout, &[&amd, &arm], Some(&index), "v1");
+    let src = format!("{}/acme/ext:v1", online.addr);
+    push_layout(&layout, "v1", &format!("docker://{src}"));
+    ok(talext(&["sign", &src, "--key", key.to_str().unwrap()]));
+    let predicate = tmp.path().join("provenance.json");
+    std::fs::write(
+        &predicate,
+        br#"{"buildDefinition":{"buildType":"urn:test"}}"#,
+    )
+    .unwrap();
+    ok(talext(&[
+        "attest",
+        &src,
+        "--key",
+        key.to_str().unwrap(),
+        "--type",
+        "provenance",
+        "--predicate",
+        predicate.to_str().unwrap(),
+    ]));
+
+    // The bundle carries the signatures of the index and of each platform, and the attestation.
+    let bundle = tmp.path().join("gap.tar");
+    let created = ok(talext(&[
+        "bundle",
+        "create",
+        &src,
+        "-o",
+        bundle.to_str().unwrap(),
+    ]));
+    for d in [&index.digest, &amd.manifest.digest, &arm.manifest.digest] {
+        assert!(
+            created.stdout.contains(&format!("acme/ext:{}", tag_of(d))),
+            "{}",
+            created.stdout
+        );
+    }
+    assert!(created
+        .stdout
+        .contains(&tag_of(&index.digest).replace(".sig", ".att")));
+    let b = bundle.to_str().unwrap();
+    ok(talext(&[
+        "bundle",
+        "verify",
+        b,
+        "--key",
+        pub_s,
+        "--attestation",
+        "provenance",
+    ]));
+    refused(
+        talext(&[
+            "bundle",
+            "verify",
+            b,
+            "--key",
+            other_public.to_str().unwrap(),
+        ]),
+        "not verified by the key",
+    );
+    refused(
+        talext(&[
+            "bundle",
+            "verify",
+            b,
+            "--key",
+            pub_s,
+            "--attestation",
+            "sbom",
+        ]),
+        "no attestation",
+    );
+    // `--no-signatures` leaves them out.
+    let bare = tmp.path().join("bare.tar");
+    let out = ok(talext(&[
+        "bundle",
+        "create",
+        "--no-signatures",
+        &src,
+        "-o",
+        bare.to_str().unwrap(),
+    ]));
+    assert!(!out.stdout.contains(".sig"), "{}", out.stdout);
+    refused(
+        talext(&["bundle", "verify", bare.to_str().unwrap(), "--key", pub_s]),
+        "no signature",
+    );
+
+    // Pushed into the site registry and re-signed there with the site's key: the site key
+    // verifies every image under its new name, the vendor's signature still does, and the
+    // digests are the source's.
+    let pushed = ok(tools::talext(TALEXT)
+        .args(["bundle", "push", b, &format!("{}/mirror", site.addr)])
+        .args(["--resign", site_key.to_str().unwrap()])
+        .run());
+    assert!(pushed.stderr.contains("re-signed"), "{}", pushed.stderr);
+    let there = format!("{}/mirror/acme/ext:v1", site.addr);
+    let out = ok(talext(&["verify", &there, "--key", site_pub_s]));
+    assert!(out.stdout.trim().ends_with(&index.digest), "{}", out.stdout);
+    for child in [&amd.manifest.digest, &arm.manifest.digest] {
+        ok(talext(&[
+            "verify",
+            &format!("{}/mirror/acme/ext@{child}", site.addr),
+            "--key",
+            site_pub_s,
+        ]));
+    }
+    ok(talext(&[
+        "verify",
+        &there,
+        "--key",
+        pub_s,
+        "--attestation",
+        "provenance",
+    ]));
+    refused(
+        talext(&["verify", &there, "--key", other_public.to_str().unwrap()]),
+        "verifies with this key",
+    );
+    // Re-signing is deterministic: a second push changes nothing.
+    let sig_ref = format!(
+        "docker://{}/mirror/acme/ext:{}",
+        site.addr,
+        tag_of(&index.digest)
+    );
+    let before = skopeo_raw(&sig_ref).unwrap();
+    ok(tools::talext(TALEXT)
+        .args(["bundle", "push", b, &format!("{}/mirror", site.addr)])
+        .args(["--resign", site_key.to_str().unwrap()])
+        .run());
+    assert_eq!(skopeo_raw(&sig_ref).unwrap(), before);
+}

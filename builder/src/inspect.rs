@@ -71,6 +71,7 @@ pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
                 layout,
                 tag,
                 _unpacked,
+                ..
             }) => open_layout(layout, tag.as_deref(), loc.to_string(), _unpacked),
             _ => Err(Error::internal("a layout location opens as a layout")),
         },
@@ -92,6 +93,7 @@ pub fn open_layout(
     let src = Source::Layout {
         layout: layout.clone(),
         tag: None,
+        repository: None,
         _unpacked: None,
     };
     collect(&src, &root, &mut images, &mut structure, &mut seen, 0)?;

@@ -39,10 +39,11 @@ pub struct CreateArgs {
     /// comma-separated; a closure's `platforms` adds to them. Default: every platform.
     #[arg(long = "platform", value_name = "OS/ARCH", value_delimiter = ',')]
     pub platforms: Vec<String>,
-    /// Also bundle the images' cosign signature tags (`sha256-HEX.sig`) when present
-    /// (always with `--closure`).
-    #[arg(long, env = "TALEXT_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
-    pub signatures: bool,
+    /// Leave out the cosign signature and attestation tags (`sha256-HEX.sig`, `.att`, the
+    /// referrers tag `sha256-HEX`) of each image and of its platform manifests, which are
+    /// bundled by default when the registry has them.
+    #[arg(long, env = "TALEXT_NO_SIGNATURES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_signatures: bool,
     /// Print the bundle's contents as JSON instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -57,6 +58,15 @@ pub struct VerifyArgs {
     /// Print the bundle's contents as JSON instead of the text summary.
     #[arg(long)]
     pub json: bool,
+    /// Also check, offline, that a cosign signature by this public key (PEM) covers every
+    /// image, from the signature tags bundled with it (the bundle is unpacked to a scratch
+    /// directory for this).
+    #[arg(long, value_name = "PUB", env = "TALEXT_VERIFY_KEY")]
+    pub key: Option<PathBuf>,
+    /// With `--key`: also require this attestation (`sbom`, `provenance` or a predicate type
+    /// URI) by the key on every image; repeatable.
+    #[arg(long = "attestation", value_name = "TYPE", requires = "key")]
+    pub attestations: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +87,11 @@ pub struct PushArgs {
     /// The Talos release the nodes run (`v1.12.0`): which form `--mirror-config` writes.
     #[arg(long, value_name = "VERSION", env = "TALEXT_TALOS_VERSION")]
     pub talos_version: Option<String>,
+    /// After pushing, sign every image again under its new name with this private key (the
+    /// site's), as `talext sign` does; an encrypted key's password comes from
+    /// `TALEXT_KEY_PASSWORD`. The bundled signatures are pushed too and stay valid.
+    #[arg(long, value_name = "KEY", env = "TALEXT_RESIGN_KEY")]
+    pub resign: Option<PathBuf>,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -95,12 +110,11 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
                 references.extend(super::read_images_file(file)?);
             }
             let mut platforms = args.platforms.clone();
-            let mut signatures = args.signatures;
+            let signatures = !args.no_signatures;
             if let Some(file) = &args.closure {
                 let closure = crate::release::images::Closure::read(file)?;
                 references.extend(closure.resolve()?.into_iter().map(|l| l.image));
                 platforms.extend(closure.platforms.iter().cloned());
-                signatures = true;
             }
             let how = super::CreateOptions {
                 platforms: crate::transfer::parse_platforms(&platforms)?,
@@ -129,7 +143,34 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
             ));
         }
         BundleCommand::Verify(args) => {
-            let verified = super::verify(&args.file)?;
+            let verified = match &args.key {
+                None => super::verify(&args.file)?,
+                Some(key) => {
+                    let public = crate::sign::keys::load_public(key)?;
+                    let (verified, verdicts) =
+                        super::signatures::verify_file(&args.file, &public, &args.attestations)?;
+                    let failed: Vec<String> = verdicts
+                        .iter()
+                        .filter_map(|(r, v)| v.as_ref().err().map(|why| format!("`{r}`: {why}")))
+                        .collect();
+                    if !failed.is_empty() {
+                        return Err(Error::input(format!(
+                            "{} of {} image(s) in `{}` are not verified by the key `{}`:\n  {}",
+                            failed.len(),
+                            verdicts.len(),
+                            args.file.display(),
+                            key.display(),
+                            failed.join("\n  ")
+                        )));
+                    }
+                    progress(&format!(
+                        "every image ({}) is signed by the key `{}`",
+                        verdicts.len(),
+                        key.display()
+                    ));
+                    verified
+                }
+            };
             if args.json {
                 print_json(&summary(&verified.images, verified.blobs))?;
             } else {
@@ -161,10 +202,19 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
                 }
                 (None, _) => None,
             };
+            // The key and its password are read before anything is pushed.
+            let resign = match &args.resign {
+                Some(path) => {
+                    let password = crate::sign::keys::Password::from_stdin_or_env(false)?;
+                    Some(crate::sign::keys::load_private(path, password.as_ref())?)
+                }
+                None => None,
+            };
             let report = super::push(
                 &args.file,
                 &args.target,
                 &args.registry.options()?,
+                resign.as_ref(),
                 &progress,
             )?;
             if args.json {

@@ -1,7 +1,7 @@
 //! `talext bundle create`: pull every reference (all platforms and the index untouched, unless
 //! `--platform` narrows an image named by tag) into a staging OCI layout next to the output,
-//! with each image's cosign signature tags when asked (`--signatures`, always for
-//! `--closure`), then pack it with the deterministic tar writer into a temporary file that is
+//! with the cosign signature and attestation tags of each image and its platform manifests
+//! (unless `--no-signatures`), then pack it with the deterministic tar writer into a temporary file that is
 //! renamed into place, so an interrupted run never leaves a half bundle under the final name.
 //! The same references and registry content give the same bytes.
 
@@ -43,9 +43,10 @@ pub struct CreateOptions {
     /// Platforms to keep of an index referenced by tag; empty means every platform. A
     /// reference pinned by digest is always copied whole: a subset would have another digest.
     pub platforms: Vec<Platform>,
-    /// Also bundle each image's cosign signature tags (`sha256-HEX.sig`, or the bare
-    /// `sha256-HEX` referrers tag) when its registry has them, as images of their own under
-    /// the image's repository, so `push` puts them where cosign looks.
+    /// Also bundle the cosign signature and attestation tags of each image and of its platform
+    /// manifests (`sha256-HEX.sig`, `.att`, the bare `sha256-HEX` referrers tag) when its
+    /// registry has them, as images of their own under the image's repository, so `push` puts
+    /// them where cosign looks.
     pub signatures: bool,
 }
 
@@ -78,7 +79,14 @@ pub fn create(
         let digest = image.digest.clone();
         images.push(image);
         if how.signatures {
-            for sig in signature_refs(reference, &digest, options)? {
+            let mut digests = vec![digest.clone()];
+            let staged = Layout::open(&dir)?;
+            if crate::oci::is_index_type(&images.last().expect("pushed above").media_type) {
+                let index: Index = serde_json::from_slice(&staged.read_document(&digest)?)
+                    .map_err(|e| Error::input(format!("index `{digest}` is not valid: {e}")))?;
+                digests.extend(index.manifests.into_iter().map(|d| d.digest));
+            }
+            for sig in signature_refs(reference, &digests, options)? {
                 if seen.insert(sig.clone()) {
                     progress(&format!("fetching the signature `{sig}`"));
                     images.push(fetch(&sig, &dir, &[], options, progress)?);
@@ -141,20 +149,23 @@ fn fetch(
     })
 }
 
-/// The signature tags of `digest` that the registry of `reference` has, as references in the
-/// image's repository (cosign's `sha256-HEX.sig` and the referrers-tag `sha256-HEX`).
+/// The signature tags of `digests` (an image and its platform manifests) that the registry of
+/// `reference` has, as references in the image's repository: cosign's `sha256-HEX.sig` and
+/// `sha256-HEX.att`, and the referrers tag `sha256-HEX`.
 fn signature_refs(
     reference: &str,
-    digest: &Digest,
+    digests: &[Digest],
     options: &RegistryOptions,
 ) -> Result<Vec<String>> {
     let r = Reference::parse(reference)?;
     let client = RegistryClient::new(options, &r.registry)?;
-    let base = format!("sha256-{}", digest.hex());
     let mut out = Vec::new();
-    for tag in [format!("{base}.sig"), base] {
-        if client.manifest_digest(&r.repository, &tag, &[])?.is_some() {
-            out.push(format!("{}/{}:{tag}", r.registry, r.repository));
+    for digest in digests {
+        let base = format!("sha256-{}", digest.hex());
+        for tag in [format!("{base}.sig"), format!("{base}.att"), base] {
+            if client.manifest_digest(&r.repository, &tag, &[])?.is_some() {
+                out.push(format!("{}/{}:{tag}", r.registry, r.repository));
+            }
         }
     }
     Ok(out)

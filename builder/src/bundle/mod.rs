@@ -28,6 +28,7 @@ mod create;
 pub mod mirror;
 mod push;
 mod read;
+pub mod signatures;
 
 use std::path::Path;
 

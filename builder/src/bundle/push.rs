@@ -170,6 +170,7 @@ pub fn push(
     file: &Path,
     target: &str,
     options: &RegistryOptions,
+    resign: Option<&p256::ecdsa::SigningKey>,
     progress: Progress,
 ) -> Result<PushReport> {
     let target = target_of(target)?;
@@ -187,7 +188,9 @@ pub fn push(
     let plan = plan(&target, &verified.images)?;
     let client = RegistryClient::new(options, &target.registry)?;
     let mut out = Vec::new();
+    let mut pushed = Vec::new();
     for (image, push_to, printed) in plan {
+        pushed.push((image.clone(), push_to.clone()));
         let reference = Reference::parse(&push_to)?;
         let present = client.manifest_digest(
             &reference.repository,
@@ -227,6 +230,10 @@ pub fn push(
             media_type: image.media_type.clone(),
             status,
         });
+    }
+    if let Some(key) = resign {
+        let n = super::signatures::resign(&client, &pushed, key, progress)?;
+        progress(&format!("re-signed {n} manifest(s) with the site key"));
     }
     Ok(PushReport {
         images: out,

@@ -150,6 +150,15 @@ pub fn verify_attestations(
     let src = crate::store::source::Source::open(loc, options)?.ok_or_else(|| {
         Error::input(format!("`{loc}` holds no image an attestation could cover"))
     })?;
+    verify_attestations_in(&src, key, kinds)
+}
+
+/// [`verify_attestations`] in an opened store.
+pub fn verify_attestations_in(
+    src: &crate::store::source::Source,
+    key: &p256::ecdsa::VerifyingKey,
+    kinds: &[String],
+) -> Result<std::result::Result<(), String>> {
     let root = src.root()?;
     let mut platforms = Vec::new();
     if crate::oci::is_index_type(&root.media_type) {
@@ -173,7 +182,7 @@ pub fn verify_attestations(
             vec![root.digest.clone()]
         };
         for digest in subjects {
-            if let Err(reason) = attest::verify_attestation(&src, &digest, &predicate_type, key)? {
+            if let Err(reason) = attest::verify_attestation(src, &digest, &predicate_type, key)? {
                 return Ok(Err(format!("`{digest}`: {reason}")));
             }
         }

@@ -28,6 +28,9 @@ pub enum Source {
     Layout {
         layout: Layout,
         tag: Option<String>,
+        /// In a layout that names images by whole reference (an air-gap bundle:
+        /// `registry/repo:tag`), the repository tags such as `sha256-HEX.sig` belong to.
+        repository: Option<String>,
         _unpacked: Option<Unpacked>,
     },
     Registry {
@@ -44,6 +47,7 @@ impl Source {
             Location::Oci { dir, tag } => Source::Layout {
                 layout: Layout::open(dir)?,
                 tag: tag.clone(),
+                repository: None,
                 _unpacked: None,
             },
             Location::OciArchive { file, tag } => {
@@ -51,6 +55,7 @@ impl Source {
                 Source::Layout {
                     layout: unpacked.layout.clone(),
                     tag: tag.clone(),
+                    repository: None,
                     _unpacked: Some(unpacked),
                 }
             }
@@ -91,9 +96,19 @@ impl Source {
     /// `accept` is the media type asked for.
     pub fn tagged(&self, tag: &str, accept: &str) -> Result<Option<Doc>> {
         match self {
-            Source::Layout { layout, .. } => {
+            Source::Layout {
+                layout, repository, ..
+            } => {
                 let index = layout.index()?;
-                match index.manifests.iter().find(|d| d.ref_name() == Some(tag)) {
+                let name = match repository {
+                    Some(repo) => format!("{repo}:{tag}"),
+                    None => tag.to_string(),
+                };
+                match index
+                    .manifests
+                    .iter()
+                    .find(|d| d.ref_name() == Some(name.as_str()))
+                {
                     Some(d) => self.manifest(d).map(Some),
                     None => Ok(None),
                 }
