@@ -1,0 +1,644 @@
+//! The Go modules embedded in a Go binary, read from its ELF `.go.buildinfo` section: what
+//! `go version -m BINARY` prints, without running Go.
+//!
+//! The section (written by the Go linker since Go 1.13; described in the Go source at
+//! `src/debug/buildinfo/buildinfo.go` and `src/cmd/go/internal/modload/build.go`, tag go1.19)
+//! starts with a 32-byte header: the 14 magic bytes `\xff Go buildinf:`, the pointer size, and a
+//! flags byte. From Go 1.18 the flags have bit 2 set and two strings follow the header inline,
+//! each as an unsigned varint length and its bytes: the Go version, then the module information.
+//! The module information is the text `go version -m` shows (tab-separated `path`, `mod`,
+//! `dep`, `=>` and `build` lines) between two 16-byte sentinels. Older binaries hold pointers
+//! into the data segment instead; those are recognised and skipped.
+//!
+//! Everything is read through [`ReadAt`] with fixed bounds, so a hostile or truncated file costs
+//! at most a few megabytes of reads and yields an error, never a panic.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+/// The magic at the start of `.go.buildinfo`.
+pub const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
+/// Flag bit: the version strings follow the header inline (Go 1.18 and later).
+const FLAG_INLINE: u8 = 2;
+/// The most section-header table read (65,536 headers of 64 bytes).
+const MAX_SECTION_TABLE: u64 = 4 << 20;
+/// The most section-name table read.
+const MAX_NAMES: u64 = 1 << 20;
+/// The most of `.go.buildinfo` read; real ones are a few kilobytes.
+const MAX_BUILDINFO: u64 = 1 << 20;
+/// Sentinel length around the module information.
+const SENTINEL: usize = 16;
+
+/// Random access to a file's bytes.
+pub trait ReadAt {
+    fn size(&self) -> u64;
+    /// Exactly `len` bytes at `offset`; the caller has checked they lie inside [`ReadAt::size`].
+    fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+}
+
+impl ReadAt for &[u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        self.get(start..start.saturating_add(len))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+/// A file on disk of known size.
+pub struct FileAt {
+    pub file: std::fs::File,
+    pub size: u64,
+}
+
+impl ReadAt for FileAt {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&mut self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0; len];
+        self.file.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// A module as the build information names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    pub path: String,
+    /// `None` when the line has none (a directory replacement).
+    pub version: Option<String>,
+    pub sum: Option<String>,
+    /// The `=>` line after it, when the module was replaced.
+    pub replace: Option<Box<Module>>,
+}
+
+/// What a Go binary says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// `go1.19.8`.
+    pub go_version: String,
+    /// The main package (`path` line).
+    pub path: Option<String>,
+    /// The main module (`mod` line); absent for binaries built outside module mode.
+    pub main: Option<Module>,
+    pub deps: Vec<Module>,
+}
+
+/// What [`read`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Not an ELF file, or one without a `.go.buildinfo` section.
+    NotGo,
+    /// A Go binary from before Go 1.18 (pointer-format build information), not read.
+    PointerFormat,
+    Go(BuildInfo),
+}
+
+/// Why a file that looked like a Go binary could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
+fn bad(msg: impl Into<String>) -> Malformed {
+    Malformed(msg.into())
+}
+
+/// Read the build information of the ELF file behind `src`.
+pub fn read(src: &mut impl ReadAt) -> Result<Found, Malformed> {
+    let size = src.size();
+    if size < 64 {
+        return Ok(Found::NotGo);
+    }
+    let head = fetch(src, 0, 64, "the ELF header")?;
+    if &head[..4] != b"\x7fELF" {
+        return Ok(Found::NotGo);
+    }
+    let elf = match Elf::parse(&head) {
+        Some(e) => e,
+        None => return Ok(Found::NotGo),
+    };
+    let Some(section) = elf.find_section(src, ".go.buildinfo")? else {
+        return Ok(Found::NotGo);
+    };
+    let (offset, len) = section;
+    let data = fetch(src, offset, len.min(MAX_BUILDINFO), "`.go.buildinfo`")?;
+    parse_buildinfo(&data)
+}
+
+/// Bytes `[offset, offset + len)` of `src`, refused when they lie outside the file.
+fn fetch(src: &mut impl ReadAt, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, Malformed> {
+    let end = offset.checked_add(len);
+    if end.is_none_or(|e| e > src.size()) {
+        return Err(bad(format!(
+            "{what} ({len} bytes at offset {offset}) lies outside the {}-byte file",
+            src.size()
+        )));
+    }
+    let len = usize::try_from(len).map_err(|_| bad(format!("{what} is too large")))?;
+    src.read_at(offset, len)
+        .map_err(|e| bad(format!("reading {what}: {e}")))
+}
+
+/// The parts of an ELF header that locate the section headers (ELF specification, "ELF
+/// Header" and "Sections"; 32- and 64-bit, either byte order).
+struct Elf {
+    wide: bool,
+    big: bool,
+    shoff: u64,
+    shentsize: u64,
+    shnum: u64,
+    shstrndx: u64,
+}
+
+impl Elf {
+    fn parse(h: &[u8]) -> Option<Elf> {
+        let wide = match h[4] {
+            1 => false,
+            2 => true,
+            _ => return None,
+        };
+        let big = match h[5] {
+            1 => false,
+            2 => true,
+            _ => return None,
+        };
+        let r = Endian(big);
+        Some(if wide {
+            Elf {
+                wide,
+                big,
+                shoff: r.u64(&h[0x28..]),
+                shentsize: r.u16(&h[0x3a..]).into(),
+                shnum: r.u16(&h[0x3c..]).into(),
+                shstrndx: r.u16(&h[0x3e..]).into(),
+            }
+        } else {
+            Elf {
+                wide,
+                big,
+                shoff: r.u32(&h[0x20..]).into(),
+                shentsize: r.u16(&h[0x2e..]).into(),
+                shnum: r.u16(&h[0x30..]).into(),
+                shstrndx: r.u16(&h[0x32..]).into(),
+            }
+        })
+    }
+
+    /// One section header's `(name, type, offset, size, link)`.
+    fn section(&self, s: &[u8]) -> (u32, u32, u64, u64, u32) {
+        let r = Endian(self.big);
+        if self.wide {
+            (
+                r.u32(s),
+                r.u32(&s[4..]),
+                r.u64(&s[24..]),
+                r.u64(&s[32..]),
+                r.u32(&s[40..]),
+            )
+        } else {
+            (
+                r.u32(s),
+                r.u32(&s[4..]),
+                r.u32(&s[16..]).into(),
+                r.u32(&s[20..]).into(),
+                r.u32(&s[24..]),
+            )
+        }
+    }
+
+    /// The file range of the section called `want`, if there is one with bytes in the file.
+    fn find_section(
+        &self,
+        src: &mut impl ReadAt,
+        want: &str,
+    ) -> Result<Option<(u64, u64)>, Malformed> {
+        const SHT_NOBITS: u32 = 8;
+        const SHN_XINDEX: u64 = 0xffff;
+        if self.shoff == 0 {
+            return Ok(None);
+        }
+        let min = if self.wide { 64 } else { 40 };
+        if self.shentsize < min {
+            return Err(bad(format!(
+                "section headers of {} bytes are shorter than the {min} an ELF file needs",
+                self.shentsize
+            )));
+        }
+        let first = fetch(src, self.shoff, self.shentsize, "the first section header")?;
+        let (_, _, _, size0, link0) = self.section(&first);
+        // Extended numbering: with 65,280 sections or more, the count and the name-table index
+        // live in the first section header (ELF specification, "Sections").
+        let shnum = if self.shnum == 0 { size0 } else { self.shnum };
+        let shstrndx = if self.shstrndx == SHN_XINDEX {
+            link0.into()
+        } else {
+            self.shstrndx
+        };
+        let table_len = shnum
+            .checked_mul(self.shentsize)
+            .filter(|n| *n <= MAX_SECTION_TABLE)
+            .ok_or_else(|| bad(format!("{shnum} section headers is more than talext reads")))?;
+        if shstrndx >= shnum {
+            return Ok(None);
+        }
+        let table = fetch(src, self.shoff, table_len, "the section headers")?;
+        let entry = |i: u64| {
+            let at = (i * self.shentsize) as usize;
+            self.section(&table[at..at + self.shentsize as usize])
+        };
+        let (_, names_type, names_off, names_len, _) = entry(shstrndx);
+        if names_type == SHT_NOBITS || names_len > MAX_NAMES {
+            return Err(bad(format!(
+                "the section-name table ({names_len} bytes) is not one talext reads"
+            )));
+        }
+        let names = fetch(src, names_off, names_len, "the section-name table")?;
+        for i in 0..shnum {
+            let (name, kind, offset, len, _) = entry(i);
+            let Some(rest) = names.get(name as usize..) else {
+                continue;
+            };
+            let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+            if &rest[..end] == want.as_bytes() && kind != SHT_NOBITS {
+                return Ok(Some((offset, len)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Endian(bool);
+
+impl Endian {
+    fn u16(self, b: &[u8]) -> u16 {
+        let a = [b[0], b[1]];
+        if self.0 {
+            u16::from_be_bytes(a)
+        } else {
+            u16::from_le_bytes(a)
+        }
+    }
+    fn u32(self, b: &[u8]) -> u32 {
+        let a = [b[0], b[1], b[2], b[3]];
+        if self.0 {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        }
+    }
+    fn u64(self, b: &[u8]) -> u64 {
+        let mut a = [0; 8];
+        a.copy_from_slice(&b[..8]);
+        if self.0 {
+            u64::from_be_bytes(a)
+        } else {
+            u64::from_le_bytes(a)
+        }
+    }
+}
+
+/// Parse the contents of a `.go.buildinfo` section.
+pub fn parse_buildinfo(data: &[u8]) -> Result<Found, Malformed> {
+    if data.len() < 32 || &data[..MAGIC.len()] != MAGIC {
+        return Err(bad(
+            "`.go.buildinfo` does not start with the Go build-information magic",
+        ));
+    }
+    if data[15] & FLAG_INLINE == 0 {
+        return Ok(Found::PointerFormat);
+    }
+    let mut at = 32;
+    let version = inline_string(data, &mut at, "the Go version")?;
+    let modinfo = inline_string(data, &mut at, "the module information")?;
+    let version = std::str::from_utf8(version)
+        .map_err(|_| bad("the Go version is not UTF-8"))?
+        .to_string();
+    // The module information sits between two 16-byte sentinels; the text inside ends with a
+    // newline, so a wrapped block has one 17 bytes from its end.
+    let inner = if modinfo.len() > 2 * SENTINEL && modinfo[modinfo.len() - SENTINEL - 1] == b'\n' {
+        &modinfo[SENTINEL..modinfo.len() - SENTINEL]
+    } else {
+        modinfo
+    };
+    let text =
+        std::str::from_utf8(inner).map_err(|_| bad("the module information is not UTF-8"))?;
+    let mut info = parse_modinfo(text)?;
+    info.go_version = version;
+    Ok(Found::Go(info))
+}
+
+/// An unsigned-varint-prefixed string at `*at`, advancing past it.
+fn inline_string<'a>(data: &'a [u8], at: &mut usize, what: &str) -> Result<&'a [u8], Malformed> {
+    let mut len: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let b = *data
+            .get(*at)
+            .ok_or_else(|| bad(format!("`.go.buildinfo` ends inside the length of {what}")))?;
+        *at += 1;
+        if shift > 63 || (shift == 63 && b > 1) {
+            return Err(bad(format!("the length of {what} overflows")));
+        }
+        len |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| at.checked_add(l))
+        .filter(|e| *e <= data.len())
+        .ok_or_else(|| {
+            bad(format!(
+                "{what} ({len} bytes) runs past the end of `.go.buildinfo` ({} bytes read)",
+                data.len()
+            ))
+        })?;
+    let s = &data[*at..end];
+    *at = end;
+    Ok(s)
+}
+
+/// Parse the module information text (`go version -m` without the file-name line).
+pub fn parse_modinfo(text: &str) -> Result<BuildInfo, Malformed> {
+    let mut info = BuildInfo {
+        go_version: String::new(),
+        path: None,
+        main: None,
+        deps: Vec::new(),
+    };
+    // The module the next `=>` line replaces: the main module or the last dependency.
+    enum Last {
+        None,
+        Main,
+        Dep,
+    }
+    let mut last = Last::None;
+    for (i, line) in text.split('\n').enumerate() {
+        let n = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = line.split('\t');
+        let key = fields.next().unwrap_or_default();
+        let rest: Vec<&str> = fields.collect();
+        match key {
+            "path" => {
+                info.path = rest.first().map(|s| s.to_string());
+                last = Last::None;
+            }
+            "mod" => {
+                info.main = Some(module(n, key, &rest)?);
+                last = Last::Main;
+            }
+            "dep" => {
+                info.deps.push(module(n, key, &rest)?);
+                last = Last::Dep;
+            }
+            "=>" => {
+                let m = Box::new(module(n, key, &rest)?);
+                let target = match last {
+                    Last::Main => info.main.as_mut(),
+                    Last::Dep => info.deps.last_mut(),
+                    Last::None => None,
+                };
+                match target {
+                    Some(t) if t.replace.is_none() => t.replace = Some(m),
+                    _ => {
+                        return Err(bad(format!(
+                            "module information line {n}: `=>` follows no module it could replace"
+                        )))
+                    }
+                }
+            }
+            _ => last = Last::None,
+        }
+    }
+    Ok(info)
+}
+
+fn module(n: usize, key: &str, fields: &[&str]) -> Result<Module, Malformed> {
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let path = field(0).ok_or_else(|| {
+        bad(format!(
+            "module information line {n}: `{key}` names no module path"
+        ))
+    })?;
+    if path.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(bad(format!(
+            "module information line {n}: `{}` is not a module path",
+            crate::rootfs::escape(&path)
+        )));
+    }
+    Ok(Module {
+        path,
+        version: field(1),
+        sum: field(2),
+        replace: None,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub const MODINFO: &str = "path\ttailscale.com/cmd/tailscaled\n\
+mod\ttailscale.com\t(devel)\t\n\
+dep\tgithub.com/tailscale/wireguard-go\tv0.0.0-20250716170648-1d0488a3d7da\th1:abc=\n\
+dep\tgolang.org/x/crypto\tv0.41.0\n\
+=>\tgithub.com/tailscale/golang-x-crypto\tv0.0.0-20250404221719-a5573b049869\t\n\n\
+dep\tgolang.org/x/sys\tv0.35.0\t\n\
+build\t-compiler=gc\nbuild\tGOARCH=amd64\n";
+
+    /// A `.go.buildinfo` section in the Go 1.18+ inline format.
+    pub fn section(version: &str, modinfo: &str) -> Vec<u8> {
+        let mut d = MAGIC.to_vec();
+        d.extend([8, FLAG_INLINE]);
+        d.resize(32, 0);
+        let mut wrapped = vec![0x30; SENTINEL];
+        wrapped.extend(modinfo.as_bytes());
+        wrapped.extend([0xf9; SENTINEL]);
+        for s in [version.as_bytes(), &wrapped[..]] {
+            let mut n = s.len();
+            while n >= 0x80 {
+                d.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            d.push(n as u8);
+            d.extend(s);
+        }
+        d
+    }
+
+    /// A 64-bit little-endian ELF file whose only named sections are `.shstrtab` and `name`
+    /// holding `body`.
+    pub fn elf_with(name: &str, body: &[u8], machine: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 64];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[6] = 1;
+        f[16] = 2;
+        f[18..20].copy_from_slice(&machine.to_le_bytes());
+        let body_off = f.len() as u64;
+        f.extend(body);
+        let names = format!("\0.shstrtab\0{name}\0");
+        let names_off = f.len() as u64;
+        f.extend(names.as_bytes());
+        while f.len() % 8 != 0 {
+            f.push(0);
+        }
+        let shoff = f.len() as u64;
+        let sh = |name: u32, kind: u32, off: u64, size: u64| {
+            let mut s = vec![0u8; 64];
+            s[..4].copy_from_slice(&name.to_le_bytes());
+            s[4..8].copy_from_slice(&kind.to_le_bytes());
+            s[24..32].copy_from_slice(&off.to_le_bytes());
+            s[32..40].copy_from_slice(&size.to_le_bytes());
+            s
+        };
+        f.extend(sh(0, 0, 0, 0));
+        f.extend(sh(1, 3, names_off, names.len() as u64));
+        f.extend(sh(11, 1, body_off, body.len() as u64));
+        f[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
+        f[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        f[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        f[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
+        f
+    }
+
+    fn read_bytes(b: &[u8]) -> Result<Found, Malformed> {
+        read(&mut &b[..])
+    }
+
+    #[test]
+    fn reads_modules_with_replacements() {
+        let elf = elf_with(".go.buildinfo", &section("go1.19.8", MODINFO), 62);
+        let Found::Go(info) = read_bytes(&elf).unwrap() else {
+            panic!("not read as Go");
+        };
+        assert_eq!(info.go_version, "go1.19.8");
+        assert_eq!(info.path.as_deref(), Some("tailscale.com/cmd/tailscaled"));
+        let main = info.main.unwrap();
+        assert_eq!(
+            (main.path.as_str(), main.version.as_deref()),
+            ("tailscale.com", Some("(devel)"))
+        );
+        assert_eq!(info.deps.len(), 3);
+        assert_eq!(info.deps[0].sum.as_deref(), Some("h1:abc="));
+        let r = info.deps[1].replace.as_ref().unwrap();
+        assert_eq!(r.path, "github.com/tailscale/golang-x-crypto");
+        assert_eq!(
+            r.version.as_deref(),
+            Some("v0.0.0-20250404221719-a5573b049869")
+        );
+        assert!(info.deps[2].replace.is_none());
+    }
+
+    #[test]
+    fn non_go_files_and_old_binaries() {
+        assert_eq!(read_bytes(b"#!/bin/sh\n").unwrap(), Found::NotGo);
+        assert_eq!(read_bytes(&[0u8; 100]).unwrap(), Found::NotGo);
+        let other = elf_with(".data", b"hello", 62);
+        assert_eq!(read_bytes(&other).unwrap(), Found::NotGo);
+        // A header with no section table at all (stripped with `sstrip`).
+        let mut none = other.clone();
+        none[0x28..0x30].fill(0);
+        assert_eq!(read_bytes(&none).unwrap(), Found::NotGo);
+        let mut old = MAGIC.to_vec();
+        old.extend([8, 0]);
+        old.resize(64, 0);
+        let elf = elf_with(".go.buildinfo", &old, 62);
+        assert_eq!(read_bytes(&elf).unwrap(), Found::PointerFormat);
+    }
+
+    #[test]
+    fn truncated_and_hostile_inputs_are_errors() {
+        let good = elf_with(".go.buildinfo", &section("go1.19.8", MODINFO), 62);
+        // Every truncation of the file either stops being an ELF worth reading or is refused.
+        for cut in 0..good.len() {
+            if let Ok(Found::Go(_)) = read_bytes(&good[..cut]) {
+                panic!("a file cut at {cut} bytes still read as complete");
+            }
+        }
+        let sec = section("go1.19.8", MODINFO);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"\xff Go buildinf:".to_vec(), "does not start"),
+            (
+                {
+                    let mut s = sec.clone();
+                    s.truncate(60);
+                    s
+                },
+                "runs past the end",
+            ),
+            (
+                {
+                    let mut s = sec[..32].to_vec();
+                    s.extend([0xff; 11]);
+                    s
+                },
+                "overflows",
+            ),
+            (
+                {
+                    let mut s = sec[..32].to_vec();
+                    s.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+                    s
+                },
+                "runs past the end",
+            ),
+            (section("go1\u{0}", "=>\tx\tv1\n"), "follows no module"),
+            (section("go1", "mod\t\tv1\n"), "names no module path"),
+            (section("go1", "dep\ta b\tv1\n"), "is not a module path"),
+            (
+                section("go1", "mod\ta\tv1\n=>\tb\tv2\n=>\tc\tv3\n"),
+                "follows no module",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = parse_buildinfo(&body).unwrap_err().to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        // Section headers that point outside the file, or claim absurd sizes.
+        let mut far = good.clone();
+        let shoff = u64::from_le_bytes(far[0x28..0x30].try_into().unwrap()) as usize;
+        far[shoff + 128 + 24..shoff + 128 + 32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(read_bytes(&far).unwrap_err().0.contains("outside"));
+        let mut many = good.clone();
+        many[0x3c..0x3e].copy_from_slice(&0xfff0u16.to_le_bytes());
+        assert!(read_bytes(&many).unwrap_err().0.contains("outside"));
+        let mut tiny = good.clone();
+        tiny[0x3a..0x3c].copy_from_slice(&8u16.to_le_bytes());
+        assert!(read_bytes(&tiny).unwrap_err().0.contains("shorter"));
+        let mut names = good;
+        names[shoff + 64 + 32..shoff + 64 + 40].copy_from_slice(&(2u64 << 20).to_le_bytes());
+        assert!(read_bytes(&names)
+            .unwrap_err()
+            .0
+            .contains("section-name table"));
+    }
+
+    #[test]
+    fn modinfo_without_sentinels_and_without_modules() {
+        let info = parse_modinfo("path\tmvdan.cc/sh/v3/cmd/shfmt\nbuild\tGOOS=linux\n").unwrap();
+        assert_eq!(info.path.as_deref(), Some("mvdan.cc/sh/v3/cmd/shfmt"));
+        assert!(info.main.is_none() && info.deps.is_empty());
+        // A directory replacement has no version.
+        let info = parse_modinfo("mod\tm\t(devel)\ndep\tx\tv1\n=>\t../x\t\t\n").unwrap();
+        let r = info.deps[0].replace.as_ref().unwrap();
+        assert_eq!((r.path.as_str(), r.version.as_deref()), ("../x", None));
+    }
+}
