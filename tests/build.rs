@@ -22,7 +22,7 @@ mod support;
 /// Change it only together with a deliberate change to the image format, and say so in the
 /// CHANGELOG.
 const GOLDEN_DIGEST: &str =
-    "sha256:1c5f3eef5a16512bbc9bdfd592c1327ac0a296738522d306464fa91bbd6494c8";
+    "sha256:d8da130f3f0c80282303b71de49a9c6d0e1374813870edd5ff7cce305cc2e14c";
 
 #[test]
 fn build_is_reproducible_and_follows_source_date_epoch() {
