@@ -497,7 +497,7 @@ build\t-compiler=gc\nbuild\tGOARCH=amd64\n";
         let names = format!("\0.shstrtab\0{name}\0");
         let names_off = f.len() as u64;
         f.extend(names.as_bytes());
-        while f.len() % 8 != 0 {
+        while !f.len().is_multiple_of(8) {
             f.push(0);
         }
         let shoff = f.len() as u64;

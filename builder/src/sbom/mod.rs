@@ -324,10 +324,7 @@ pub fn render(input: &Input<'_>) -> Result<Vec<u8>> {
     }
 
     // Alpine packages, one per (name, version, arch, release), naming the roots they are in.
-    let mut apks: BTreeMap<
-        (&str, &str, Option<&str>, Option<&str>),
-        (&apk::ApkPackage, BTreeSet<String>),
-    > = BTreeMap::new();
+    let mut apks: BTreeMap<ApkKey, (&apk::ApkPackage, BTreeSet<String>)> = BTreeMap::new();
     for root in &input.contents.apk {
         for a in &root.packages {
             let key = (
@@ -477,6 +474,9 @@ pub fn render(input: &Input<'_>) -> Result<Vec<u8>> {
     out.push(b'\n');
     Ok(out)
 }
+
+/// An Alpine package's identity: name, version, architecture, Alpine release.
+type ApkKey<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>);
 
 type GoKey<'a> = (&'a str, Option<&'a str>);
 
