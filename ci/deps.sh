@@ -52,7 +52,7 @@ if [ ${#missing[@]} -eq 0 ] && [ $arm64 -eq 1 ] && [ $schema -eq 1 ]; then
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: missing ${missing[*]:-} (and arm64 packages); install them with apt-get as root" >&2
+    echo "error: missing ${missing[*]:-} (or arm64 packages, or $spdx_schema); run this script as root" >&2
     exit 2
 fi
 export DEBIAN_FRONTEND=noninteractive
