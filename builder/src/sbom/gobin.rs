@@ -2,13 +2,16 @@
 //! `go version -m BINARY` prints, without running Go.
 //!
 //! The section (written by the Go linker since Go 1.13; described in the Go source at
-//! `src/debug/buildinfo/buildinfo.go` and `src/cmd/go/internal/modload/build.go`, tag go1.19)
+//! `src/debug/buildinfo/buildinfo.go`, `src/cmd/go/internal/modload/build.go` and, for the text,
+//! `src/runtime/debug/mod.go`, tag go1.19)
 //! starts with a 32-byte header: the 14 magic bytes `\xff Go buildinf:`, the pointer size, and a
 //! flags byte. From Go 1.18 the flags have bit 2 set and two strings follow the header inline,
 //! each as an unsigned varint length and its bytes: the Go version, then the module information.
 //! The module information is the text `go version -m` shows (tab-separated `path`, `mod`,
 //! `dep`, `=>` and `build` lines) between two 16-byte sentinels. Older binaries hold pointers
-//! into the data segment instead; those are recognised and skipped.
+//! into the data segment instead; those are recognised and skipped. A binary whose section
+//! headers were stripped is not recognised as Go (Go's own reader would scan the data segment
+//! for the magic).
 //!
 //! Everything is read through [`ReadAt`] with fixed bounds, so a hostile or truncated file costs
 //! at most a few megabytes of reads and yields an error, never a panic.
