@@ -11,6 +11,11 @@
 //! to share the extension's name is renamed. The payload is described as what it is: the
 //! Alpine packages of each container root (`apk`) and the Go modules of each Go binary
 //! (`gobin`), found by one scan of the assembled tree (`scan`).
+//!
+//! Payload packages keep their own names, as SPDX and scanners expect. Talos reads extension
+//! SBOMs after its own, so a payload package named like one of Talos's own (its SBOM lists
+//! `iptables` and `zlib`, `Dockerfile` at v1.14.0-rc.1) replaces that item's version in
+//! `talosctl get sbomitems`.
 
 pub mod apk;
 pub mod gobin;
