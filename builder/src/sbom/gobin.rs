@@ -8,8 +8,9 @@
 //! flags byte. From Go 1.18 the flags have bit 2 set and two strings follow the header inline,
 //! each as an unsigned varint length and its bytes: the Go version, then the module information.
 //! The module information is the text `go version -m` shows (tab-separated `path`, `mod`,
-//! `dep`, `=>` and `build` lines) between two 16-byte sentinels. Older binaries hold pointers
-//! into the data segment instead; those are recognised and skipped. A binary whose section
+//! `dep`, `=>` and `build` lines) between two 16-byte sentinels. Older binaries (Go 1.13 to
+//! 1.17) hold pointers to the two strings instead, followed here through the sections'
+//! addresses; one whose pointers lead nowhere in the file is skipped. A binary whose section
 //! headers were stripped is not recognised as Go (Go's own reader would scan the data segment
 //! for the magic).
 //!
@@ -96,7 +97,8 @@ pub struct BuildInfo {
 pub enum Found {
     /// Not an ELF file, or one without a `.go.buildinfo` section.
     NotGo,
-    /// A Go binary from before Go 1.18 (pointer-format build information), not read.
+    /// A Go binary from before Go 1.18 whose pointer-format build information could not be
+    /// followed within the file.
     PointerFormat,
     Go(BuildInfo),
 }
@@ -124,12 +126,60 @@ pub fn read(src: &mut impl ReadAt) -> Result<Found, Malformed> {
         Some(e) => e,
         None => return Ok(Found::NotGo),
     };
-    let Some(section) = elf.find_section(src, ".go.buildinfo")? else {
+    let sections = elf.sections(src)?;
+    let Some(info) = sections.iter().find(|s| s.name == b".go.buildinfo") else {
         return Ok(Found::NotGo);
     };
-    let (offset, len) = section;
-    let data = fetch(src, offset, len.min(MAX_BUILDINFO), "`.go.buildinfo`")?;
-    parse_buildinfo(&data)
+    let data = fetch(
+        src,
+        info.offset,
+        info.size.min(MAX_BUILDINFO),
+        "`.go.buildinfo`",
+    )?;
+    match parse_buildinfo(&data)? {
+        Found::PointerFormat => Ok(pointer_format(src, &sections, &data)
+            .map(Found::Go)
+            .unwrap_or(Found::PointerFormat)),
+        found => Ok(found),
+    }
+}
+
+/// The strings of a pointer-format header (Go 1.13 to 1.17): after the magic, the pointer size
+/// and the flags (bit 1: big-endian), two pointers to Go string headers (data pointer, length)
+/// for the version and the module information, resolved through the sections' addresses.
+/// `None` when they cannot be followed within the file.
+fn pointer_format(src: &mut impl ReadAt, sections: &[Section], data: &[u8]) -> Option<BuildInfo> {
+    let width = usize::from(data[14]);
+    if width != 4 && width != 8 || data.len() < 16 + 2 * width {
+        return None;
+    }
+    let e = Endian(data[15] & 1 != 0);
+    let word = |b: &[u8]| {
+        if width == 8 {
+            e.u64(b)
+        } else {
+            u64::from(e.u32(b))
+        }
+    };
+    let mut at_address = |addr: u64, len: u64| -> Option<Vec<u8>> {
+        let s = sections.iter().find(|s| {
+            s.addr != 0
+                && s.addr <= addr
+                && addr
+                    .checked_add(len)
+                    .is_some_and(|end| end <= s.addr.saturating_add(s.size))
+        })?;
+        fetch(src, s.offset + (addr - s.addr), len, "a Go string").ok()
+    };
+    let mut string = |ptr: u64| -> Option<Vec<u8>> {
+        let header = at_address(ptr, 2 * width as u64)?;
+        let len = word(&header[width..]);
+        (len <= MAX_BUILDINFO).then_some(())?;
+        at_address(word(&header), len)
+    };
+    let version = string(word(&data[16..]))?;
+    let modinfo = string(word(&data[16 + width..]))?;
+    finish(&version, &modinfo).ok()
 }
 
 /// Bytes `[offset, offset + len)` of `src`, refused when they lie outside the file.
@@ -191,13 +241,14 @@ impl Elf {
         })
     }
 
-    /// One section header's `(name, type, offset, size, link)`.
-    fn section(&self, s: &[u8]) -> (u32, u32, u64, u64, u32) {
+    /// One section header, its name not yet looked up.
+    fn section(&self, s: &[u8]) -> (u32, Section) {
         let r = Endian(self.big);
-        if self.wide {
+        let (name, kind, addr, offset, size, link) = if self.wide {
             (
                 r.u32(s),
                 r.u32(&s[4..]),
+                r.u64(&s[16..]),
                 r.u64(&s[24..]),
                 r.u64(&s[32..]),
                 r.u32(&s[40..]),
@@ -206,23 +257,30 @@ impl Elf {
             (
                 r.u32(s),
                 r.u32(&s[4..]),
+                r.u32(&s[12..]).into(),
                 r.u32(&s[16..]).into(),
                 r.u32(&s[20..]).into(),
                 r.u32(&s[24..]),
             )
-        }
+        };
+        let section = Section {
+            name: Vec::new(),
+            kind,
+            addr,
+            offset,
+            size,
+            link,
+        };
+        (name, section)
     }
 
-    /// The file range of the section called `want`, if there is one with bytes in the file.
-    fn find_section(
-        &self,
-        src: &mut impl ReadAt,
-        want: &str,
-    ) -> Result<Option<(u64, u64)>, Malformed> {
+    /// The sections that have bytes in the file (not `SHT_NOBITS`), with their names; none
+    /// when the file has no section headers.
+    fn sections(&self, src: &mut impl ReadAt) -> Result<Vec<Section>, Malformed> {
         const SHT_NOBITS: u32 = 8;
         const SHN_XINDEX: u64 = 0xffff;
         if self.shoff == 0 {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let min = if self.wide { 64 } else { 40 };
         if self.shentsize < min {
@@ -232,12 +290,16 @@ impl Elf {
             )));
         }
         let first = fetch(src, self.shoff, self.shentsize, "the first section header")?;
-        let (_, _, _, size0, link0) = self.section(&first);
+        let (_, first) = self.section(&first);
         // Extended numbering: with 65,280 sections or more, the count and the name-table index
         // live in the first section header (ELF specification, "Sections").
-        let shnum = if self.shnum == 0 { size0 } else { self.shnum };
+        let shnum = if self.shnum == 0 {
+            first.size
+        } else {
+            self.shnum
+        };
         let shstrndx = if self.shstrndx == SHN_XINDEX {
-            link0.into()
+            first.link.into()
         } else {
             self.shstrndx
         };
@@ -246,32 +308,47 @@ impl Elf {
             .filter(|n| *n <= MAX_SECTION_TABLE)
             .ok_or_else(|| bad(format!("{shnum} section headers is more than talext reads")))?;
         if shstrndx >= shnum {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let table = fetch(src, self.shoff, table_len, "the section headers")?;
         let entry = |i: u64| {
             let at = (i * self.shentsize) as usize;
             self.section(&table[at..at + self.shentsize as usize])
         };
-        let (_, names_type, names_off, names_len, _) = entry(shstrndx);
-        if names_type == SHT_NOBITS || names_len > MAX_NAMES {
+        let (_, names) = entry(shstrndx);
+        if names.kind == SHT_NOBITS || names.size > MAX_NAMES {
             return Err(bad(format!(
-                "the section-name table ({names_len} bytes) is not one talext reads"
+                "the section-name table ({} bytes) is not one talext reads",
+                names.size
             )));
         }
-        let names = fetch(src, names_off, names_len, "the section-name table")?;
+        let names = fetch(src, names.offset, names.size, "the section-name table")?;
+        let mut out = Vec::new();
         for i in 0..shnum {
-            let (name, kind, offset, len, _) = entry(i);
+            let (name, mut section) = entry(i);
+            if section.kind == SHT_NOBITS {
+                continue;
+            }
             let Some(rest) = names.get(name as usize..) else {
                 continue;
             };
             let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
-            if &rest[..end] == want.as_bytes() && kind != SHT_NOBITS {
-                return Ok(Some((offset, len)));
-            }
+            section.name = rest[..end].to_vec();
+            out.push(section);
         }
-        Ok(None)
+        Ok(out)
     }
+}
+
+/// A section header with its name.
+struct Section {
+    name: Vec<u8>,
+    kind: u32,
+    /// The virtual address it is loaded at (0 when not loaded).
+    addr: u64,
+    offset: u64,
+    size: u64,
+    link: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -318,6 +395,11 @@ pub fn parse_buildinfo(data: &[u8]) -> Result<Found, Malformed> {
     let mut at = 32;
     let version = inline_string(data, &mut at, "the Go version")?;
     let modinfo = inline_string(data, &mut at, "the module information")?;
+    finish(version, modinfo).map(Found::Go)
+}
+
+/// The build information from its two strings, the Go version and the module information.
+fn finish(version: &[u8], modinfo: &[u8]) -> Result<BuildInfo, Malformed> {
     let version = std::str::from_utf8(version)
         .map_err(|_| bad("the Go version is not UTF-8"))?
         .to_string();
@@ -332,7 +414,7 @@ pub fn parse_buildinfo(data: &[u8]) -> Result<Found, Malformed> {
         std::str::from_utf8(inner).map_err(|_| bad("the module information is not UTF-8"))?;
     let mut info = parse_modinfo(text)?;
     info.go_version = version;
-    Ok(Found::Go(info))
+    Ok(info)
 }
 
 /// An unsigned-varint-prefixed string at `*at`, advancing past it.
@@ -488,6 +570,11 @@ build\t-compiler=gc\nbuild\tGOARCH=amd64\n";
     /// A 64-bit little-endian ELF file whose only named sections are `.shstrtab` and `name`
     /// holding `body`.
     pub fn elf_with(name: &str, body: &[u8], machine: u16) -> Vec<u8> {
+        elf_sections(&[(name, 0, body)], machine)
+    }
+
+    /// A 64-bit little-endian ELF file with `.shstrtab` and the sections `(name, address, body)`.
+    pub fn elf_sections(sections: &[(&str, u64, &[u8])], machine: u16) -> Vec<u8> {
         let mut f = vec![0u8; 64];
         f[..4].copy_from_slice(b"\x7fELF");
         f[4] = 2;
@@ -495,31 +582,65 @@ build\t-compiler=gc\nbuild\tGOARCH=amd64\n";
         f[6] = 1;
         f[16] = 2;
         f[18..20].copy_from_slice(&machine.to_le_bytes());
-        let body_off = f.len() as u64;
-        f.extend(body);
-        let names = format!("\0.shstrtab\0{name}\0");
+        let mut names = String::from("\0.shstrtab\0");
+        let mut placed = Vec::new();
+        for (name, addr, body) in sections {
+            placed.push((names.len() as u32, *addr, f.len() as u64, body.len() as u64));
+            names.push_str(name);
+            names.push('\0');
+            f.extend(*body);
+        }
         let names_off = f.len() as u64;
         f.extend(names.as_bytes());
         while !f.len().is_multiple_of(8) {
             f.push(0);
         }
         let shoff = f.len() as u64;
-        let sh = |name: u32, kind: u32, off: u64, size: u64| {
+        let sh = |name: u32, kind: u32, addr: u64, off: u64, size: u64| {
             let mut s = vec![0u8; 64];
             s[..4].copy_from_slice(&name.to_le_bytes());
             s[4..8].copy_from_slice(&kind.to_le_bytes());
+            s[16..24].copy_from_slice(&addr.to_le_bytes());
             s[24..32].copy_from_slice(&off.to_le_bytes());
             s[32..40].copy_from_slice(&size.to_le_bytes());
             s
         };
-        f.extend(sh(0, 0, 0, 0));
-        f.extend(sh(1, 3, names_off, names.len() as u64));
-        f.extend(sh(11, 1, body_off, body.len() as u64));
+        f.extend(sh(0, 0, 0, 0, 0));
+        f.extend(sh(1, 3, 0, names_off, names.len() as u64));
+        for (name, addr, off, size) in placed {
+            f.extend(sh(name, 1, addr, off, size));
+        }
+        let count = 2 + sections.len() as u16;
         f[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
         f[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
-        f[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        f[0x3c..0x3e].copy_from_slice(&count.to_le_bytes());
         f[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
         f
+    }
+
+    /// A Go 1.13–1.17 binary: a pointer-format `.go.buildinfo` at 0x1000 whose pointers lead to
+    /// string headers and strings in `.rodata` at 0x2000.
+    pub fn pointer_format_elf(version: &str, modinfo: &str) -> Vec<u8> {
+        let mut wrapped = vec![0x30; SENTINEL];
+        wrapped.extend(modinfo.as_bytes());
+        wrapped.extend([0xf9; SENTINEL]);
+        let mut ro = Vec::new();
+        let (v_at, m_at) = (0x2000u64 + 32, 0x2000u64 + 32 + version.len() as u64);
+        for (at, len) in [(v_at, version.len()), (m_at, wrapped.len())] {
+            ro.extend(at.to_le_bytes());
+            ro.extend((len as u64).to_le_bytes());
+        }
+        ro.extend(version.as_bytes());
+        ro.extend(&wrapped);
+        let mut info = MAGIC.to_vec();
+        info.extend([8, 0]);
+        info.extend(0x2000u64.to_le_bytes());
+        info.extend(0x2010u64.to_le_bytes());
+        info.resize(32, 0);
+        elf_sections(
+            &[(".go.buildinfo", 0x1000, &info), (".rodata", 0x2000, &ro)],
+            62,
+        )
     }
 
     fn read_bytes(b: &[u8]) -> Result<Found, Malformed> {
@@ -560,11 +681,30 @@ build\t-compiler=gc\nbuild\tGOARCH=amd64\n";
         let mut none = other.clone();
         none[0x28..0x30].fill(0);
         assert_eq!(read_bytes(&none).unwrap(), Found::NotGo);
+        // Pointers that lead nowhere in the file: skipped, not an error.
         let mut old = MAGIC.to_vec();
         old.extend([8, 0]);
         old.resize(64, 0);
         let elf = elf_with(".go.buildinfo", &old, 62);
         assert_eq!(read_bytes(&elf).unwrap(), Found::PointerFormat);
+    }
+
+    #[test]
+    fn pointer_format_binaries_are_followed() {
+        let elf = pointer_format_elf("go1.16.15", MODINFO);
+        let Found::Go(info) = read_bytes(&elf).unwrap() else {
+            panic!("not read as Go");
+        };
+        assert_eq!(info.go_version, "go1.16.15");
+        assert_eq!(info.main.unwrap().path, "tailscale.com");
+        assert_eq!(info.deps.len(), 3);
+        // A string length beyond the section, or a pointer outside every section, is skipped.
+        for (at, value) in [(8usize, u64::MAX), (0, 0x9000)] {
+            let mut bad = elf.clone();
+            let ro = 64 + 32; // `.rodata` follows the 32-byte `.go.buildinfo`
+            bad[ro + at..ro + at + 8].copy_from_slice(&value.to_le_bytes());
+            assert_eq!(read_bytes(&bad).unwrap(), Found::PointerFormat);
+        }
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub fn scan(tree: &Tree) -> Result<Contents> {
         match found {
             Ok(Found::NotGo) => {}
             Ok(Found::PointerFormat) => tracing::debug!(
-                "`{shown}` is a Go binary from before Go 1.18; its modules are not listed in the SBOM"
+                "`{shown}` is a Go binary from before Go 1.18 whose build information leads outside the file; its modules are not listed in the SBOM"
             ),
             Ok(Found::Go(info)) => out.go.push(GoBinary {
                 path: on_node(path),
