@@ -52,11 +52,12 @@ fn on_node(path: &str) -> String {
 /// Scan the extension tree's `rootfs/`.
 pub fn scan(tree: &Tree) -> Result<Contents> {
     let mut out = Contents::default();
+    let (top_db, any_db) = (format!("rootfs/{APK_DB}"), format!("/{APK_DB}"));
     for (path, node) in tree.below("rootfs") {
         let NodeKind::File { content, size } = &node.kind else {
             continue;
         };
-        if path == &format!("rootfs/{APK_DB}") || path.ends_with(&format!("/{APK_DB}")) {
+        if *path == top_db || path.ends_with(&any_db) {
             let root = &path[..path.len() - APK_DB.len() - 1];
             out.apk.push(apk_root(tree, root, path, content, *size)?);
             continue;
@@ -170,6 +171,24 @@ mod tests {
         let err = scan(&bad).unwrap_err().to_string();
         assert!(
             err.contains("`/usr/bin/broken`: the Go build information"),
+            "{err}"
+        );
+
+        // An apk database larger than talext reads is refused before it is read.
+        let mut huge = Tree::new();
+        huge.insert(
+            "rootfs/lib/apk/db/installed",
+            Node {
+                kind: NodeKind::File {
+                    content: Content::Inline(std::sync::Arc::from(&b"P:x\n"[..])),
+                    size: apk::MAX_DB + 1,
+                },
+                mode: 0o644,
+            },
+        );
+        let err = scan(&huge).unwrap_err().to_string();
+        assert!(
+            err.contains("`/lib/apk/db/installed`: the apk database is"),
             "{err}"
         );
     }
