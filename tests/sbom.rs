@@ -388,3 +388,117 @@ fn an_unreadable_go_build_information_fails_the_build_naming_the_binary() {
         "a failed build leaves no output"
     );
 }
+
+/// `go version -m DIRS…`: each Go binary found (file symlinks followed, as Go does) with its Go
+/// version and its `mod`, `dep` and `=>` lines.
+type GoView = BTreeMap<PathBuf, (String, Vec<(String, String, String)>)>;
+
+fn go_version_m_dirs(dirs: &[&Path]) -> GoView {
+    let out = std::process::Command::new("go")
+        .args(["version", "-m"])
+        .args(dirs)
+        .env("GOENV", "off")
+        .output()
+        .expect("running `go version -m`");
+    let mut view = GoView::new();
+    let mut current: Option<PathBuf> = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(rest) = line.strip_prefix('\t') {
+            let f: Vec<&str> = rest.split('\t').collect();
+            if matches!(f[0], "mod" | "dep" | "=>") {
+                let entry = view.get_mut(current.as_ref().expect("a binary line first"));
+                entry.expect("a binary").1.push((
+                    f[0].to_string(),
+                    f.get(1).unwrap_or(&"").to_string(),
+                    f.get(2).unwrap_or(&"").trim().to_string(),
+                ));
+            }
+        } else if let Some((path, version)) = line.split_once(": ") {
+            current = Some(PathBuf::from(path));
+            view.insert(PathBuf::from(path), (version.to_string(), Vec::new()));
+        }
+    }
+    view
+}
+
+/// What talext's reader finds in the same directories.
+fn talext_view(dirs: &[&Path]) -> GoView {
+    use talext::sbom::gobin::{self, FileAt, Found};
+    let mut view = GoView::new();
+    let mut pending: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let link = fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink();
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() && !link {
+                pending.push(path);
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let Ok(file) = fs::File::open(&path) else {
+                continue;
+            };
+            let found = gobin::read(&mut FileAt {
+                file,
+                size: meta.len(),
+            });
+            let Ok(Found::Go(info)) = found else {
+                continue;
+            };
+            let mut lines = Vec::new();
+            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            if let Some(m) = &info.main {
+                lines.push(("mod".to_string(), m.path.clone(), text(&m.version)));
+            }
+            for d in &info.deps {
+                lines.push(("dep".to_string(), d.path.clone(), text(&d.version)));
+                if let Some(r) = &d.replace {
+                    lines.push(("=>".to_string(), r.path.clone(), text(&r.version)));
+                }
+            }
+            view.insert(path, (info.go_version, lines));
+        }
+    }
+    view
+}
+
+#[test]
+fn the_go_reader_agrees_with_go_version_on_real_binaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standin = payload::tailscale_standin(&tmp.path().join("src"));
+    let amd64 = payload::arch_tree(&standin, "amd64");
+    let arm64 = payload::arch_tree(&standin, "arm64");
+    // Debian's own Go binaries (built outside module mode), every other ELF file of the system
+    // (which must not be taken for Go), and the stand-in's module-mode binaries of both
+    // architectures.
+    let dirs = [
+        Path::new("/usr/bin"),
+        Path::new("/usr/sbin"),
+        &amd64,
+        &arm64,
+    ];
+    let go = go_version_m_dirs(&dirs);
+    let ours = talext_view(&dirs);
+    assert!(
+        go.keys().filter(|p| p.starts_with(&amd64)).count() >= 3,
+        "{go:?}"
+    );
+    assert!(go.len() >= 6, "docker-registry, skopeo, umoci, go…: {go:?}");
+    let only_go: Vec<_> = go.keys().filter(|p| !ours.contains_key(*p)).collect();
+    let only_ours: Vec<_> = ours.keys().filter(|p| !go.contains_key(*p)).collect();
+    assert!(
+        only_go.is_empty() && only_ours.is_empty(),
+        "Go binaries only `go version` finds: {only_go:?}; only talext finds: {only_ours:?}"
+    );
+    for (path, view) in &go {
+        assert_eq!(&ours[path], view, "`{}`", path.display());
+    }
+}
