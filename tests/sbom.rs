@@ -248,7 +248,7 @@ fn pinned_definition(dir: &Path, location: &str) -> PathBuf {
 }
 
 #[test]
-fn a_pinned_source_makes_the_same_image_from_a_registry_a_layout_or_an_archive() {
+fn a_pinned_source_makes_the_same_image_from_a_registry_a_mirror_a_layout_or_an_archive() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let standin = payload::tailscale_standin(&tmp.path().join("src"));
@@ -291,6 +291,14 @@ fn a_pinned_source_makes_the_same_image_from_a_registry_a_layout_or_an_archive()
         &tmp.path().join("a"),
         &cache,
     ));
+    tools::skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(&layout)
+        .arg(reg.docker_ref("mirror/tailscale:v1"))
+        .ok();
+    let mirror = format!("docker://{}/mirror/tailscale@{pin}", reg.addr);
+    let from_mirror = ok(build(&def, Some(&mirror), &tmp.path().join("m"), &cache));
+    assert_eq!(from_mirror, from_registry, "a mirror holding the pin");
     assert_eq!(from_layout, from_registry, "an `oci:` copy of the pin");
     assert_eq!(
         from_archive, from_registry,
