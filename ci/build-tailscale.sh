@@ -8,7 +8,8 @@
 # `tailscale/tailscale` image pinned by digest in extension/tailscale/extension.yaml, or
 # TAILSCALE_SOURCE=LOCATION (a directory with `{arch}`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
 # `docker://REF@sha256:...`). When neither is usable because the upstream registry cannot be
-# reached, the build uses a stand-in payload (Debian's busybox laid out like the upstream image)
+# reached, the build uses a stand-in payload (Debian's busybox and stub Go binaries laid out like
+# the upstream image)
 # and marks the version `-standin`, so the pipeline can be exercised offline; such an image is
 # not Tailscale and must not be deployed.
 set -euo pipefail
@@ -28,7 +29,7 @@ if [ -n "${TAILSCALE_SOURCE:-}" ]; then
     args+=(--source "tailscale=$TAILSCALE_SOURCE")
 elif ! curl -sS -o /dev/null --max-time 15 https://registry-1.docker.io/v2/ 2>/dev/null; then
     echo "warning: registry-1.docker.io cannot be reached: building from a STAND-IN payload" >&2
-    echo "warning: (Debian busybox laid out like tailscale/tailscale), version 1.102.5-standin" >&2
+    echo "warning: (Debian busybox and stub Go binaries laid out like tailscale/tailscale), version 1.102.5-standin" >&2
     echo "warning: set TAILSCALE_SOURCE to a real payload to build Tailscale offline" >&2
     cargo build --release --locked -p talext-kit --bin standin
     standin=$(target/release/standin out/standin)

@@ -3,7 +3,7 @@
 //! Talos imager flattens them (`pkg/imager`, go-containerregistry `crane.Export`).
 //!
 //! Payloads are stand-ins for the upstream `tailscale/tailscale` image built from Debian's static
-//! busybox for both architectures (`talext_kit::payload`); the golden fixture under
+//! busybox and Go toolchain for both architectures (`talext_kit::payload`); the golden fixture under
 //! `tests/fixtures/golden/` pins the digest of a tiny, package-independent build.
 
 use std::collections::BTreeSet;
@@ -22,7 +22,7 @@ mod support;
 /// Change it only together with a deliberate change to the image format, and say so in the
 /// CHANGELOG.
 const GOLDEN_DIGEST: &str =
-    "sha256:1c5f3eef5a16512bbc9bdfd592c1327ac0a296738522d306464fa91bbd6494c8";
+    "sha256:d8da130f3f0c80282303b71de49a9c6d0e1374813870edd5ff7cce305cc2e14c";
 
 #[test]
 fn build_is_reproducible_and_follows_source_date_epoch() {
@@ -407,7 +407,11 @@ fn plain_tar_output_is_what_the_imager_takes_as_tarball_path() {
             .find(|e| tools::clean_path(&e.path)
                 == "rootfs/usr/local/lib/containers/tailscale/usr/local/bin/tailscaled")
             .map(|e| e.data.len()),
-        Some(fs::metadata(payload::busybox("amd64")).unwrap().len() as usize)
+        Some(
+            fs::metadata(talext_kit::gobuild::binary("amd64", "tailscaled"))
+                .unwrap()
+                .len() as usize
+        )
     );
 
     // `tar:` holds one platform; asking for two is refused and leaves no file.

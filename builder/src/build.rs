@@ -132,7 +132,7 @@ fn prepare_platform(req: &Request, plan: &Plan, platform: Platform) -> Result<Pl
         tracing::info!(source = %name, %platform, "loading source");
         sources.insert(
             name.clone(),
-            plan::load_source(name, loc, &platform, &req.fetch)?,
+            plan::load_source(name, loc, plan.pin(name).as_ref(), &platform, &req.fetch)?,
         );
     }
     let tree = plan::assemble(plan, &platform, &sources)?;

@@ -14,6 +14,7 @@ use crate::definition::{self, check_platforms, parse_mode, rootfs_dest, Extensio
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{archive, layout::Layout, Digest, Platform};
 use crate::pull::{self, Fetch};
+use crate::registry::Reference;
 use crate::rootfs::{join, open_content, Content, LoadNote, Node, NodeKind, Tree};
 use crate::sbom::{self, SourceRecord};
 use crate::source;
@@ -147,6 +148,16 @@ impl Plan {
         def
     }
 
+    /// The definition's own registry reference for source `name` when it pins a digest: what
+    /// the SBOM records for any copy of that image (`load_source`).
+    pub fn pin(&self, name: &str) -> Option<Reference> {
+        let s = self.loaded.def.sources.get(name)?;
+        match Location::parse(&s.location, &self.loaded.dir).ok()? {
+            Location::Registry(r) => Reference::parse(&r).ok().filter(|r| r.digest.is_some()),
+            _ => None,
+        }
+    }
+
     /// What `talext plan --json` prints.
     pub fn report(&self) -> PlanReport {
         PlanReport {
@@ -178,10 +189,35 @@ pub struct LoadedSource {
     _pulled: Option<pull::Pulled>,
 }
 
-/// Load a source's tree for `platform`.
+/// What the SBOM records a source image as: a copy of the definition's pinned image (the
+/// definition pins `@sha256:…` and the copy's index or manifest has that digest) is recorded as
+/// the pinned reference, whatever transport delivered it, so a build from an `oci:` layout, an
+/// `oci-archive:` or a mirror makes the same image as one that pulls the pin. Otherwise the
+/// registry reference it was pulled by, or nothing for a local copy.
+fn recorded_image(
+    what: &str,
+    pin: Option<&Reference>,
+    pulled: Option<Reference>,
+    digests: &[&str],
+) -> Option<Reference> {
+    if let Some(pin) = pin {
+        let wanted = pin.digest.as_deref().unwrap_or_default();
+        if digests.contains(&wanted) {
+            return Some(pin.clone());
+        }
+        tracing::warn!(
+            "{what}: the image given is not the definition's pinned `{pin}`; the SBOM records it as given"
+        );
+    }
+    pulled
+}
+
+/// Load a source's tree for `platform`. `pin` is the definition's pinned reference for it
+/// ([`Plan::pin`]), which an overriding copy of the same image is recorded as.
 pub fn load_source(
     name: &str,
     loc: &Location,
+    pin: Option<&Reference>,
     platform: &Platform,
     fetch: &Fetch,
 ) -> Result<LoadedSource> {
@@ -189,7 +225,7 @@ pub fn load_source(
     let what = format!("source `{name}` ({platform})");
     let from_layout = |layout: &Layout,
                        tag: Option<&str>,
-                       label: String,
+                       pulled: Option<Reference>,
                        hold: Option<archive::Unpacked>|
      -> Result<LoadedSource> {
         let desc = layout
@@ -205,11 +241,15 @@ pub fn load_source(
         let mut tree =
             source::image::flatten(layout, &resolved.manifest, diff_ids, staging.path(), &what)?;
         tree.resolve_hard_links()?;
+        let pulled_digest = pulled.as_ref().and_then(|r| r.digest.clone());
+        let mut digests = vec![resolved.root.as_str(), resolved.manifest_digest.as_str()];
+        digests.extend(pulled_digest.as_deref());
+        let image = recorded_image(&what, pin, pulled, &digests);
         Ok(LoadedSource {
             tree,
             record: SourceRecord {
                 name: name.to_string(),
-                location: label,
+                image,
                 digest: resolved.manifest_digest,
             },
             _staging: Some(staging),
@@ -237,7 +277,7 @@ pub fn load_source(
                 tree,
                 record: SourceRecord {
                     name: name.to_string(),
-                    location: format!("dir:{}", dir.display()),
+                    image: None,
                     digest,
                 },
                 _staging: None,
@@ -247,24 +287,20 @@ pub fn load_source(
         }
         Location::Oci { dir, tag } => {
             let layout = Layout::open(dir)?;
-            from_layout(&layout, tag.as_deref(), loc.to_string(), None)
+            from_layout(&layout, tag.as_deref(), None, None)
         }
         Location::OciArchive { file, tag } => {
             let unpacked = archive::open(file)?;
             let layout = unpacked.layout.clone();
-            from_layout(&layout, tag.as_deref(), loc.to_string(), Some(unpacked))
+            from_layout(&layout, tag.as_deref(), None, Some(unpacked))
         }
         Location::Tar(_) => Err(Error::input(format!(
             "{what}: `tar:` is an output; give a directory, `oci:` or `oci-archive:` source"
         ))),
         Location::Registry(r) => {
             let pulled = pull::pull(&what, r, platform, fetch)?;
-            let mut src = from_layout(
-                &pulled.layout,
-                Some(&pulled.tag),
-                pulled.label.clone(),
-                None,
-            )?;
+            let reference = Reference::parse(&pulled.label)?;
+            let mut src = from_layout(&pulled.layout, Some(&pulled.tag), Some(reference), None)?;
             src._pulled = Some(pulled);
             Ok(src)
         }
@@ -400,6 +436,8 @@ pub fn assemble(
         );
     }
     let records: Vec<SourceRecord> = sources.values().map(|s| s.record.clone()).collect();
+    // The payload's packages and modules, read from the tree before the SBOM joins it.
+    let contents = sbom::scan(&tree)?;
     let cpe = def
         .cpe
         .as_ref()
@@ -414,6 +452,7 @@ pub fn assemble(
         platform: &platform.to_string(),
         epoch: plan.source_date_epoch,
         sources: &records,
+        contents: &contents,
     })?;
     let sbom_path = sbom::path_for(&def.name);
     if tree.get(&sbom_path).is_some() {

@@ -1,9 +1,12 @@
 //! Stand-in payloads for the Tailscale extension, built from real Debian binaries.
 //!
-//! The upstream `tailscale/tailscale` image is an Alpine root with busybox, a CA bundle and three
-//! static Go binaries in `/usr/local/bin`. The stand-in keeps that shape for both `amd64` and
-//! `arm64`, but every executable is a copy of Debian's static busybox for that architecture, so
-//! the ELF headers are real and an architecture check has something true to look at.
+//! The upstream `tailscale/tailscale` image is an Alpine root with busybox, a CA bundle, an apk
+//! database and three static Go binaries in `/usr/local/bin`. The stand-in keeps that shape for
+//! both `amd64` and `arm64`: the system executables are copies of Debian's static busybox for
+//! that architecture and the Tailscale ones are Go binaries built in module mode
+//! (`crate::gobuild`), so the ELF headers and Go build information are real and an
+//! architecture check or an SBOM has something true to look at. `lib/apk/db/installed` lists
+//! the Alpine packages of the upstream image ([`APK_PACKAGES`]).
 //!
 //! The `.deb`s come from `apt-get download` into `tests/.cache/debs/` and are reused while they
 //! are there. The host must know the `arm64` architecture (`dpkg --add-architecture arm64`, done
@@ -14,6 +17,8 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
+
+use sha2::Digest as _;
 
 /// The Talos architectures (`pkg/imager/profile/profile.go` accepts exactly these two).
 pub const ARCHES: [&str; 2] = ["amd64", "arm64"];
@@ -60,6 +65,97 @@ pub const TAILSCALE_BINARIES: [&str; 3] = ["containerboot", "tailscale", "tailsc
 /// Where [`plant_foreign_elf`] puts the wrong-architecture binary, relative to the tree root.
 pub const FOREIGN_ELF: &str = "usr/local/bin/tailscale-amd64-helper";
 
+/// The Alpine packages of the upstream image, as `(name, version, license, origin)`, in the order
+/// its apk database lists them.
+pub const APK_PACKAGES: &[(&str, &str, &str, &str)] = &[
+    (
+        "alpine-baselayout-data",
+        "3.7.0-r0",
+        "GPL-2.0-only",
+        "alpine-baselayout",
+    ),
+    ("musl", "1.2.5-r10", "MIT", "musl"),
+    ("busybox", "1.37.0-r18", "GPL-2.0-only", "busybox"),
+    ("busybox-binsh", "1.37.0-r18", "GPL-2.0-only", "busybox"),
+    (
+        "alpine-baselayout",
+        "3.7.0-r0",
+        "GPL-2.0-only",
+        "alpine-baselayout",
+    ),
+    ("alpine-keys", "2.5-r0", "MIT", "alpine-keys"),
+    ("alpine-release", "3.22.1-r0", "MIT", "alpine-base"),
+    (
+        "ca-certificates-bundle",
+        "20250619-r0",
+        "MPL-2.0 AND MIT",
+        "ca-certificates",
+    ),
+    ("libcrypto3", "3.5.1-r0", "Apache-2.0", "openssl"),
+    ("libssl3", "3.5.1-r0", "Apache-2.0", "openssl"),
+    ("ssl_client", "1.37.0-r18", "GPL-2.0-only", "busybox"),
+    ("zlib", "1.3.1-r2", "Zlib", "zlib"),
+    ("apk-tools", "2.14.9-r2", "GPL-2.0-only", "apk-tools"),
+    ("scanelf", "1.3.8-r1", "GPL-2.0-only", "pax-utils"),
+    (
+        "musl-utils",
+        "1.2.5-r10",
+        "MIT AND BSD-2-Clause AND GPL-2.0-or-later",
+        "musl",
+    ),
+    (
+        "ca-certificates",
+        "20250619-r0",
+        "MPL-2.0 AND MIT",
+        "ca-certificates",
+    ),
+    ("libmnl", "1.0.5-r2", "LGPL-2.1-or-later", "libmnl"),
+    ("libnftnl", "1.2.9-r0", "GPL-2.0-or-later", "libnftnl"),
+    ("iptables", "1.8.11-r1", "GPL-2.0-or-later", "iptables"),
+    ("ip6tables", "1.8.11-r1", "GPL-2.0-or-later", "iptables"),
+    (
+        "iproute2-minimal",
+        "6.15.0-r0",
+        "GPL-2.0-or-later",
+        "iproute2",
+    ),
+];
+
+/// The Alpine release of the upstream image (`etc/alpine-release`).
+pub const ALPINE_RELEASE: &str = "3.22.1";
+
+/// Alpine's name for a Talos architecture (apk's `A:` field).
+pub fn apk_arch(arch: &str) -> &'static str {
+    match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        other => panic!("unknown architecture `{other}`"),
+    }
+}
+
+/// `lib/apk/db/installed` for [`APK_PACKAGES`]: each stanza with the fields apk writes
+/// (checksum, size, description, URL, maintainer, build time, commit, a file entry), so a
+/// reader has to skip what it does not use.
+pub fn apk_installed(arch: &str) -> String {
+    let mut db = String::new();
+    for (i, (name, version, license, origin)) in APK_PACKAGES.iter().enumerate() {
+        let sum = hex::encode(sha2::Sha256::digest(format!("{name}-{version}")))[..27].to_string();
+        db.push_str(&format!(
+            "C:Q1{sum}=\nP:{name}\nV:{version}\nA:{}\nS:{}\nI:{}\nT:{name} (stand-in)\n\
+             U:https://alpinelinux.org/\nL:{license}\no:{origin}\n\
+             m:Alpine maintainers <alpine-devel@lists.alpinelinux.org>\nt:{}\nc:{}\n\
+             D:so:libc.musl-{}.so.1\nF:usr/share/{name}\nR:README\na:0:0:644\nZ:Q1{sum}=\n\n",
+            apk_arch(arch),
+            10_000 + i * 137,
+            40_960 + i * 4096,
+            1_750_000_000 + i,
+            &sum[..20],
+            apk_arch(arch),
+        ));
+    }
+    db
+}
+
 const OS_RELEASE: &str = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.22.1\n\
 PRETTY_NAME=\"Alpine Linux v3.22\"\nHOME_URL=\"https://alpinelinux.org/\"\n";
 
@@ -69,7 +165,7 @@ PRETTY_NAME=\"Alpine Linux v3.22\"\nHOME_URL=\"https://alpinelinux.org/\"\n";
 /// `usr/local/bin/tailscale` and `usr/local/bin/tailscaled` are one hard-linked pair.
 pub fn tailscale_standin(dir: &Path) -> PathBuf {
     for arch in ARCHES {
-        build_tree(&dir.join(arch), &busybox(arch));
+        build_tree(&dir.join(arch), arch, &busybox(arch));
     }
     dir.join("{arch}")
 }
@@ -149,7 +245,7 @@ pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache")
 }
 
-fn build_tree(root: &Path, busybox: &Path) {
+fn build_tree(root: &Path, arch: &str, busybox: &Path) {
     if root.exists() {
         fs::remove_dir_all(root).unwrap_or_else(|e| panic!("clearing `{}`: {e}", root.display()));
     }
@@ -160,6 +256,7 @@ fn build_tree(root: &Path, busybox: &Path) {
         "usr/local/bin",
         "etc/ssl/certs",
         "var/lib",
+        "lib/apk/db",
         "tmp",
     ] {
         mkdir(&root.join(dir));
@@ -173,8 +270,14 @@ fn build_tree(root: &Path, busybox: &Path) {
         symlink(target, &at).unwrap_or_else(|e| panic!("linking `{}`: {e}", at.display()));
     }
     let bin = root.join("usr/local/bin");
-    copy_executable(busybox, &bin.join("containerboot"));
-    copy_executable(busybox, &bin.join("tailscale"));
+    copy_executable(
+        &crate::gobuild::binary(arch, "containerboot"),
+        &bin.join("containerboot"),
+    );
+    copy_executable(
+        &crate::gobuild::binary(arch, "tailscaled"),
+        &bin.join("tailscale"),
+    );
     // The hard-linked pair: Talos's untar turns a tar hard link into an empty file
     // (`pkg/archiver/untar.go`), so the builder has to write both as regular files.
     fs::hard_link(bin.join("tailscale"), bin.join("tailscaled"))
@@ -185,6 +288,16 @@ fn build_tree(root: &Path, busybox: &Path) {
         0o644,
     );
     write(&root.join("etc/os-release"), OS_RELEASE.as_bytes(), 0o644);
+    write(
+        &root.join("etc/alpine-release"),
+        format!("{ALPINE_RELEASE}\n").as_bytes(),
+        0o644,
+    );
+    write(
+        &root.join("lib/apk/db/installed"),
+        apk_installed(arch).as_bytes(),
+        0o644,
+    );
 }
 
 /// A real PEM certificate made by `openssl`, once per process.

@@ -80,6 +80,45 @@ pub fn assert_valid(kind: Kind, doc: &Value, what: &str) {
     }
 }
 
+/// Where `ci/deps.sh` installs the SPDX 2.3 JSON schema (the SPDX project's
+/// `schemas/spdx-schema.json`, as the `lib4sbom` wheel on PyPI ships it).
+pub const SPDX_SCHEMA: &str = "/usr/local/share/spdx/schema/spdx-2.3-schema.json";
+
+/// Every violation of the SPDX 2.3 JSON schema in `doc`, one per line.
+pub fn validate_spdx(doc: &Value) -> Result<(), Vec<String>> {
+    static CELL: OnceLock<Validator> = OnceLock::new();
+    let v = CELL.get_or_init(|| {
+        let schema = read_json(Path::new(SPDX_SCHEMA));
+        assert_eq!(
+            schema["title"], "SPDX 2.3",
+            "`{SPDX_SCHEMA}` is not the SPDX 2.3 schema (run `ci/deps.sh`)"
+        );
+        jsonschema::options()
+            .with_draft(Draft::Draft7)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("compiling `{SPDX_SCHEMA}`: {e}"))
+    });
+    let errors: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Panic with every violation unless `doc` is a valid SPDX 2.3 document.
+pub fn assert_valid_spdx(doc: &Value, what: &str) {
+    if let Err(errors) = validate_spdx(doc) {
+        panic!(
+            "{what} fails the SPDX 2.3 schema:\n  {}",
+            errors.join("\n  ")
+        );
+    }
+}
+
 /// What [`validate_layout`] checked: the digests of each kind of blob, in walk order.
 #[derive(Debug, Default, Clone)]
 pub struct LayoutContents {
@@ -304,6 +343,25 @@ mod tests {
             "size": 7,
             "platform": {"os": "linux", "architecture": arch}
         })
+    }
+
+    #[test]
+    fn the_spdx_schema_tells_good_from_bad() {
+        let good = json!({
+            "spdxVersion": "SPDX-2.3",
+            "dataLicense": "CC0-1.0",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": "x",
+            "documentNamespace": "https://spdx.org/spdxdocs/x",
+            "creationInfo": {"created": "1970-01-01T00:00:00Z", "creators": ["Tool: t"]},
+            "packages": [{"name": "x", "SPDXID": "SPDXRef-x", "downloadLocation": "NOASSERTION"}]
+        });
+        validate_spdx(&good).unwrap();
+        let mut bad = good.clone();
+        bad["packages"][0]["externalRefs"] = json!([{"referenceType": "purl"}]);
+        bad.as_object_mut().unwrap().remove("creationInfo");
+        let errors = validate_spdx(&bad).unwrap_err();
+        assert!(errors.len() >= 2, "{errors:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `standin DIR`: lay out the stand-in Tailscale payload (Debian's static busybox for amd64 and
-//! arm64, arranged like the upstream `tailscale/tailscale` image) under `DIR/amd64` and
+//! `standin DIR`: lay out the stand-in Tailscale payload (Debian's static busybox and stub Go
+//! binaries for amd64 and arm64, arranged like the upstream `tailscale/tailscale` image, with its
+//! apk database) under `DIR/amd64` and
 //! `DIR/arm64`, and print `DIR/{arch}`, the form `talext build --source` takes. Used by
 //! `ci/build-tailscale.sh` on machines that cannot reach the upstream registry.
 
