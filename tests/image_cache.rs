@@ -214,6 +214,63 @@ fn the_cache_follows_talos_format_and_is_reproducible() {
         );
     }
 
+    // `validate` and `inspect` recognise a cache, flat or wrapped, and check it.
+    for cache in [
+        format!("oci:{}", tmp.path().join("one").display()),
+        flat.display().to_string(),
+    ] {
+        let v = ok(tools::talext(BIN)
+            .args(["validate", "--json", &cache])
+            .run())
+        .json();
+        assert_eq!(v["errors"], 0, "{v}");
+        let shown = ok(tools::talext(BIN).args(["inspect", &cache]).run()).stdout;
+        assert!(shown.contains("image cache: 3 image(s)"), "{shown}");
+        assert!(
+            shown.contains(&format!("{}/siderolabs/installer:v1.14.0", reg.addr)),
+            "{shown}"
+        );
+        let json = ok(tools::talext(BIN).args(["inspect", "--json", &cache]).run()).json();
+        assert_eq!(
+            json["platforms"][0]["image_cache"]["images"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+    // A flipped byte in a blob, and a blob gone, are found and named.
+    let damaged = tmp.path().join("damaged");
+    copy_dir(&flat, &damaged);
+    let blob = fs::read_dir(damaged.join("blob"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&blob).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&blob, &bytes).unwrap();
+    let out = tools::talext(BIN)
+        .args(["validate", "--json", damaged.to_str().unwrap()])
+        .fails_with(1);
+    assert!(out.stdout.contains("image-cache-blob"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains(blob.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        out.stdout
+    );
+    fs::remove_file(&blob).unwrap();
+    let out = tools::talext(BIN)
+        .args(["validate", damaged.to_str().unwrap()])
+        .fails_with(1);
+    assert!(
+        out.stdout.contains("which is not in `blob/`"),
+        "{}",
+        out.stdout
+    );
+
     // The imager profile takes the cache when it holds the profile's installer, and says so
     // plainly when it does not (an offline install would stall pulling it).
     // With `--machine-config`, the documents that use it: the cache switch of v1.14 and the
@@ -371,4 +428,17 @@ fn images_lists_what_a_release_needs() {
         .args(["images", "--talos-version", "v0.9.0"])
         .run();
     assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }

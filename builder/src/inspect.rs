@@ -272,6 +272,14 @@ pub struct PlatformInspection {
     /// `None` when the layers were not read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tree: Option<TreeSummary>,
+    /// When the tree is a Talos image cache: the images it holds (checked, see `validate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_cache: Option<crate::validate::image_cache::Summary>,
+}
+
+fn cache_of(tree: &Tree) -> Option<crate::validate::image_cache::Summary> {
+    crate::validate::image_cache::is_cache(tree)
+        .then(|| crate::validate::image_cache::check(tree).1)
 }
 
 #[derive(Debug, Serialize)]
@@ -395,6 +403,7 @@ fn platform_inspection(img: &PlatformImage, tree: Option<&Tree>) -> PlatformInsp
         manifest,
         services,
         tree: summary,
+        image_cache: tree.and_then(cache_of),
     }
 }
 
@@ -438,6 +447,7 @@ pub fn inspect_location(
                 manifest,
                 services,
                 tree: Some(summary),
+                image_cache: cache_of(&tree),
             }],
         }
     };
@@ -509,6 +519,17 @@ pub fn render_text(i: &Inspection) -> String {
             );
             if let Some(a) = md["author"].as_str() {
                 let _ = writeln!(s, "  author:  {}", e(a));
+            }
+        } else if let Some(c) = &p.image_cache {
+            let _ = writeln!(
+                s,
+                "  image cache: {} image(s), {} blob(s), {} bytes",
+                c.images.len(),
+                c.blobs,
+                c.bytes
+            );
+            for img in &c.images {
+                let _ = writeln!(s, "    {} {}", e(&img.name), img.digest);
             }
         } else if i.contents {
             let _ = writeln!(s, "  extension: no readable manifest.yaml");

@@ -34,8 +34,7 @@ pub struct ValidateArgs {
         value_delimiter = ','
     )]
     pub platform: Vec<String>,
-    /// Architecture every ELF binary must be built for (for an index, also selects that
-    /// platform, like `--platform linux/ARCH`).
+    /// Architecture every ELF binary must be built for, whatever the image says it is.
     #[arg(long, env = "TALEXT_ARCH", value_parser = ["amd64", "arm64"])]
     pub arch: Option<String>,
     /// Expected `metadata.name` (like the extensions validator's `--pkg-name`).
@@ -213,6 +212,13 @@ pub fn validate_platforms(
         }
     }
     for subject in subjects {
+        if super::image_cache::is_cache(&subject.tree) {
+            // A Talos image cache, not an extension: its own checks, no release matrix.
+            let mut findings = subject.structure;
+            findings.extend(super::image_cache::check(&subject.tree).0);
+            report.push(subject.name, findings);
+            continue;
+        }
         let mut o = opts.clone();
         if o.arch.is_none() {
             o.arch = subject.arch.clone();
@@ -238,18 +244,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         ),
         None => (targets::survey(), true),
     };
-    let mut platforms = crate::transfer::parse_platforms(&args.platform)?;
-    if let Some(arch) = &args.arch {
-        if platforms.iter().any(|p| &p.architecture != arch) {
-            return Err(Error::input(format!(
-                "`--arch {arch}` contradicts `--platform {}`",
-                args.platform.join(",")
-            )));
-        }
-        if platforms.is_empty() {
-            platforms = crate::transfer::parse_platforms(&[format!("linux/{arch}")])?;
-        }
-    }
+    let platforms = crate::transfer::parse_platforms(&args.platform)?;
     let arches: std::collections::BTreeSet<&str> =
         platforms.iter().map(|p| p.architecture.as_str()).collect();
     let opts = Options {

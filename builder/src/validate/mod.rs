@@ -14,6 +14,7 @@ pub mod command;
 pub mod constraint;
 mod contents;
 mod elf;
+pub mod image_cache;
 mod manifest;
 pub mod range;
 mod report;
@@ -349,6 +350,17 @@ pub const RULES: &[Rule] = &[
         "manifest-media-type",
         W,
         "an index entry that is not an image manifest",
+    ),
+    // Talos image caches (`crate::store::image_cache`), recognised wherever they lie.
+    rule(
+        "image-cache-blob",
+        E,
+        "an image cache blob that is missing, misnamed or not what its name says",
+    ),
+    rule(
+        "image-cache-manifest",
+        E,
+        "an image cache manifest that is invalid, misplaced, not what its name says, or names nothing the cache holds",
     ),
 ];
 
