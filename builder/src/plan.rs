@@ -18,6 +18,7 @@ use crate::registry::Reference;
 use crate::rootfs::{join, open_content, Content, LoadNote, Node, NodeKind, Tree};
 use crate::sbom::{self, SourceRecord};
 use crate::source;
+use crate::store::source::Source;
 use crate::transport::Location;
 
 /// What the user asked for.
@@ -285,14 +286,16 @@ pub fn load_source(
                 _pulled: None,
             })
         }
-        Location::Oci { dir, tag } => {
-            let layout = Layout::open(dir)?;
-            from_layout(&layout, tag.as_deref(), None, None)
-        }
-        Location::OciArchive { file, tag } => {
-            let unpacked = archive::open(file)?;
-            let layout = unpacked.layout.clone();
-            from_layout(&layout, tag.as_deref(), None, Some(unpacked))
+        Location::Oci { .. } | Location::OciArchive { .. } => {
+            match Source::open(loc, &fetch.registry)? {
+                Some(Source::Layout {
+                    layout,
+                    tag,
+                    _unpacked,
+                    ..
+                }) => from_layout(&layout, tag.as_deref(), None, _unpacked),
+                _ => Err(Error::internal("a layout location opens as a layout")),
+            }
         }
         Location::Tar(_) => Err(Error::input(format!(
             "{what}: `tar:` is an output; give a directory, `oci:` or `oci-archive:` source"

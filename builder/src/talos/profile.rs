@@ -222,7 +222,15 @@ pub fn check_cache_holds(dir: &Path, image: &str) -> Result<()> {
     let found = if dir.join("manifests").is_dir() {
         dir.join(&want).is_file()
     } else {
-        let layout = crate::store::layout::Layout::open(dir)?;
+        let loc = crate::transport::Location::Oci {
+            dir: dir.to_path_buf(),
+            tag: None,
+        };
+        let Some(crate::store::source::Source::Layout { layout, .. }) =
+            crate::store::source::Source::open(&loc, &Default::default())?
+        else {
+            return Err(Error::internal("a layout location opens as a layout"));
+        };
         let desc = layout.resolve(None)?;
         let manifest: crate::oci::Manifest =
             serde_json::from_slice(&layout.read_document(&desc.digest)?).map_err(|e| {
