@@ -1062,6 +1062,32 @@ fn referrers_are_pushed_with_the_tag_fallback() {
     let refs: Value =
         serde_json::from_slice(&skopeo_raw(&fallback(&index.digest)).unwrap()).unwrap();
     assert_eq!(refs["manifests"].as_array().unwrap().len(), 2, "{refs}");
+
+    // `copy` carries the referrers: the tag index arrives unchanged, with every referrer it
+    // lists, through an archive and into another repository.
+    let archive = tmp.path().join("referrers.tar");
+    ok(talext(&[
+        "copy",
+        &target,
+        &format!("oci-archive:{}:v1", archive.display()),
+    ]));
+    let copied = reg.docker_ref("ref/copied:v1");
+    ok(talext(&[
+        "copy",
+        &format!("oci-archive:{}:v1", archive.display()),
+        &copied,
+    ]));
+    let tag = tag_of(&index.digest).replace(".sig", "");
+    let moved =
+        skopeo_raw(&reg.docker_ref(&format!("ref/copied:{tag}"))).expect("the referrers tag");
+    assert_eq!(moved, skopeo_raw(&fallback(&index.digest)).unwrap());
+    for e in refs["manifests"].as_array().unwrap() {
+        let d = e["digest"].as_str().unwrap();
+        assert!(
+            skopeo_raw(&format!("docker://{}/ref/copied@{d}", reg.addr)).is_some(),
+            "referrer `{d}` arrived"
+        );
+    }
 }
 
 #[test]

@@ -108,10 +108,10 @@ pub fn copy_between(
     let mut walk = Walk::default();
     walk.children_of(&src, &root)?;
     let signed = if signatures && dst.holds_signatures() {
-        let digests: Vec<&str> = std::iter::once(root.digest.as_str())
-            .chain(walk.manifests.iter().map(|d| d.digest.as_str()))
+        let digests: Vec<String> = std::iter::once(root.digest.clone())
+            .chain(walk.manifests.iter().map(|d| d.digest.clone()))
             .collect();
-        signatures_of(&src, &digests, &mut walk.blobs)?
+        signatures_of(&src, &digests, &mut walk.blobs, &mut walk.manifests)?
     } else {
         Vec::new()
     };
@@ -151,32 +151,22 @@ pub(crate) fn unsupported(loc: &Location) -> Error {
     )
 }
 
-/// The cosign signature and attestation manifests (`sha256-HEX.sig`, `sha256-HEX.att`) `src`
-/// holds for `digests`, as `(tag, manifest)`; their blobs (capped) join `blobs` so they move
-/// with the image's. Such a tag names a digest, not a repository, so it verifies in any
-/// repository and registry it is copied to.
+/// The cosign signature and attestation manifests (`sha256-HEX.sig`, `sha256-HEX.att`) and
+/// the referrers-tag index (`sha256-HEX`, distribution spec "Referrers Tag Schema") `src` holds
+/// for `digests`, as `(tag, document)`. Their blobs (capped) join `blobs`, and the referrer
+/// manifests a referrers index lists join `manifests`, so they move with the image's and the
+/// index names nothing missing. Such a tag names a digest, not a repository, so it verifies in
+/// any repository and registry it is copied to.
 fn signatures_of(
     src: &Source,
-    digests: &[&str],
+    digests: &[String],
     blobs: &mut Vec<Descriptor>,
+    manifests: &mut Vec<Doc>,
 ) -> Result<Vec<(String, Doc)>> {
     use crate::sign::attest::{attestation_tag, MAX_ENVELOPE};
-    use crate::sign::cosign::{signature_tag, MANIFEST_MEDIA_TYPE, MAX_BLOB};
-    let mut out = Vec::new();
-    let tags = digests.iter().flat_map(|d| {
-        [
-            signature_tag(d).map(|t| (t, MAX_BLOB)),
-            attestation_tag(d).map(|t| (t, MAX_ENVELOPE)),
-        ]
-    });
-    for tag in tags {
-        let (tag, max) = tag?;
-        let Some(doc) = src.tagged(&tag, MANIFEST_MEDIA_TYPE)? else {
-            continue;
-        };
-        let manifest: Manifest = serde_json::from_slice(&doc.bytes)
-            .map_err(|e| Error::input(format!("signature manifest `{tag}` is not valid: {e}")))?;
-        for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
+    use crate::sign::cosign::{referrers_tag, signature_tag, MANIFEST_MEDIA_TYPE, MAX_BLOB};
+    let mut add_blobs = |tag: &str, m: &Manifest, max: u64| -> Result<()> {
+        for desc in std::iter::once(&m.config).chain(&m.layers) {
             if desc.size > max {
                 return Err(Error::input(format!(
                     "signature blob `{}` of `{tag}` has {} bytes; refused",
@@ -185,6 +175,37 @@ fn signatures_of(
             }
             if !blobs.iter().any(|b| b.digest == desc.digest) {
                 blobs.push(desc.clone());
+            }
+        }
+        Ok(())
+    };
+    let parse = |tag: &str, doc: &Doc| -> Result<Manifest> {
+        serde_json::from_slice(&doc.bytes)
+            .map_err(|e| Error::input(format!("signature manifest `{tag}` is not valid: {e}")))
+    };
+    let mut out = Vec::new();
+    for digest in digests {
+        for (tag, max) in [
+            (signature_tag(digest)?, MAX_BLOB),
+            (attestation_tag(digest)?, MAX_ENVELOPE),
+        ] {
+            let Some(doc) = src.tagged(&tag, MANIFEST_MEDIA_TYPE)? else {
+                continue;
+            };
+            add_blobs(&tag, &parse(&tag, &doc)?, max)?;
+            out.push((tag, doc));
+        }
+        let tag = referrers_tag(digest)?;
+        let Some(doc) = src.tagged(&tag, oci::MT_OCI_INDEX)? else {
+            continue;
+        };
+        let index: Index = serde_json::from_slice(&doc.bytes)
+            .map_err(|e| Error::input(format!("referrers index `{tag}` is not valid: {e}")))?;
+        for referrer in &index.manifests {
+            let m = src.manifest(referrer)?;
+            add_blobs(&tag, &parse(&tag, &m)?, MAX_ENVELOPE)?;
+            if !manifests.iter().any(|d| d.digest == m.digest) {
+                manifests.push(m);
             }
         }
         out.push((tag, doc));
