@@ -746,3 +746,98 @@ fn login_stores_a_checked_credential_every_reader_finds() {
     let out = run(&["logout", &reg.addr], None);
     assert_eq!(out.status.code(), Some(1), "nothing left to remove");
 }
+
+/// A minimal extension definition in `dir` whose one source is `location`: busybox at
+/// `/usr/local/bin/busybox`.
+fn busybox_definition(dir: &Path, name: &str, location: &str, from: &str) -> std::path::PathBuf {
+    let def = dir.join(name);
+    std::fs::create_dir_all(&def).unwrap();
+    std::fs::write(
+        def.join("extension.yaml"),
+        format!(
+            "name: {name}\nversion: 1.35.0\nauthor: tests\ndescription: busybox from a package\n\
+             compatibility:\n  talos: \">= v1.7.0\"\nplatforms: [linux/amd64, linux/arm64]\n\
+             sources:\n  bb:\n    location: {location}\npayload:\n  - source: bb\n    from: {from}\n    include: [busybox]\n    to: /usr/local/bin\n"
+        ),
+    )
+    .unwrap();
+    def
+}
+
+#[test]
+fn packages_and_tarballs_are_sources_for_every_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    // The packages, and tarballs of their files: gzip and xz compressed.
+    let pkgs = dir.path().join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    for arch in ["amd64", "arm64"] {
+        let deb = talext_kit::payload::deb(arch);
+        std::fs::copy(&deb, pkgs.join(format!("busybox_{arch}.deb"))).unwrap();
+        let unpacked = dir.path().join(format!("unpacked-{arch}"));
+        command("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&unpacked)
+            .status()
+            .unwrap();
+        for (ext, flag) in [("tar.gz", "-z"), ("tar.xz", "-J")] {
+            let out = std::process::Command::new("tar")
+                .arg(flag)
+                .arg("-cf")
+                .arg(pkgs.join(format!("busybox_{arch}.{ext}")))
+                .arg("-C")
+                .arg(&unpacked)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(out.success());
+        }
+    }
+    let cases = [
+        (
+            "bb-deb",
+            format!("deb:{}/busybox_{{arch}}.deb", pkgs.display()),
+        ),
+        (
+            "bb-targz",
+            format!("tar:{}/busybox_{{arch}}.tar.gz", pkgs.display()),
+        ),
+        (
+            "bb-tarxz",
+            format!("tar:{}/busybox_{{arch}}.tar.xz", pkgs.display()),
+        ),
+    ];
+    let mut digests = Vec::new();
+    for (name, location) in &cases {
+        let def = busybox_definition(dir.path(), name, location, "bin");
+        let out = dir.path().join(format!("out-{name}"));
+        let built = talext(BIN)
+            .arg("build")
+            .arg(&def)
+            .args(["--no-cache", "--output"])
+            .arg(format!("oci:{}:v1", out.display()))
+            .ok();
+        digests.push(built.stdout.trim().to_string());
+        // Each platform holds its own architecture's busybox (validate checks the ELF machine).
+        for arch in ["amd64", "arm64"] {
+            talext(BIN)
+                .args(["validate", &format!("oci:{}:v1", out.display())])
+                .args(["--platform", &format!("linux/{arch}"), "--pkg-name", name])
+                .args(["--talos-version", "v1.13.0"])
+                .ok();
+        }
+    }
+    assert_eq!(digests.len(), 3);
+    // A bzip2 tarball is refused by name.
+    let bz = pkgs.join("x.tar.bz2");
+    std::fs::write(&bz, b"BZh91AY&SY").unwrap();
+    let def = busybox_definition(dir.path(), "bb-bz", &format!("tar:{}", bz.display()), "bin");
+    let out = talext(BIN)
+        .arg("build")
+        .arg(&def)
+        .args(["--no-cache", "--output"])
+        .arg(format!("oci:{}", dir.path().join("never").display()))
+        .fails_with(1);
+    assert!(out.stderr.contains("bzip2"), "{}", out.stderr);
+    assert!(!dir.path().join("never").exists());
+}

@@ -404,6 +404,10 @@ fn build_inner(
             format!("`{d}` is not an output; outputs are `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `tar:FILE`"),
             "prefix a layout directory with `oci:`",
         )),
+        Location::Deb(d) => Err(Error::input(format!(
+            "`deb:{}` is a source, not an output; outputs are `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `tar:FILE`",
+            d.display()
+        ))),
         Location::Registry(r) => {
             // Build into a temporary layout, then push it: blobs first, children before the
             // index, the tag last (`crate::transfer`).

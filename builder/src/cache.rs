@@ -260,7 +260,13 @@ fn source_identity(m: &mut Material, name: &str, loc: &Location, p: &Platform) -
             }
             None => Ok(false),
         },
-        Location::Tar(_) => Ok(false),
+        Location::Tar(file) | Location::Deb(file) => {
+            let file = Location::file_for(file, &p.architecture);
+            let meta = fs::metadata(&file).at("reading", &file)?;
+            let file = fs::canonicalize(&file).at("reading", &file)?;
+            m.stat("archive", &file, &meta);
+            Ok(true)
+        }
     }
 }
 

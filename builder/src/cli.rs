@@ -317,7 +317,7 @@ pub struct DefinitionArgs {
     #[arg(default_value = "extension/tailscale")]
     pub dir: PathBuf,
     /// Override a source: `NAME=LOCATION` (a directory with `{arch}`, `oci:DIR[:TAG]`,
-    /// `oci-archive:FILE[:TAG]`). Repeatable.
+    /// `oci-archive:FILE[:TAG]`, `deb:FILE`, `tar:FILE`). Repeatable.
     #[arg(
         long = "source",
         value_name = "NAME=LOCATION",

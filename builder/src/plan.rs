@@ -297,9 +297,34 @@ pub fn load_source(
                 _ => Err(Error::internal("a layout location opens as a layout")),
             }
         }
-        Location::Tar(_) => Err(Error::input(format!(
-            "{what}: `tar:` is an output; give a directory, `oci:` or `oci-archive:` source"
-        ))),
+        Location::Tar(file) | Location::Deb(file) => {
+            let file = Location::file_for(file, arch);
+            if !file.is_file() {
+                return Err(Error::input(format!(
+                    "{what}: `{}` does not exist",
+                    file.display()
+                )));
+            }
+            let loaded = match loc {
+                Location::Deb(_) => source::deb::load(&file)?,
+                _ => source::tarball::load_source(&file)?,
+            };
+            let f = std::fs::File::open(&file).at("opening", &file)?;
+            let (digest, _) = crate::oci::digest::hash_reader(f).at("reading", &file)?;
+            let (mut tree, staging) = loaded.into_parts();
+            tree.resolve_hard_links()?;
+            Ok(LoadedSource {
+                tree,
+                record: SourceRecord {
+                    name: name.to_string(),
+                    image: None,
+                    digest,
+                },
+                _staging: staging,
+                _archive: None,
+                _pulled: None,
+            })
+        }
         Location::Registry(r) => {
             let pulled = pull::pull(&what, r, platform, fetch)?;
             let reference = Reference::parse(&pulled.label)?;

@@ -1,7 +1,9 @@
 //! Where images and trees live, spelled like skopeo's transports because users know them:
 //! `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker://REF` (a bare `host/repo:tag` also means a
-//! registry), `tar:FILE` (a plain filesystem tar, the imager's `tarballPath`), and directories
-//! (`dir:PATH`, or any path; `{arch}` is replaced by `amd64`/`arm64`).
+//! registry), `tar:FILE` (a filesystem tar: the imager's `tarballPath` as an output, a gzip, zstd
+//! or xz compressed one too as a build source), `deb:FILE` (a Debian package's files, as a build
+//! source), and directories (`dir:PATH`, or any path). In the paths of sources `{arch}` is
+//! replaced by `amd64`/`arm64`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,7 @@ pub enum Location {
     Oci { dir: PathBuf, tag: Option<String> },
     OciArchive { file: PathBuf, tag: Option<String> },
     Tar(PathBuf),
+    Deb(PathBuf),
     Registry(String),
 }
 
@@ -40,6 +43,9 @@ impl Location {
         }
         if let Some(rest) = s.strip_prefix("tar:") {
             return Ok(Location::Tar(path(rest)?));
+        }
+        if let Some(rest) = s.strip_prefix("deb:") {
+            return Ok(Location::Deb(path(rest)?));
         }
         if let Some(rest) = s.strip_prefix("dir:") {
             return Ok(Location::Dir(path(rest)?.to_string_lossy().into_owned()));
@@ -70,6 +76,11 @@ impl Location {
     pub fn dir_for(template: &str, arch: &str) -> PathBuf {
         PathBuf::from(template.replace("{arch}", arch))
     }
+
+    /// A file path with `{arch}` replaced.
+    pub fn file_for(template: &Path, arch: &str) -> PathBuf {
+        PathBuf::from(template.to_string_lossy().replace("{arch}", arch))
+    }
 }
 
 /// `path[:tag]`: a tag is the part after the last `:` when it holds no `/`.
@@ -95,6 +106,7 @@ impl fmt::Display for Location {
                 tag.as_ref().map_or(Ok(()), |t| write!(f, ":{t}"))
             }
             Location::Tar(p) => write!(f, "tar:{}", p.display()),
+            Location::Deb(p) => write!(f, "deb:{}", p.display()),
             Location::Registry(r) => write!(f, "docker://{r}"),
         }
     }

@@ -7,6 +7,7 @@
 //! is bad input, a full disk is the environment), and tar errors are quoted as a short escaped
 //! excerpt, never as the input's bytes.
 
+pub mod deb;
 pub mod dir;
 pub mod image;
 pub mod tarball;

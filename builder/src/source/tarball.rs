@@ -50,6 +50,11 @@ impl LoadedTree {
     pub fn staging_dir(&self) -> Option<&Path> {
         self.staging.as_ref().map(TempDir::path)
     }
+
+    /// The tree and the directory its files are staged in (kept alive as long as the tree).
+    pub fn into_parts(self) -> (Tree, Option<TempDir>) {
+        (self.tree, self.staging)
+    }
 }
 
 impl Deref for LoadedTree {
@@ -64,6 +69,40 @@ enum Compression {
     None,
     Gzip,
     Zstd,
+}
+
+/// A compressed stream read whole: gzip, zstd, xz or none, by its magic bytes (`what` names it
+/// in errors).
+pub(crate) fn decompress<'a>(
+    mut r: impl io::BufRead + 'a,
+    what: &Path,
+) -> Result<Box<dyn Read + 'a>> {
+    let magic = r.fill_buf().at("reading", what)?;
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(r))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(r).at("reading", what)?)
+    } else if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r))
+    } else if magic.starts_with(b"BZh") {
+        return Err(Error::input(format!(
+            "`{}` is bzip2 compressed, which is not read; recompress it with gzip, zstd or xz",
+            what.display()
+        )));
+    } else {
+        Box::new(r)
+    })
+}
+
+/// A tarball as a build source (`tar:FILE`): plain, gzip, zstd or xz compressed, read as the
+/// loader reads every tree (paths cleaned, escapes and links checked).
+pub fn load_source(path: &Path) -> Result<LoadedTree> {
+    let file = BufReader::new(File::open(path).at("opening", path)?);
+    let reader = decompress(file, path)?;
+    let staging = crate::store::scratch::dir("tar")?;
+    let mut tree = Tree::new();
+    read_entries(reader, path, staging.path(), &mut tree)?;
+    Ok(LoadedTree::staged(tree, staging))
 }
 
 /// Read the tarball at `path`.
@@ -132,7 +171,12 @@ fn note(tree: &mut Tree, rule: &'static str, path: &str, message: String) {
     });
 }
 
-fn read_entries(reader: impl Read, src: &Path, staging: &Path, tree: &mut Tree) -> Result<()> {
+pub(crate) fn read_entries(
+    reader: impl Read,
+    src: &Path,
+    staging: &Path,
+    tree: &mut Tree,
+) -> Result<()> {
     let what = format!("`{}`", src.display());
     let bad = |e: io::Error| super::read_failure(&what, e);
     let mut archive = tar::Archive::new(super::Bounded::new(reader));

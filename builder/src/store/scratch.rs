@@ -28,7 +28,7 @@ pub fn register(path: &Path) {
 const KINDS: &[&str] = &[
     "archive", "blob", "build", "bundle", "config", "copy", "file", "index", "inspect", "layout",
     "pull", "push", "source", "tar", "test", "validate", "verify", "catalog", "private",
-    "imgcache",
+    "imgcache", "deb",
 ];
 /// The random part `tempfile` appends.
 const RANDOM_LEN: usize = 6;

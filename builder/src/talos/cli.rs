@@ -514,7 +514,7 @@ pub fn run_catalog(cmd: CatalogCommand) -> Result<()> {
             index.digest.to_string()
         }
         Location::Registry(r) => catalog_image::push(&tree, a.epoch, &r, &a.registry.options()?)?,
-        Location::Dir(_) | Location::Tar(_) => {
+        Location::Dir(_) | Location::Tar(_) | Location::Deb(_) => {
             return Err(Error::input_hint(
                 format!("unsupported catalog output `{}`", a.output),
                 "write `dir:DIR`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",

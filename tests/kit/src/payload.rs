@@ -325,7 +325,8 @@ fn ca_bundle() -> &'static str {
 }
 
 /// The cached `.deb` for `arch`, downloaded with `apt-get download` when absent.
-fn deb(arch: &str) -> PathBuf {
+/// Debian's `busybox-static` package for `arch`, downloaded on first use.
+pub fn deb(arch: &str) -> PathBuf {
     let debs = cache_dir().join("debs");
     if let Some(found) = find_deb(&debs, arch) {
         return found;
