@@ -828,6 +828,65 @@ fn packages_and_tarballs_are_sources_for_every_platform() {
         }
     }
     assert_eq!(digests.len(), 3);
+
+    // Several definitions in one run (`talext build extension/*`): a README among them is
+    // skipped, the output and the receipt name each definition with `{name}`.
+    let many = dir.path().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    std::fs::write(many.join("README.md"), "definitions\n").unwrap();
+    let mut args: Vec<std::path::PathBuf> = vec![many.join("README.md")];
+    for (name, location) in &cases[..2] {
+        args.push(busybox_definition(&many, name, location, "bin"));
+    }
+    let out_tpl = format!("oci:{}/{{name}}:v1", dir.path().join("all").display());
+    let receipt_tpl = format!("{}/{{name}}.json", dir.path().join("receipts").display());
+    std::fs::create_dir_all(dir.path().join("receipts")).unwrap();
+    let built = talext(BIN)
+        .arg("build")
+        .args(&args)
+        .args([
+            "--no-cache",
+            "--output",
+            &out_tpl,
+            "--receipt",
+            &receipt_tpl,
+            "--json",
+        ])
+        .ok();
+    let receipts = json(&built.stdout);
+    assert_eq!(receipts.as_array().unwrap().len(), 2, "{receipts}");
+    assert!(
+        built.stderr.contains("built 2 definitions"),
+        "{}",
+        built.stderr
+    );
+    for (i, (name, _)) in cases[..2].iter().enumerate() {
+        assert_eq!(receipts[i]["name"], *name);
+        assert_eq!(
+            receipts[i]["digest"],
+            digests[i].as_str(),
+            "same bytes as built alone"
+        );
+        assert!(dir
+            .path()
+            .join("all")
+            .join(name)
+            .join("index.json")
+            .is_file());
+        assert!(dir
+            .path()
+            .join("receipts")
+            .join(format!("{name}.json"))
+            .is_file());
+    }
+    // Without `{name}` the outputs would collide: refused before anything is built.
+    let out = talext(BIN)
+        .arg("build")
+        .args(&args)
+        .args(["--no-cache", "--output", "oci:one-for-all"])
+        .fails_with(1);
+    assert!(out.stderr.contains("{name}"), "{}", out.stderr);
+
     // A bzip2 tarball is refused by name.
     let bz = pkgs.join("x.tar.bz2");
     std::fs::write(&bz, b"BZh91AY&SY").unwrap();

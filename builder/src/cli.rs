@@ -313,9 +313,10 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct DefinitionArgs {
-    /// The extension definition directory.
-    #[arg(default_value = "extension/tailscale")]
-    pub dir: PathBuf,
+    /// The extension definition directory; several (`extension/*`) build one after another,
+    /// files among them (a README) are skipped.
+    #[arg(default_value = "extension/tailscale", num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
     /// Override a source: `NAME=LOCATION` (a directory with `{arch}`, `oci:DIR[:TAG]`,
     /// `oci-archive:FILE[:TAG]`, `deb:FILE`, `tar:FILE`). Repeatable.
     #[arg(
@@ -389,9 +390,30 @@ fn warn_old_version_env(quiet: bool) {
 }
 
 impl DefinitionArgs {
-    fn request(&self) -> Request {
+    /// The definition directories named (files skipped); more than one refuses the overrides
+    /// that name one definition's parts.
+    fn definitions(&self) -> Result<Vec<PathBuf>, Error> {
+        if self.dirs.len() == 1 {
+            return Ok(self.dirs.clone());
+        }
+        let dirs: Vec<PathBuf> = self.dirs.iter().filter(|d| !d.is_file()).cloned().collect();
+        if dirs.len() > 1 && (self.version.is_some() || !self.sources.is_empty()) {
+            return Err(Error::input_hint(
+                "`--version` and `--source` name one definition's version and sources, and several are given",
+                "build the definitions one at a time to override them",
+            ));
+        }
+        if dirs.is_empty() {
+            return Err(Error::input(
+                "none of the paths given is a definition directory",
+            ));
+        }
+        Ok(dirs)
+    }
+
+    fn request_for(&self, dir: &std::path::Path) -> Request {
         Request {
-            dir: self.dir.clone(),
+            dir: dir.to_path_buf(),
             sources: self.sources.clone(),
             version: self.version.clone(),
             platforms: self.platforms.clone(),
@@ -406,6 +428,47 @@ pub fn command() -> clap::Command {
     Cli::command().mut_subcommand("bundle", |bundle| {
         bundle.mut_subcommand("push", |push| push.after_help(BUNDLE_PUSH_EXAMPLES))
     })
+}
+
+/// Build the definition in `dir` (named `name`) as `talext build` does; its receipt and the
+/// line `build` prints.
+fn build_one(
+    args: &BuildArgs,
+    dir: &std::path::Path,
+    name: &str,
+    reporter: &crate::progress::Shared,
+    quiet: bool,
+) -> Result<(crate::talos::receipt::Receipt, String), Error> {
+    let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+    let output = Location::parse(&args.output.replace("{name}", name), &cwd)?;
+    let mut req = args.def.request_for(dir);
+    req.fetch = crate::pull::Fetch {
+        registry: args.registry.options()?,
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir
+                .clone()
+                .or_else(crate::pull::default_cache_dir)
+        },
+        jobs: args.jobs,
+        reporter: reporter.clone(),
+    };
+    let signer = args.signing.load(&output)?;
+    let (built, attestations) = match signer {
+        Some(_) => build::build_for_signing(&req, &output)?,
+        None => (build::build(&req, &output)?, Default::default()),
+    };
+    let pushed = built.reference.as_deref();
+    crate::sign::cli::sign_built(signer, pushed, &attestations, &req.fetch.registry, quiet)?;
+    let receipt = built.receipt();
+    if let Some(file) = &args.receipt {
+        let file = PathBuf::from(file.to_string_lossy().replace("{name}", name));
+        let json =
+            serde_json::to_string_pretty(&receipt).map_err(|e| Error::internal(e.to_string()))?;
+        crate::image::write_file_atomic(&file, format!("{json}\n").as_bytes())?;
+    }
+    Ok((receipt, built.stdout_line()))
 }
 
 pub fn main() -> ExitCode {
@@ -534,44 +597,44 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Build(args) => {
             warn_old_version_env(cli.quiet);
-            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
-            let output = Location::parse(&args.output, &cwd)?;
-            let mut req = args.def.request();
-            req.fetch = crate::pull::Fetch {
-                registry: args.registry.options()?,
-                cache_dir: if args.no_cache {
-                    None
-                } else {
-                    args.cache_dir
-                        .clone()
-                        .or_else(crate::pull::default_cache_dir)
-                },
-                jobs: args.jobs,
-                reporter: reporter.clone(),
-            };
-            let signer = args.signing.load(&output)?;
-            let (built, attestations) = match signer {
-                Some(_) => build::build_for_signing(&req, &output)?,
-                None => (build::build(&req, &output)?, Default::default()),
-            };
-            let pushed = built.reference.as_deref();
-            crate::sign::cli::sign_built(
-                signer,
-                pushed,
-                &attestations,
-                &req.fetch.registry,
-                cli.quiet,
-            )?;
-            let receipt = built.receipt();
-            let json = serde_json::to_string_pretty(&receipt)
-                .map_err(|e| Error::internal(e.to_string()))?;
-            if let Some(file) = &args.receipt {
-                crate::image::write_file_atomic(file, format!("{json}\n").as_bytes())?;
+            let dirs = args.def.definitions()?;
+            let several = dirs.len() > 1;
+            if several {
+                for (flag, value) in [
+                    ("--output", Some(args.output.as_str())),
+                    (
+                        "--receipt",
+                        args.receipt.as_deref().and_then(|p| p.to_str()),
+                    ),
+                ] {
+                    if value.is_some_and(|v| !v.contains("{name}")) {
+                        return Err(Error::input_hint(
+                            format!("`{flag}` must hold `{{name}}` when several definitions are built"),
+                            "e.g. `--output oci:out/{name}` or `--output docker://registry.example.com/ext/{name}:latest`",
+                        ));
+                    }
+                }
+            }
+            let mut receipts = Vec::new();
+            for dir in &dirs {
+                let name = crate::definition::load(dir)?.def.name;
+                let receipt = build_one(&args, dir, &name, &reporter, cli.quiet)?;
+                if !args.json {
+                    outln(receipt.1)?;
+                }
+                receipts.push(receipt.0);
+            }
+            if several && !cli.quiet {
+                eprintln!("built {} definitions", receipts.len());
             }
             if args.json {
+                let json = if several {
+                    serde_json::to_string_pretty(&receipts)
+                } else {
+                    serde_json::to_string_pretty(&receipts[0])
+                }
+                .map_err(|e| Error::internal(e.to_string()))?;
                 outln(json)?;
-            } else {
-                outln(built.stdout_line())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -731,14 +794,26 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Factory { command } => crate::sign::cli::run_factory(command),
         Command::Plan(args) => {
             warn_old_version_env(cli.quiet);
-            let plan = crate::plan::plan(&args.def.request())?;
+            let dirs = args.def.definitions()?;
+            let mut plans = Vec::new();
+            for dir in &dirs {
+                plans.push(crate::plan::plan(&args.def.request_for(dir))?);
+            }
             if args.json {
-                outln(
-                    serde_json::to_string_pretty(&plan.report())
-                        .map_err(|e| Error::internal(e.to_string()))?,
-                )?;
+                let reports: Vec<_> = plans.iter().map(|p| p.report()).collect();
+                let json = if reports.len() == 1 {
+                    serde_json::to_string_pretty(&reports[0])
+                } else {
+                    serde_json::to_string_pretty(&reports)
+                };
+                outln(json.map_err(|e| Error::internal(e.to_string()))?)?;
             } else {
-                out(plan.to_yaml()?)?;
+                for (i, plan) in plans.iter().enumerate() {
+                    if i > 0 {
+                        out("---\n")?;
+                    }
+                    out(plan.to_yaml()?)?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
