@@ -54,6 +54,74 @@ pub struct Plan {
     pub loaded: definition::Loaded,
 }
 
+/// The definition's `version:` with `{source.NAME.tag}` (the tag the source `NAME` is pinned
+/// at in the definition, e.g. `v1.102.5`) and `{source.NAME.version}` (that tag without a
+/// leading `v`) filled in, so bumping the pinned `location:` (what Renovate does) is the one line
+/// that changes a release. The definition's own location counts, not a `--source` override: an
+/// offline rebuild from a copy keeps the version.
+pub fn version_from_sources(
+    template: &str,
+    def: &ExtensionDef,
+    file: &std::path::Path,
+) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{source.") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "{source.".len()..];
+        let end = after.find('}').ok_or_else(|| {
+            Error::input(format!(
+                "`{}`: field `version`: an unclosed `{{source.`",
+                file.display()
+            ))
+        })?;
+        let (name, field) = after[..end].rsplit_once('.').unwrap_or((&after[..end], ""));
+        let source = def.sources.get(name).ok_or_else(|| {
+            Error::input(format!(
+                "`{}`: field `version` names the source `{name}`, which the definition does not have",
+                file.display()
+            ))
+        })?;
+        let dir = file.parent().unwrap_or(std::path::Path::new("."));
+        // Only a registry reference that spells its tag has one (no implicit `latest`).
+        let tag = match Location::parse(&source.location, dir) {
+            Ok(Location::Registry(r)) => {
+                let name = r.split('@').next().unwrap_or_default();
+                let last = name.rsplit('/').next().unwrap_or_default();
+                last.split_once(':').map(|(_, t)| t.to_string())
+            }
+            _ => None,
+        };
+        let tag = tag.ok_or_else(|| {
+            Error::input_hint(
+                format!(
+                    "`{}`: field `version` takes the tag of the source `{name}`, but `{}` has no tag",
+                    file.display(),
+                    source.location
+                ),
+                "pin the source as `REGISTRY/REPO:TAG@sha256:…`",
+            )
+        })?;
+        match field {
+            "tag" => out.push_str(&tag),
+            "version" => out.push_str(
+                tag.strip_prefix('v')
+                    .filter(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+                    .unwrap_or(&tag),
+            ),
+            other => {
+                return Err(Error::input(format!(
+                    "`{}`: field `version`: `{{source.{name}.{other}}}` is not known (`tag` or `version`)",
+                    file.display()
+                )))
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 pub fn plan(req: &Request) -> Result<Plan> {
     let loaded = definition::load(&req.dir)?;
     let def = &loaded.def;
@@ -96,7 +164,10 @@ pub fn plan(req: &Request) -> Result<Plan> {
             def.platforms.join(", ")
         )));
     }
-    let version = req.version.clone().unwrap_or_else(|| def.version.clone());
+    let version = match &req.version {
+        Some(v) => v.clone(),
+        None => version_from_sources(&def.version, def, &loaded.file)?,
+    };
     if version.trim().is_empty() {
         return Err(Error::input("`--version` must not be empty"));
     }
@@ -755,4 +826,36 @@ fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) ->
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_follows_the_pinned_tag() {
+        let def: ExtensionDef = serde_yaml::from_str(
+            "name: x\nversion: '{source.up.version}'\ncompatibility: {talos: '>= v1.7.0'}\nplatforms: [linux/amd64]\n\
+             sources:\n  up: {location: 'docker.io/acme/x:v1.2.3@sha256:0000000000000000000000000000000000000000000000000000000000000000'}\n  dir: {location: payload}\n\
+             payload: [{source: up, to: /usr/local/lib/containers/x}]\n",
+        )
+        .unwrap();
+        let f = std::path::Path::new("extension.yaml");
+        let v = |t: &str| version_from_sources(t, &def, f);
+        assert_eq!(v("{source.up.version}").unwrap(), "1.2.3");
+        assert_eq!(v("{source.up.tag}-talos1").unwrap(), "v1.2.3-talos1");
+        assert_eq!(v("2.0.0").unwrap(), "2.0.0");
+        assert!(v("{source.nope.tag}")
+            .unwrap_err()
+            .to_string()
+            .contains("`nope`"));
+        assert!(v("{source.dir.tag}")
+            .unwrap_err()
+            .to_string()
+            .contains("has no tag"));
+        assert!(v("{source.up.digest}")
+            .unwrap_err()
+            .to_string()
+            .contains("not known"));
+    }
 }
