@@ -78,6 +78,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=TALEXT_GIT_COMMIT");
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
     println!("cargo:rustc-env=TALEXT_TARGET={target}");
+    // The build date `--version` shows: `SOURCE_DATE_EPOCH` (reproducible-builds.org), never
+    // the clock, so the same sources build the same binary.
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let date = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .map(civil_date)
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=TALEXT_BUILD_DATE={date}");
     // A new commit or checkout re-runs this script: HEAD lives in the git dir (per work tree),
     // the branch it names in the common dir. Only existing paths, or cargo re-runs every time.
     let watched = [
@@ -91,4 +100,18 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-changed=../Cargo.lock");
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time (Howard Hinnant's `civil_from_days`).
+fn civil_date(secs: i64) -> String {
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }

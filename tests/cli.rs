@@ -900,3 +900,39 @@ fn packages_and_tarballs_are_sources_for_every_platform() {
     assert!(out.stderr.contains("bzip2"), "{}", out.stderr);
     assert!(!dir.path().join("never").exists());
 }
+
+#[test]
+fn talext_builds_its_own_image_and_the_binary_inside_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    // The binary `ci/dist.sh` would place in `dist/amd64/`: here, the one under test.
+    let bin_dir = dir.path().join("bin/amd64");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(BIN, bin_dir.join("talext")).unwrap();
+    let def = concat!(env!("CARGO_MANIFEST_DIR"), "/../extension/talext");
+    let layout = dir.path().join("image");
+    let image = format!("oci:{}:0.1.0", layout.display());
+    talext(BIN)
+        .args(["build", def, "--no-cache", "--output", &image])
+        .arg("--source")
+        .arg(format!("talext={}/bin/{{arch}}", dir.path().display()))
+        .ok();
+    talext(BIN)
+        .args(["validate", &image, "--talos-version", "v1.13.0"])
+        .ok();
+    let raw = talext_kit::tools::skopeo()
+        .args(["inspect", "--raw", &image])
+        .ok()
+        .stdout;
+    assert!(json(&raw)["manifests"].is_array(), "{raw}");
+    let root = talext_kit::tools::umoci_unpack(&layout, "0.1.0", &dir.path().join("bundle"));
+    let inside = root.join("rootfs/usr/local/bin/talext");
+    let out = std::process::Command::new(&inside)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("talext 0."),
+        "{out:?}"
+    );
+}

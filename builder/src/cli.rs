@@ -16,13 +16,16 @@ use crate::error::{Error, IoContext};
 use crate::plan::Request;
 use crate::transport::Location;
 
-/// `--version`: the crate version, the commit it was built from and the target triple.
+/// `--version`: the crate version, the commit it was built from, the target triple and the
+/// build date (`SOURCE_DATE_EPOCH` at build time, `unknown` without it).
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
     env!("TALEXT_GIT_COMMIT"),
     ", ",
     env!("TALEXT_TARGET"),
+    ", built ",
+    env!("TALEXT_BUILD_DATE"),
     ")"
 );
 
