@@ -935,4 +935,38 @@ fn talext_builds_its_own_image_and_the_binary_inside_runs() {
         String::from_utf8_lossy(&out.stdout).starts_with("talext 0."),
         "{out:?}"
     );
+
+    // The GitHub Action installs it from the image: its step, run as the runner would (with
+    // `GITHUB_ACTION_PATH` and `GITHUB_PATH`), puts a working binary on the PATH.
+    let ci = concat!(env!("CARGO_MANIFEST_DIR"), "/../ci/setup-talext");
+    let action: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{ci}/action.yml")).unwrap())
+            .unwrap();
+    let step = &action["runs"]["steps"][0];
+    assert_eq!(action["runs"]["using"], "composite");
+    let dest = dir.path().join("installed");
+    let github_path = dir.path().join("github_path");
+    let run = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(step["run"].as_str().unwrap())
+        .env("GITHUB_ACTION_PATH", ci)
+        .env("GITHUB_PATH", &github_path)
+        .env("TALEXT_IMAGE", &image)
+        .env("TALEXT_DEST", &dest)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("talext 0."),
+        "{run:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&github_path).unwrap().trim(),
+        dest.display().to_string()
+    );
+    let installed = std::process::Command::new(dest.join("talext"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(installed.status.success());
 }
