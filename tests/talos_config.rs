@@ -874,3 +874,97 @@ fn release_table_rows_are_cited_and_cover_every_known_minor() {
         }
     }
 }
+
+#[test]
+fn any_extension_gets_its_service_config_from_its_declared_contract() {
+    let def = repo().join("tests/fixtures/lint-contract/example");
+    let def = def.to_str().unwrap();
+    let secret = "tok-3f9a1c";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("example.yaml");
+    let out = talext(
+        &[
+            "config",
+            "esc",
+            def,
+            "--env",
+            "EXAMPLE_TOKEN",
+            "--env",
+            "EXAMPLE_LOG_LEVEL=debug",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        &[("EXAMPLE_TOKEN", secret)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        text,
+        format!("apiVersion: v1alpha1\nkind: ExtensionServiceConfig\nname: example\nenvironment:\n  - EXAMPLE_TOKEN={secret}\n  - EXAMPLE_LOG_LEVEL=debug\n")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // What it renders lints clean against the same contract.
+    let lint = talext(
+        &[
+            "config",
+            "lint",
+            "--definition",
+            def,
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+
+    let refused = |args: &[&str], env: &[(&str, &str)], why: &str| {
+        let mut all = vec!["config", "esc", def];
+        all.extend(args);
+        let out = talext(&all, env);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+        assert!(!stderr.contains(secret), "{stderr}");
+    };
+    refused(
+        &["--env", "EXAMPLE_LOG_LEVEL=info"],
+        &[],
+        "`EXAMPLE_TOKEN` is required",
+    );
+    refused(
+        &["--env", "EXAMPLE_TOKEN", "--env", "EXAMPLE_LOGLEVEL=x"],
+        &[("EXAMPLE_TOKEN", secret)],
+        "did you mean `EXAMPLE_LOG_LEVEL`?",
+    );
+    refused(
+        &["--env", &format!("EXAMPLE_TOKEN={secret}")],
+        &[],
+        "is a secret",
+    );
+    refused(
+        &["--env", "EXAMPLE_TOKEN"],
+        &[],
+        "environment variable `EXAMPLE_TOKEN`",
+    );
+    // The Tailscale definition declares no contract: said plainly.
+    let out = talext(
+        &[
+            "config",
+            "esc",
+            repo().join("extension/tailscale").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

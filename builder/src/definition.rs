@@ -57,6 +57,10 @@ pub struct ExtensionDef {
     /// Extra files from the definition directory (docs, licences).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileDef>,
+    /// The configuration contract of the service: the environment it reads and the
+    /// `configFiles` it takes (`crate::talos::contract`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::talos::contract::Contract>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

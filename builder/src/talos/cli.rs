@@ -25,6 +25,9 @@ pub enum ConfigCommand {
     Render(RenderArgs),
     /// Check Talos documents (configs, patches, multi-document files) for known traps.
     Lint(LintArgs),
+    /// The `ExtensionServiceConfig` of any extension, checked against the configuration
+    /// contract its definition declares.
+    Esc(EscArgs),
     /// An `ImageVerificationConfig` (Talos v1.13+) that makes nodes require a public key's
     /// cosign signature on images of the given repositories.
     ImageVerification(crate::sign::cli::ImageVerificationArgs),
@@ -67,6 +70,70 @@ pub struct LintArgs {
     /// Print findings as a JSON array.
     #[arg(long)]
     pub json: bool,
+    /// An extension definition directory whose `config:` contract its `ExtensionServiceConfig`
+    /// is checked against (required keys, unknown keys, config files); repeatable.
+    #[arg(long = "definition", value_name = "DIR")]
+    pub definitions: Vec<PathBuf>,
+}
+
+/// `config esc`: the `ExtensionServiceConfig` of any extension, from its definition's contract.
+#[derive(Debug, Args)]
+pub struct EscArgs {
+    /// The extension definition directory (its `config:` declares the keys).
+    #[arg(default_value = "extension/tailscale")]
+    pub definition: PathBuf,
+    /// `KEY=VALUE`, or `KEY` alone to take the value from the environment variable `KEY`
+    /// (required for secrets, so they stay off the command line); repeatable.
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Write here (0600, atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// The contracts of `dirs`' definitions, by extension name.
+fn contracts_of(
+    dirs: &[PathBuf],
+) -> Result<std::collections::BTreeMap<String, super::contract::Contract>> {
+    let mut out = std::collections::BTreeMap::new();
+    for dir in dirs {
+        let loaded = crate::definition::load(dir)?;
+        let Some(contract) = loaded.def.config else {
+            return Err(Error::input_hint(
+                format!("`{}` declares no `config:` contract", loaded.file.display()),
+                "declare the environment the service reads under `config.environment` (extension/README.md)",
+            ));
+        };
+        out.insert(loaded.def.name, contract);
+    }
+    Ok(out)
+}
+
+fn run_esc(a: EscArgs) -> Result<()> {
+    let loaded = crate::definition::load(&a.definition)?;
+    let contract = loaded.def.config.clone().ok_or_else(|| {
+        Error::input_hint(
+            format!("`{}` declares no `config:` contract", loaded.file.display()),
+            "declare the environment the service reads under `config.environment` (extension/README.md)",
+        )
+    })?;
+    let mut env = Vec::new();
+    let mut inline = Vec::new();
+    for e in &a.env {
+        let (k, v) = super::contract::parse_env(e)?;
+        if e.contains('=') {
+            inline.push(k.clone());
+        }
+        env.push((k, v));
+    }
+    let text = super::contract::render_esc(&loaded.def.name, &contract, &env, &inline)?;
+    match &a.output {
+        Some(path) => super::private::write_private(path, text.as_bytes()),
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .at("writing", "stdout"),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -79,6 +146,7 @@ pub fn run_config(cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Render(a) => run_render(a),
         ConfigCommand::Lint(a) => run_lint(a),
+        ConfigCommand::Esc(a) => run_esc(a),
         ConfigCommand::ImageVerification(a) => {
             crate::sign::cli::run_image_verification(a).map(|_| ())
         }
@@ -182,6 +250,7 @@ fn run_lint(a: LintArgs) -> Result<()> {
                 )
             })?),
         },
+        contracts: contracts_of(&a.definitions)?,
     };
     let findings = lint::lint(&inputs, &opts);
     let mut stdout = std::io::stdout().lock();

@@ -6,6 +6,7 @@ pub mod cache_config;
 pub mod catalog;
 pub mod catalog_image;
 pub mod cli;
+pub mod contract;
 pub mod doc;
 pub mod lint;
 pub mod net;

@@ -51,6 +51,9 @@ pub struct Options {
     /// The Talos release the configuration is for; unknown, only facts true of every release
     /// that has a document are applied.
     pub talos_version: Option<Minor>,
+    /// Configuration contracts of extensions (`--definition`), by service name: their
+    /// `ExtensionServiceConfig`s are checked against them.
+    pub contracts: std::collections::BTreeMap<String, crate::talos::contract::Contract>,
 }
 
 /// A document and the file it came from.
@@ -126,6 +129,7 @@ pub fn lint(inputs: &[(String, String)], opts: &Options) -> Vec<Finding> {
         for d in group {
             duplicate_keys(d, &d.doc.root, &mut findings);
             esc::check_document(d, &mut findings);
+            contract_check(d, opts, &mut findings);
         }
         esc::check_group(group, &mut findings);
         machine::check_group(group, opts, &mut findings);
@@ -134,6 +138,88 @@ pub fn lint(inputs: &[(String, String)], opts: &Options) -> Vec<Finding> {
     findings.sort_by(|a, b| (&a.file, a.line, a.rule).cmp(&(&b.file, b.line, b.rule)));
     findings.dedup();
     findings
+}
+
+/// An `ExtensionServiceConfig` of an extension whose contract is known: every required key
+/// set, no key the service does not read, no `configFiles` path it does not take.
+fn contract_check(d: &Located, opts: &Options, out: &mut Vec<Finding>) {
+    if !env::is_esc(d) {
+        return;
+    }
+    let Some(name) = env::esc_name(d) else {
+        return;
+    };
+    let Some(contract) = opts.contracts.get(name) else {
+        return;
+    };
+    let environment = env::esc_env(d);
+    for (key, spec) in &contract.environment {
+        if spec.required && !environment.has(key) {
+            out.push(
+                d.finding(
+                    "contract-env-missing",
+                    Severity::Error,
+                    d.doc
+                        .root
+                        .entry("environment")
+                        .map_or(d.doc.line, |e| e.line()),
+                    format!("`{key}` is required by the `{name}` extension and not set"),
+                    format!("add `{key}=…` to `environment`"),
+                ),
+            );
+        }
+    }
+    for e in &environment.entries {
+        if contract.environment.contains_key(e.key) {
+            continue;
+        }
+        let (message, hint) = match contract.nearest(e.key) {
+            Some(near) => (
+                format!(
+                    "`{}` is not read by the `{name}` extension; did you mean `{near}`?",
+                    e.key
+                ),
+                format!("rename it to `{near}`"),
+            ),
+            None => (
+                format!("`{}` is not read by the `{name}` extension", e.key),
+                format!(
+                    "its contract lists {}",
+                    contract
+                        .environment
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        };
+        out.push(d.finding(
+            "contract-env-unknown",
+            Severity::Warning,
+            e.line,
+            message,
+            hint,
+        ));
+    }
+    let files = d.doc.root.get("configFiles");
+    for f in files.map(|f| f.items()).unwrap_or_default() {
+        if let Some(path) = f.get("mountPath").and_then(|p| p.as_str()) {
+            if !contract.config_files.iter().any(|c| c == path) {
+                out.push(d.finding(
+                    "contract-config-file-unknown",
+                    Severity::Warning,
+                    f.line,
+                    format!("`{path}` is not a config file the `{name}` extension reads"),
+                    if contract.config_files.is_empty() {
+                        "the extension declares no config files".to_string()
+                    } else {
+                        format!("it reads {}", contract.config_files.join(", "))
+                    },
+                ));
+            }
+        }
+    }
 }
 
 /// go-yaml (and so Talos's decoder) refuses a mapping that repeats a key.
