@@ -970,3 +970,41 @@ fn talext_builds_its_own_image_and_the_binary_inside_runs() {
         .unwrap();
     assert!(installed.status.success());
 }
+
+#[test]
+fn init_scaffolds_a_definition_that_builds_once_its_payload_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| talext(BIN).args(args).current_dir(dir.path());
+    run(&["init", "demo", "--service"]).ok();
+    let def = dir.path().join("extension/demo");
+    assert!(def.join("extension.yaml").is_file() && def.join("demo.yaml").is_file());
+    // Never over what exists.
+    let again = run(&["init", "demo"]).fails_with(1);
+    assert!(
+        again.stderr.contains("never overwrites"),
+        "{}",
+        again.stderr
+    );
+    run(&["init", "Bad Name"]).fails_with(1);
+    // The payload the comments ask for: the service's entrypoint for each platform.
+    for arch in ["amd64", "arm64"] {
+        let bin = def.join(format!("payload/{arch}/usr/local/bin"));
+        std::fs::create_dir_all(&bin).unwrap();
+        let target = bin.join("demo");
+        std::fs::copy(talext_kit::payload::busybox(arch), &target).unwrap();
+    }
+    let out = format!("oci:{}:v1", dir.path().join("out").display());
+    run(&["build", "extension/demo", "--no-cache", "--output", &out]).ok();
+    run(&["validate", &out, "--talos-version", "v1.13.0"]).ok();
+    // Its contract renders the service's configuration.
+    let esc = talext(BIN)
+        .args(["config", "esc", "extension/demo", "--env", "DEMO_TOKEN"])
+        .env("DEMO_TOKEN", "t0k")
+        .current_dir(dir.path())
+        .ok();
+    assert!(
+        esc.stdout.contains("name: demo") && esc.stdout.contains("DEMO_TOKEN=t0k"),
+        "{}",
+        esc.stdout
+    );
+}

@@ -134,6 +134,8 @@ pub enum Command {
     },
     /// Sign an image or index in a registry with a cosign-compatible `sha256-HEX.sig` signature.
     Sign(crate::sign::cli::SignArgs),
+    /// Scaffold an extension definition (`extension/NAME/extension.yaml`) to fill in.
+    Init(crate::init::InitArgs),
     /// Store a registry credential (checked first) where every talext command and skopeo find it.
     Login(crate::login::LoginArgs),
     /// Remove a registry credential stored by `login`.
@@ -793,6 +795,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Verify(args) => crate::sign::cli::run_verify(args, cli.quiet),
         Command::Attest(args) => crate::sign::cli::run_attest(args, cli.quiet),
         Command::Login(args) => crate::login::run_login(args, cli.quiet),
+        Command::Init(args) => crate::init::run(args, cli.quiet),
         Command::Logout(args) => crate::login::run_logout(args, cli.quiet),
         Command::Factory { command } => crate::sign::cli::run_factory(command),
         Command::Plan(args) => {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exit;
 pub mod goyaml;
 pub mod image;
+pub mod init;
 pub mod inspect;
 pub mod layer;
 pub mod login;
