@@ -119,18 +119,7 @@ pub fn run_attest(args: AttestArgs, quiet: bool) -> Result<ExitCode> {
         &key,
     )?;
     if !quiet {
-        let what = if a.changed {
-            "attested"
-        } else {
-            "already attested"
-        };
-        eprintln!(
-            "{what} `{}` ({}) as `{}:{}`",
-            a.digest,
-            a.predicate_type,
-            reference.name(),
-            a.tag
-        );
+        report_attested(std::slice::from_ref(&a), &reference);
     }
     println!("{}:{}", reference.name(), a.tag);
     Ok(ExitCode::SUCCESS)
@@ -261,22 +250,26 @@ pub fn sign_built(
         }
     }
     if !quiet {
-        for a in &attested {
-            let what = if a.changed {
-                "attested"
-            } else {
-                "already attested"
-            };
-            eprintln!(
-                "{what} `{}` ({}) as `{}:{}`",
-                a.digest,
-                a.predicate_type,
-                reference.name(),
-                a.tag
-            );
-        }
+        report_attested(&attested, &reference);
     }
     Ok(())
+}
+
+fn report_attested(attested: &[attest::Attested], reference: &Reference) {
+    for a in attested {
+        let what = if a.changed {
+            "attested"
+        } else {
+            "already attested"
+        };
+        eprintln!(
+            "{what} `{}` ({}) as `{}:{}`",
+            a.digest,
+            a.predicate_type,
+            reference.name(),
+            a.tag
+        );
+    }
 }
 
 fn report(signed: &[cosign::Signed], quiet: bool, reference: &Reference) {
