@@ -76,3 +76,52 @@ pub fn load(path: &Path) -> Result<LoadedTree> {
         .at("reading", path)?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = format!(
+            "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+            0,
+            0,
+            0,
+            100644,
+            data.len()
+        )
+        .into_bytes();
+        h.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            h.push(b'\n');
+        }
+        h
+    }
+
+    #[test]
+    fn what_is_not_a_package_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.deb");
+        std::fs::write(&p, b"not an archive at all").unwrap();
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a Debian package"));
+        let mut ar = AR_MAGIC.to_vec();
+        ar.extend(member("debian-binary", b"2.0\n"));
+        ar.extend(member("control.tar.gz", b"abc"));
+        std::fs::write(&p, &ar).unwrap();
+        assert!(load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no `data.tar` member"));
+        ar.extend(b"garbage that is no header");
+        std::fs::write(&p, &ar).unwrap();
+        assert!(load(&p).is_err());
+        // A data member that is not a tar: an error, not a panic.
+        let mut ar = AR_MAGIC.to_vec();
+        ar.extend(member("data.tar", b"definitely not tar"));
+        std::fs::write(&p, &ar).unwrap();
+        assert!(load(&p).is_err());
+    }
+}
