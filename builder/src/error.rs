@@ -96,3 +96,15 @@ impl<T> IoContext<T> for std::io::Result<T> {
         })
     }
 }
+
+/// The name in `known` a user most likely meant by `given` (at most two edits apart, case
+/// aside), for "did you mean" hints.
+pub fn did_you_mean<'a>(given: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let given = given.to_lowercase();
+    known
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(&given, &k.to_lowercase()), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}

@@ -68,10 +68,6 @@ impl Source {
         }))
     }
 
-    pub fn is_registry(&self) -> bool {
-        matches!(self, Source::Registry { .. })
-    }
-
     /// The document the reference names (a tag, a digest, or a layout's only image).
     pub fn root(&self) -> Result<Doc> {
         match self {

@@ -41,17 +41,7 @@ pub struct EnvKey {
 impl Contract {
     /// The known key closest to `key` (a likely typo), for "did you mean".
     pub fn nearest(&self, key: &str) -> Option<&str> {
-        self.environment
-            .keys()
-            .map(|k| {
-                (
-                    strsim::damerau_levenshtein(&key.to_lowercase(), &k.to_lowercase()),
-                    k,
-                )
-            })
-            .filter(|(d, _)| *d <= 2)
-            .min()
-            .map(|(_, k)| k.as_str())
+        crate::error::did_you_mean(key, self.environment.keys().map(String::as_str))
     }
 }
 

@@ -197,23 +197,14 @@ fn unknown_keys(
         if known.contains(&key) || e.key.is_merge() {
             continue;
         }
-        let near = known
-            .iter()
-            .map(|k| {
-                (
-                    strsim::damerau_levenshtein(&key.to_lowercase(), &k.to_lowercase()),
-                    *k,
-                )
-            })
-            .filter(|(d, _)| *d <= 2)
-            .min();
+        let near = crate::error::did_you_mean(key, known.iter().copied());
         let at = if field.is_empty() {
             format!("`{key}`")
         } else {
             format!("`{field}.{key}`")
         };
         let (message, hint) = match near {
-            Some((_, k)) => (
+            Some(k) => (
                 format!("{at} is not a key of Talos's service spec, which ignores it; did you mean `{k}`?"),
                 format!("rename it to `{k}`"),
             ),
