@@ -146,7 +146,7 @@ fn closed_stdout_ends_quietly_with_141() {
         vec!["inspect", "--json", src.as_str()],
         vec!["inspect", src.as_str()],
         vec!["completions", "bash"],
-        // A command that prints with `println!` (the panic hook ends it quietly too).
+        // The cache listing, printed in one write.
         vec!["cache", "ls", "--cache-dir", cache.as_str()],
         vec!["--help"],
     ] {

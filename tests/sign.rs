@@ -226,6 +226,32 @@ fn build_sign_verify_and_independent_readers() {
         "--key",
         public.to_str().unwrap(),
     ]));
+    let out = ok(talext(&[
+        "verify",
+        &target,
+        "--key",
+        public.to_str().unwrap(),
+        "--attestation",
+        "sbom",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["reference"], pinned.as_str());
+    assert_eq!(v["digest"], digest.as_str());
+    assert_eq!(v["attestations"], serde_json::json!(["sbom"]));
+    // Signing again changes nothing, and `--json` says so for the index and each platform.
+    let out = ok(talext(&[
+        "sign",
+        &target,
+        "--key",
+        key.to_str().unwrap(),
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let signatures = v["signatures"].as_array().unwrap();
+    assert_eq!(signatures.len(), 3, "{v}");
+    assert!(signatures.iter().all(|s| s["changed"] == false), "{v}");
+    assert_eq!(signatures[0]["digest"], digest.as_str());
     refused(
         talext(&["verify", &target, "--key", other_public.to_str().unwrap()]),
         "verifies with this key",

@@ -405,3 +405,54 @@ fn docker_hub_names_get_their_implicit_namespace() {
         "{descs}"
     );
 }
+
+#[test]
+fn json_names_the_output_digest_and_every_extension() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = receipt(tmp.path());
+    let layout = tmp.path().join("catalog");
+    let out = format!("oci:{}:v1.11.5", layout.display());
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--receipt",
+        r.to_str().unwrap(),
+        "--merge",
+        official().to_str().unwrap(),
+        "-o",
+        &out,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["output"], out.as_str());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(v["digest"], index["manifests"][0]["digest"]);
+    let names: Vec<&str> = v["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["siderolabs/gvisor", "siderolabs/tailscale"]);
+    assert!(v["extensions"][1]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:5000/siderolabs/tailscale:1.102.5@sha256:ccc"));
+    // A `dir:` output has no digest.
+    let dir = tmp.path().join("files");
+    let o = talext(&[
+        "catalog",
+        "build",
+        "--receipt",
+        r.to_str().unwrap(),
+        "-o",
+        &format!("dir:{}", dir.display()),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["digest"], serde_json::Value::Null);
+    assert!(dir.join("image-digests").is_file());
+}

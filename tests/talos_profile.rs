@@ -507,3 +507,52 @@ fn schematic_adds_the_factory_virtual_extension() {
     assert_eq!(subject["targets"][0]["constraint"], "satisfied", "{report}");
     assert_eq!(subject["targets"][0]["errors"], 0, "{report}");
 }
+
+#[test]
+fn json_carries_the_profile_and_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = receipt(
+        dir.path(),
+        "docker://127.0.0.1:5000/talos/tailscale:1.102.5",
+        Some(&format!(
+            "127.0.0.1:5000/talos/tailscale:1.102.5@sha256:{}",
+            hex('c')
+        )),
+        &["amd64"],
+    );
+    let args = [
+        "imager-profile",
+        "--talos-version",
+        "v1.11.5",
+        "--arch",
+        "amd64",
+        "--receipt",
+        r.to_str().unwrap(),
+    ];
+    // On stdout: the same profile as the YAML, as JSON, with nothing written.
+    let yaml = talext(&args);
+    assert!(
+        yaml.status.success(),
+        "{}",
+        String::from_utf8_lossy(&yaml.stderr)
+    );
+    let yaml: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).unwrap();
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let o = talext(&with_json);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["profile"], yaml);
+    assert_eq!(v["output"], serde_json::Value::Null);
+    assert_eq!(v["schematic"], serde_json::Value::Null);
+    // With `--output`, the file holds the YAML and the JSON names it.
+    let file = dir.path().join("profile.yaml");
+    with_json.extend(["-o", file.to_str().unwrap()]);
+    let o = talext(&with_json);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["output"], file.to_str().unwrap());
+    let written: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(written, yaml);
+}

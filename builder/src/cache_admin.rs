@@ -42,7 +42,11 @@ pub enum CacheCommand {
         json: bool,
     },
     /// Re-hash every cached blob; evict the ones that do not match their digest (exit 1 if any).
-    Verify,
+    Verify {
+        /// Print `{blobs, bytes, evicted: [PATH]}` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove leftovers of killed runs and orphaned blobs; with `--max-size`, evict the least
     /// recently used layers (then the oldest source images) until the cache fits.
     Prune {
@@ -52,6 +56,9 @@ pub enum CacheCommand {
         /// Remove everything in the cache.
         #[arg(long)]
         all: bool,
+        /// Print `{bytesFreed}` instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -108,16 +115,13 @@ pub fn run(args: CacheArgs) -> Result<bool> {
         CacheCommand::Ls { json } => {
             let l = list(&dirs)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&l).map_err(|e| Error::internal(e.to_string()))?
-                );
+                crate::cli::outln(pretty(&l)?)?;
             } else {
-                print!("{}", render(&l));
+                crate::cli::out(render(&l))?;
             }
             Ok(true)
         }
-        CacheCommand::Verify => {
+        CacheCommand::Verify { json } => {
             let (checked, bytes, bad) = verify(&dirs)?;
             for p in &bad {
                 eprintln!(
@@ -125,19 +129,39 @@ pub fn run(args: CacheArgs) -> Result<bool> {
                     p.display()
                 );
             }
-            println!(
-                "{checked} blob(s), {bytes} bytes verified, {} corrupt and evicted",
-                bad.len()
-            );
+            if json {
+                crate::cli::outln(pretty(&serde_json::json!({
+                    "blobs": checked,
+                    "bytes": bytes,
+                    "evicted": bad,
+                }))?)?;
+            } else {
+                crate::cli::outln(format!(
+                    "{checked} blob(s), {bytes} bytes verified, {} corrupt and evicted",
+                    bad.len()
+                ))?;
+            }
             Ok(bad.is_empty())
         }
-        CacheCommand::Prune { max_size, all } => {
+        CacheCommand::Prune {
+            max_size,
+            all,
+            json,
+        } => {
             let max = max_size.as_deref().map(parse_size).transpose()?;
             let freed = prune(&dirs, if all { Some(0) } else { max })?;
-            println!("{freed} bytes freed");
+            if json {
+                crate::cli::outln(pretty(&serde_json::json!({ "bytesFreed": freed }))?)?;
+            } else {
+                crate::cli::outln(format!("{freed} bytes freed"))?;
+            }
             Ok(true)
         }
     }
+}
+
+fn pretty(v: &impl Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::internal(e.to_string()))
 }
 
 fn mtime_secs(p: &Path) -> u64 {

@@ -712,14 +712,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Images(args) => {
             let list = args.closure()?.resolve()?;
             if args.json {
-                println!(
-                    "{}",
+                outln(
                     serde_json::to_string_pretty(&list)
-                        .map_err(|e| Error::internal(e.to_string()))?
-                );
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
             } else {
                 for l in &list {
-                    println!("{}", l.image);
+                    outln(&l.image)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -769,19 +768,17 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let created =
                 crate::store::image_cache::create(&req, &args.registry.options()?, &transfer)?;
             if args.json {
-                println!(
-                    "{}",
+                outln(
                     serde_json::to_string_pretty(&created)
-                        .map_err(|e| Error::internal(e.to_string()))?
-                );
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
             } else {
-                println!(
-                    "{}",
+                outln(
                     created
                         .digest
                         .clone()
-                        .unwrap_or_else(|| created.output.display().to_string())
-                );
+                        .unwrap_or_else(|| created.output.display().to_string()),
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

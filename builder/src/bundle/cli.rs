@@ -131,7 +131,7 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
                 print_json(&summary(&created.images, created.blobs))?;
             } else {
                 for image in &created.images {
-                    println!("{}", image.pinned());
+                    crate::cli::outln(image.pinned())?;
                 }
             }
             progress(&format!(
@@ -175,7 +175,7 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
                 print_json(&summary(&verified.images, verified.blobs))?;
             } else {
                 for image in &verified.images {
-                    println!("{}", image.pinned());
+                    crate::cli::outln(image.pinned())?;
                 }
             }
             progress(&format!(
@@ -221,7 +221,7 @@ pub fn run(command: BundleCommand, quiet: bool) -> Result<()> {
                 print_json(&report.images)?;
             } else {
                 for p in &report.images {
-                    println!("{} -> {}", p.source, p.target);
+                    crate::cli::outln(format!("{} -> {}", p.source, p.target))?;
                 }
             }
             let upstreams = report.upstreams();
@@ -247,6 +247,5 @@ fn summary(images: &[super::BundleImage], blobs: usize) -> serde_json::Value {
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::internal(e.to_string()))?;
-    println!("{text}");
-    Ok(())
+    crate::cli::outln(text)
 }

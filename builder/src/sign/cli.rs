@@ -52,6 +52,9 @@ pub struct SignArgs {
     /// referrers-tag fallback for registries without the referrers API.
     #[arg(long, env = "TALEXT_SIGN_REFERRERS", value_parser = clap::builder::BoolishValueParser::new())]
     pub referrers: bool,
+    /// Print `{reference, signatures: [{digest, tag, manifest, changed}]}` on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -69,6 +72,9 @@ pub struct VerifyArgs {
     /// predicate type URI; repeatable.
     #[arg(long = "attestation", value_name = "TYPE")]
     pub attestations: Vec<String>,
+    /// Print `{reference, digest, key, attestations}` on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -87,6 +93,9 @@ pub struct AttestArgs {
     /// or a predicate type URI.
     #[arg(long = "type", value_name = "TYPE")]
     pub kind: String,
+    /// Print `{reference, digest, predicateType, tag, changed}` on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -121,7 +130,17 @@ pub fn run_attest(args: AttestArgs, quiet: bool) -> Result<ExitCode> {
     if !quiet {
         report_attested(std::slice::from_ref(&a), &reference);
     }
-    println!("{}:{}", reference.name(), a.tag);
+    if args.json {
+        crate::cli::outln(pretty(&serde_json::json!({
+            "reference": reference.name(),
+            "digest": a.digest,
+            "predicateType": a.predicate_type,
+            "tag": format!("{}:{}", reference.name(), a.tag),
+            "changed": a.changed,
+        }))?)?;
+    } else {
+        crate::cli::outln(format!("{}:{}", reference.name(), a.tag))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -312,8 +331,26 @@ pub fn run_sign(args: SignArgs, quiet: bool) -> Result<ExitCode> {
     let client = RegistryClient::new(&args.registry.options()?, &reference.registry)?;
     let signed = cosign::sign_image(&client, &reference, &key, args.referrers)?;
     report(&signed, quiet, &reference);
-    for s in &signed {
-        println!("{}:{}@{}", reference.name(), s.tag, s.manifest);
+    if args.json {
+        let signatures: Vec<_> = signed
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "digest": s.digest,
+                    "tag": format!("{}:{}", reference.name(), s.tag),
+                    "manifest": s.manifest,
+                    "changed": s.changed,
+                })
+            })
+            .collect();
+        crate::cli::outln(pretty(&serde_json::json!({
+            "reference": reference.name(),
+            "signatures": signatures,
+        }))?)?;
+    } else {
+        for s in &signed {
+            crate::cli::outln(format!("{}:{}@{}", reference.name(), s.tag, s.manifest))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -392,7 +429,17 @@ pub fn run_verify(args: VerifyArgs, quiet: bool) -> Result<ExitCode> {
             if !quiet {
                 eprintln!("verified `{pinned}` with the key `{}`", args.key.display());
             }
-            println!("{pinned}");
+            if args.json {
+                let digest = pinned.rsplit_once('@').map_or("", |(_, d)| d);
+                crate::cli::outln(pretty(&serde_json::json!({
+                    "reference": pinned,
+                    "digest": digest,
+                    "key": args.key,
+                    "attestations": args.attestations,
+                }))?)?;
+            } else {
+                crate::cli::outln(&pinned)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(reason) => Err(Error::input(format!(
@@ -462,9 +509,13 @@ fn public_pem(path: &std::path::Path) -> Result<String> {
 fn emit(output: Option<&std::path::Path>, text: &str) -> Result<ExitCode> {
     match output {
         Some(path) => crate::talos::cli::write_atomic(path, text.as_bytes())?,
-        None => print!("{text}"),
+        None => crate::cli::out(text)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(v: &serde_json::Value) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::internal(e.to_string()))
 }
 
 pub fn run_factory(command: FactoryCommand) -> Result<ExitCode> {

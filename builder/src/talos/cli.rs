@@ -335,6 +335,10 @@ pub struct ImagerProfileArgs {
     /// Write the profile here (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Print `{profile, output, machineConfig, schematic}` on stdout: the profile as JSON, and
+    /// the files written (the profile still goes to `--output` when given).
+    #[arg(long)]
+    pub json: bool,
     /// Require a cosign signature by this public key (PEM) on every extension image (in its
     /// registry or `oci:` layout) before it goes into the profile; a tarball cannot carry one.
     #[arg(long, env = "TALEXT_REQUIRE_SIGNATURE", value_name = "PUB")]
@@ -463,13 +467,32 @@ pub fn run_imager_profile(a: ImagerProfileArgs, quiet: bool) -> Result<()> {
             );
         }
     }
-    match &a.output {
-        Some(path) => write_atomic(path, text.as_bytes()),
-        None => std::io::stdout()
-            .lock()
-            .write_all(text.as_bytes())
-            .at("writing", "stdout"),
+    if let Some(path) = &a.output {
+        write_atomic(path, text.as_bytes())?;
     }
+    if a.json {
+        let profile: serde_json::Value = serde_yaml::from_str(&text)
+            .map_err(|e| Error::internal(format!("the profile rendered is not YAML: {e}")))?;
+        let report = serde_json::json!({
+            "profile": profile,
+            "output": a.output,
+            "machineConfig": machine_config.as_ref().map(|(f, _)| f),
+            "schematic": schematic.as_ref().map(|(id, _, tar, installer)| serde_json::json!({
+                "id": id,
+                "tarball": tar,
+                "installer": installer,
+            })),
+        });
+        return crate::cli::outln(pretty(&report)?);
+    }
+    if a.output.is_none() {
+        crate::cli::out(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn pretty(v: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string_pretty(v).map_err(|e| Error::internal(e.to_string()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -504,6 +527,10 @@ pub struct CatalogBuildArgs {
     /// Timestamp for the image (seconds since the epoch).
     #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
     pub epoch: u64,
+    /// Print `{output, digest, extensions: [{name, image, author, description}]}` instead of
+    /// the digest (`digest` is null for `dir:`).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -563,34 +590,58 @@ pub fn run_catalog(cmd: CatalogCommand) -> Result<()> {
     let CatalogCommand::Build(a) = cmd;
     let c = catalog_from_args(&a)?;
     let tree = c.tree();
-    if let Some(dir) = a.output.strip_prefix("dir:") {
+    let digest = if let Some(dir) = a.output.strip_prefix("dir:") {
         let dir = Path::new(dir);
         std::fs::create_dir_all(dir).at("creating", dir)?;
         for name in ["image-digests", "descriptions.yaml"] {
             write_atomic(&dir.join(name), &tree.read_all(name)?)?;
         }
-        writeln!(std::io::stdout().lock(), "{}", dir.display()).at("writing", "stdout")?;
-        return Ok(());
-    }
-    let cwd = std::env::current_dir().at("reading", ".")?;
-    let digest = match Location::parse(&a.output, &cwd)? {
-        loc @ (Location::Oci { .. } | Location::OciArchive { .. }) => {
-            let Some((out, tag)) = crate::store::Output::open(&loc)? else {
-                return Err(Error::internal("a catalog output that is not a layout"));
-            };
-            let (index, _) = catalog_image::write(out.layout(), &tree, a.epoch)?;
-            out.commit(&index, tag.as_deref())?;
-            index.digest.to_string()
-        }
-        Location::Registry(r) => catalog_image::push(&tree, a.epoch, &r, &a.registry.options()?)?,
-        Location::Dir(_) | Location::Tar(_) | Location::Deb(_) => {
-            return Err(Error::input_hint(
-                format!("unsupported catalog output `{}`", a.output),
-                "write `dir:DIR`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
-            ))
-        }
+        None
+    } else {
+        let cwd = std::env::current_dir().at("reading", ".")?;
+        Some(match Location::parse(&a.output, &cwd)? {
+            loc @ (Location::Oci { .. } | Location::OciArchive { .. }) => {
+                let Some((out, tag)) = crate::store::Output::open(&loc)? else {
+                    return Err(Error::internal("a catalog output that is not a layout"));
+                };
+                let (index, _) = catalog_image::write(out.layout(), &tree, a.epoch)?;
+                out.commit(&index, tag.as_deref())?;
+                index.digest.to_string()
+            }
+            Location::Registry(r) => {
+                catalog_image::push(&tree, a.epoch, &r, &a.registry.options()?)?
+            }
+            Location::Dir(_) | Location::Tar(_) | Location::Deb(_) => {
+                return Err(Error::input_hint(
+                    format!("unsupported catalog output `{}`", a.output),
+                    "write `dir:DIR`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`",
+                ))
+            }
+        })
     };
-    writeln!(std::io::stdout().lock(), "{digest}").at("writing", "stdout")
+    if a.json {
+        let extensions: Vec<_> = c
+            .entries
+            .iter()
+            .map(|(name, e)| {
+                serde_json::json!({
+                    "name": name,
+                    "image": e.line,
+                    "author": e.author,
+                    "description": e.description,
+                })
+            })
+            .collect();
+        return crate::cli::outln(pretty(&serde_json::json!({
+            "output": a.output,
+            "digest": digest,
+            "extensions": extensions,
+        }))?);
+    }
+    match digest {
+        Some(d) => crate::cli::outln(d),
+        None => crate::cli::outln(a.output.trim_start_matches("dir:")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
