@@ -7,6 +7,14 @@
 # a local registry (tests/ci_pipeline.rs), so the templates cannot drift from a working tool.
 #
 #   ci/pipeline.sh build | validate | reproducible | push | all
+#   ci/pipeline.sh stitch     # after one `build` per platform on separate runners (below)
+#
+# Fan-out: each runner builds one platform into its own directory,
+#   PLATFORMS=linux/arm64 OUT=out/linux-arm64 ci/pipeline.sh build
+# and `stitch` (with PLATFORMS listing them all, in the definition's order) puts the platform
+# images of out/linux-amd64, out/linux-arm64, … into one index in out/image, with its receipt
+# and digest: the same bytes and digest one `build` of every platform gives, which
+# `reproducible` then checks.
 #
 # Environment (every variable is optional except REGISTRY for `push`):
 #   TALEXT             the talext binary (default: `talext` on PATH)
@@ -81,6 +89,31 @@ cmd_build() {
     mkdir -p "$OUT"
     build_into "$OUT/image" --receipt "$OUT/build-receipt.json" >"$OUT/image.digest"
     echo "built $(receipt_field name) $(receipt_field version): $(cat "$OUT/image.digest")" >&2
+}
+
+# The directory of one platform's build when the platforms are built apart: out/linux-arm64.
+platform_out() {
+    printf '%s/%s\n' "$OUT" "${1//\//-}"
+}
+
+cmd_stitch() {
+    step "stitch the platform builds of $PLATFORMS into one index"
+    # The layouts by path (not the paths the receipts recorded, which were the runners'); the
+    # receipts give the name and version and must match what is stitched.
+    local images=() receipts=() platform dir
+    local IFS=,
+    for platform in $PLATFORMS; do
+        dir=$(platform_out "$platform")
+        [ -s "$dir/build-receipt.json" ] ||
+            die "no build of $platform in \`$dir\`: run \`PLATFORMS=$platform OUT=$dir $0 build\` first"
+        images+=("oci:$dir/image:$LAYOUT_TAG")
+        receipts+=(--from-receipt "$dir/build-receipt.json")
+    done
+    unset IFS
+    rm -rf "$OUT/image"
+    talext_anon index create "${images[@]}" "${receipts[@]}" --output "oci:$OUT/image:$LAYOUT_TAG" \
+        --receipt "$OUT/build-receipt.json" --digestfile "$OUT/image.digest" >/dev/null
+    echo "stitched $(receipt_field name) $(receipt_field version): $(cat "$OUT/image.digest")" >&2
 }
 
 need_build() {
@@ -263,6 +296,7 @@ build) cmd_build ;;
 validate) cmd_validate ;;
 reproducible) cmd_reproducible ;;
 push) cmd_push ;;
+stitch) cmd_stitch ;;
 all)
     cmd_build
     cmd_validate
@@ -270,7 +304,7 @@ all)
     cmd_push
     ;;
 *)
-    echo "usage: $0 build|validate|reproducible|push|all (see the comment at the top)" >&2
+    echo "usage: $0 build|validate|reproducible|push|all|stitch (see the comment at the top)" >&2
     exit 2
     ;;
 esac

@@ -229,3 +229,120 @@ fn tls_registry_with_password_from_stdin_or_config_json() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), printed);
 }
+
+/// Fan-out: each platform built by its own process with its own cache (as on separate CI
+/// runners), then `talext index create` stitches them, into a registry and into a layout, with
+/// exactly the digest of the one-machine build.
+#[test]
+fn platform_builds_stitched_by_index_create_give_the_one_machine_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::plain();
+    let source = payload::tailscale_standin(&tmp.path().join("src"));
+    let source_arg = format!("tailscale={}", source.display());
+    let one = build(
+        &[
+            "--source",
+            &source_arg,
+            "--output",
+            &format!("oci:{}:1", tmp.path().join("one").display()),
+        ],
+        &tmp.path().join("cache-one"),
+    );
+    assert_eq!(one.code, Some(0), "{}", one.stderr);
+    let want = one.stdout.trim().to_string();
+
+    // Two runners, started together, each with a cache of its own.
+    let runner = |arch: &str, output: String| {
+        let cache = tmp.path().join(format!("cache-{arch}"));
+        let source_arg = source_arg.clone();
+        let arch = arch.to_string();
+        std::thread::spawn(move || {
+            build(
+                &[
+                    "--source",
+                    &source_arg,
+                    "--platform",
+                    &format!("linux/{arch}"),
+                    "--output",
+                    &output,
+                ],
+                &cache,
+            )
+        })
+    };
+    let repo = format!("{}/ext/tailscale", reg.addr);
+    let a = runner("amd64", format!("docker://{repo}:1-amd64"));
+    let b = runner("arm64", format!("docker://{repo}:1-arm64"));
+    for r in [a.join().unwrap(), b.join().unwrap()] {
+        assert_eq!(r.code, Some(0), "{}\n{}", r.line, r.stderr);
+    }
+    let index = |args: &[&str]| {
+        tools::talext(TALEXT)
+            .args(["index", "create"])
+            .args(args)
+            .env("DOCKER_CONFIG", tmp.path().join("no-docker-config"))
+            .env("REGISTRY_AUTH_FILE", tmp.path().join("no-auth.json"))
+            .run()
+    };
+    let amd = format!("{repo}:1-amd64");
+    let arm = format!("{repo}:1-arm64");
+    let made = index(&[&amd, &arm, "-o", &format!("docker://{repo}:1"), "--json"]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let v: serde_json::Value = serde_json::from_str(&made.stdout).unwrap();
+    assert_eq!(v["digest"], want.as_str(), "{v}");
+    assert_eq!(v["manifests"][0]["platform"], "linux/amd64");
+    assert_eq!(v["manifests"][1]["platform"], "linux/arm64");
+    assert_eq!(skopeo_digest(&reg.docker_ref("ext/tailscale:1")), want);
+    // Every platform image skopeo reads back from the stitched index.
+    for arch in ["amd64", "arm64"] {
+        tools::skopeo()
+            .args(["inspect", "--tls-verify=false", "--override-arch", arch])
+            .arg(reg.docker_ref("ext/tailscale:1"))
+            .ok();
+    }
+
+    // Layouts and archives as the runners' artifacts: the same digest, in a layout skopeo copies.
+    let amd_layout = format!("oci:{}:1", tmp.path().join("amd64").display());
+    let arm_archive = format!("oci-archive:{}:1", tmp.path().join("arm64.tar").display());
+    for (arch, out) in [("amd64", &amd_layout), ("arm64", &arm_archive)] {
+        let r = build(
+            &[
+                "--source",
+                &source_arg,
+                "--platform",
+                &format!("linux/{arch}"),
+                "--output",
+                out,
+            ],
+            &tmp.path().join(format!("cache-{arch}")),
+        );
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+    }
+    let stitched = tmp.path().join("stitched");
+    let made = index(&[
+        &amd_layout,
+        &arm_archive,
+        "-o",
+        &format!("oci:{}:1", stitched.display()),
+    ]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    assert_eq!(made.stdout.trim(), want);
+    tools::skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:1", stitched.display()))
+        .arg(reg.docker_ref("ext/copied:1"))
+        .ok();
+    assert_eq!(skopeo_digest(&reg.docker_ref("ext/copied:1")), want);
+
+    // Another order is another index; one platform twice is refused, naming both.
+    let swapped = index(&[&arm, &amd, "-o", &format!("docker://{repo}:swapped")]);
+    assert_eq!(swapped.code, Some(0), "{}", swapped.stderr);
+    assert_ne!(swapped.stdout.trim(), want);
+    let twice = index(&[&amd, &amd_layout, "-o", &format!("docker://{repo}:twice")]);
+    assert_eq!(twice.code, Some(1), "{}", twice.stderr);
+    assert!(
+        twice.stderr.contains("`linux/amd64` comes from both"),
+        "{}",
+        twice.stderr
+    );
+}

@@ -379,6 +379,76 @@ fn commands(template: &Value, ci: &str) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// The templates' fan-out: each platform built by `build` alone (its own OUT and cache, as on
+/// its own runner), `stitch` makes the index, and `reproducible` finds it equal to one build of
+/// both platforms; so does a one-machine `build`.
+#[test]
+fn platform_builds_stitch_into_the_one_machine_image() {
+    let work = tempfile::tempdir().unwrap();
+    let standin = tailscale_standin(&work.path().join("payload"));
+    let source = format!("tailscale={}", standin.display());
+    let out_dir = work.path().join("out");
+    let out = out_dir.to_str().unwrap();
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let dir = out_dir.join(platform.replace('/', "-"));
+        let cache = work
+            .path()
+            .join(format!("cache-{}", platform.replace('/', "-")));
+        ok(
+            "build",
+            &[
+                ("SOURCE", source.as_str()),
+                ("OUT", dir.to_str().unwrap()),
+                ("PLATFORMS", platform),
+                ("TALEXT_CACHE_DIR", cache.to_str().unwrap()),
+            ],
+        );
+    }
+    let vars = [("SOURCE", source.as_str()), ("OUT", out)];
+    let stitched = ok("stitch", &vars);
+    assert!(
+        stitched.stderr.contains("stitched tailscale 1.102.5"),
+        "{}",
+        stitched.stderr
+    );
+    let digest = read(&out_dir.join("image.digest")).trim().to_string();
+    let receipt: serde_json::Value =
+        serde_json::from_str(&read(&out_dir.join("build-receipt.json"))).unwrap();
+    assert_eq!(receipt["digest"], digest.as_str());
+    assert_eq!(receipt["name"], "tailscale");
+    let arches: Vec<&str> = receipt["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    ok("validate", &vars);
+    let repro = ok("reproducible", &vars);
+    assert!(
+        repro.stderr.contains(&format!("reproducible: {digest}")),
+        "{}",
+        repro.stderr
+    );
+    let one = work.path().join("one");
+    ok(
+        "build",
+        &[("SOURCE", source.as_str()), ("OUT", one.to_str().unwrap())],
+    );
+    assert_eq!(read(&one.join("image.digest")).trim(), digest);
+    // A platform not built is named.
+    let missing = pipeline(
+        "stitch",
+        &[("OUT", out), ("PLATFORMS", "linux/amd64,linux/riscv64")],
+    );
+    assert_eq!(missing.code, Some(2));
+    assert!(
+        missing.stderr.contains("no build of linux/riscv64"),
+        "{}",
+        missing.stderr
+    );
+}
+
 #[test]
 fn templates_call_every_step_and_scope_the_credential_to_push() {
     let script = read(&repo().join("ci/pipeline.sh"));
@@ -399,7 +469,7 @@ fn templates_call_every_step_and_scope_the_credential_to_push() {
             "{path}: a credential is set for every step"
         );
         let commands = commands(&template, ci);
-        for step in ["build", "validate", "reproducible", "push"] {
+        for step in ["build", "stitch", "validate", "reproducible", "push"] {
             let calls: Vec<_> = commands
                 .iter()
                 .filter(|(run, _)| run.contains(&format!("ci/pipeline.sh {step}")))

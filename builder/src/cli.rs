@@ -113,6 +113,11 @@ pub enum Command {
     /// Copy an image or index between registries, OCI layouts and oci-archives, digests unchanged.
     #[command(after_help = COPY_EXAMPLES)]
     Copy(CopyArgs),
+    /// Multi-platform indexes: stitch platform images built on separate machines into one.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Air-gap bundles: every image in one file, verified, pushed into a private registry.
     Bundle {
         #[command(subcommand)]
@@ -267,6 +272,50 @@ pub struct ImageCacheArgs {
     pub json: bool,
     #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::transfer::DEFAULT_JOBS, value_name = "N")]
     pub jobs: usize,
+    #[command(flatten)]
+    pub registry: crate::registry_args::RegistryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// One index naming each platform image given, in order, written with everything they name
+    /// (`docker buildx imagetools create`): per-platform builds fanned out across CI runners,
+    /// stitched in the order of the definition's `platforms:`, give the one-machine digest.
+    #[command(
+        after_help = "Examples:\n  talext build extension/tailscale --platform linux/amd64 -o docker://reg/ext/tailscale:1.102.5-amd64\n  talext build extension/tailscale --platform linux/arm64 -o docker://reg/ext/tailscale:1.102.5-arm64\n  talext index create reg/ext/tailscale:1.102.5-amd64 reg/ext/tailscale:1.102.5-arm64 \\\n      -o docker://reg/ext/tailscale:1.102.5"
+    )]
+    Create(IndexCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexCreateArgs {
+    /// Platform images (or indexes, whose platform images are taken): `docker://REF`,
+    /// `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`, in the order the index lists them.
+    #[arg(value_name = "SOURCE", required_unless_present = "from_receipts")]
+    pub sources: Vec<String>,
+    /// The build receipt of a platform build (`build --platform P --receipt FILE`); repeatable.
+    /// Without SOURCEs, each receipt's output is a source; with them, each receipt's platform
+    /// digests must be in the index. Their extension name and version must agree, and go into
+    /// `--receipt`.
+    #[arg(long = "from-receipt", value_name = "FILE")]
+    pub from_receipts: Vec<PathBuf>,
+    /// Write the build receipt of the stitched index (for `imager-profile --receipt`, `catalog
+    /// build`), as one build of every platform would; needs `--from-receipt`.
+    #[arg(long, value_name = "FILE", requires = "from_receipts")]
+    pub receipt: Option<PathBuf>,
+    /// Where to write the index: `docker://REF`, `oci:DIR[:TAG]` or `oci-archive:FILE[:TAG]`.
+    #[arg(short, long, value_name = "LOCATION")]
+    pub output: String,
+    /// Also write the index digest to this file.
+    #[arg(long, env = "TALEXT_DIGESTFILE", value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    /// Blobs transferred at once.
+    #[arg(long, short = 'j', env = "TALEXT_JOBS", default_value_t = crate::transfer::DEFAULT_JOBS, value_name = "N")]
+    pub jobs: usize,
+    /// Print `{destination, digest, mediaType, manifests: [{platform, digest, source}],
+    /// blobsCopied, blobsSkipped}` instead of the digest.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub registry: crate::registry_args::RegistryArgs,
 }
@@ -660,6 +709,122 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Validate(args) => {
             crate::validate::command::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Index {
+            command: IndexCommand::Create(args),
+        } => {
+            let cwd = std::env::current_dir().map_err(|e| Error::internal(e.to_string()))?;
+            let mut sources = args
+                .sources
+                .iter()
+                .map(|s| Location::parse(s, &cwd))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut named: Option<(String, String, PathBuf)> = None;
+            let mut expected = Vec::new();
+            let from_receipts = sources.is_empty();
+            for file in &args.from_receipts {
+                let r = crate::talos::receipt::Receipt::read(file)?;
+                match &named {
+                    Some((n, v, first)) if (n, v) != (&r.name, &r.version) => {
+                        return Err(Error::input(format!(
+                            "`{}` is {} {} but `{}` is {n} {v}: one index holds one extension",
+                            file.display(),
+                            r.name,
+                            r.version,
+                            first.display()
+                        )))
+                    }
+                    Some(_) => {}
+                    None => named = Some((r.name.clone(), r.version.clone(), file.clone())),
+                }
+                if from_receipts {
+                    let location = r.reference.clone().unwrap_or(r.output.clone());
+                    sources.push(Location::parse(&location, &cwd)?);
+                }
+                for p in &r.platforms {
+                    expected.push((
+                        file.clone(),
+                        format!("{}/{}", p.os, p.architecture),
+                        p.digest.clone(),
+                    ));
+                }
+            }
+            let dst = Location::parse(&args.output, &cwd)?;
+            let transfer = crate::transfer::Transfer {
+                jobs: args.jobs,
+                reporter: reporter.clone(),
+            };
+            let made =
+                crate::transfer::stitch(&sources, &dst, &args.registry.options()?, &transfer)?;
+            for (file, platform, digest) in &expected {
+                if !made.manifests.iter().any(|m| &m.digest == digest) {
+                    return Err(Error::input(format!(
+                        "`{}` names `{digest}` for `{platform}`, which the index written to `{dst}` does not hold",
+                        file.display()
+                    )));
+                }
+            }
+            if let Some(file) = &args.digestfile {
+                crate::transfer::write_digestfile(file, &made.digest)?;
+            }
+            if let (Some(file), Some((name, version, _))) = (&args.receipt, named) {
+                let reference = match &dst {
+                    Location::Registry(r) => {
+                        let r = crate::registry::Reference::parse(r)?;
+                        let mut shown = r.name();
+                        if let Some(t) = &r.tag {
+                            shown = format!("{shown}:{t}");
+                        }
+                        Some(format!("{shown}@{}", made.digest))
+                    }
+                    _ => None,
+                };
+                let receipt = crate::talos::receipt::Receipt {
+                    name,
+                    version,
+                    output: dst.to_string(),
+                    reference,
+                    digest: made.digest.clone(),
+                    platforms: made
+                        .manifests
+                        .iter()
+                        .map(|m| {
+                            let (os, architecture) =
+                                m.platform.split_once('/').unwrap_or((&m.platform, ""));
+                            crate::talos::receipt::PlatformDigest {
+                                os: os.to_string(),
+                                architecture: architecture
+                                    .split('/')
+                                    .next()
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                digest: m.digest.clone(),
+                            }
+                        })
+                        .collect(),
+                };
+                let json = serde_json::to_string_pretty(&receipt)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                crate::image::write_file_atomic(file, format!("{json}\n").as_bytes())?;
+            }
+            if !cli.quiet {
+                eprintln!(
+                    "wrote the index `{}` of {} platform(s) to `{dst}`: {} blob(s) sent, {} already present",
+                    made.digest,
+                    made.manifests.len(),
+                    made.blobs_copied,
+                    made.blobs_skipped
+                );
+            }
+            if args.json {
+                outln(
+                    serde_json::to_string_pretty(&made)
+                        .map_err(|e| Error::internal(e.to_string()))?,
+                )?;
+            } else {
+                outln(&made.digest)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Copy(args) => {

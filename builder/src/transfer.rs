@@ -342,6 +342,173 @@ fn move_blobs(
     Ok((copied, skipped))
 }
 
+/// What `talext index create` made.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stitched {
+    pub destination: String,
+    pub digest: String,
+    pub media_type: String,
+    /// Each platform's manifest, in the index's order, with where it came from.
+    pub manifests: Vec<StitchedManifest>,
+    pub blobs_copied: usize,
+    pub blobs_skipped: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StitchedManifest {
+    pub platform: String,
+    pub digest: String,
+    pub source: String,
+}
+
+/// `talext index create`: one index naming the platform images of `sources` (each an image, or
+/// an index whose platform children are taken), in the order given, written to `dst` with
+/// everything they name (like `docker buildx imagetools create`). Per-platform builds on
+/// separate machines, stitched in the order of the definition's `platforms:`, give the digest
+/// of the one-machine build, whose index is nothing but those descriptors. Attestation
+/// entries (`unknown/unknown`) are left out; two sources for one platform are refused.
+pub fn stitch(
+    sources: &[Location],
+    dst_loc: &Location,
+    options: &RegistryOptions,
+    transfer: &Transfer,
+) -> Result<Stitched> {
+    if sources.is_empty() {
+        return Err(Error::input_hint(
+            "no image to put in the index",
+            "name each platform's image: `talext index create oci:amd64 oci:arm64 -o DST`",
+        ));
+    }
+    let scratch = scratch::dir("index")?;
+    let dst = sink::open(dst_loc, options)?;
+    let mut descriptors: Vec<Descriptor> = Vec::new();
+    let mut origin: Vec<String> = Vec::new();
+    let mut opened = Vec::new();
+    for loc in sources {
+        let src = Source::open(loc, options)?.ok_or_else(|| unsupported(loc))?;
+        let root = src.root()?;
+        let mut children = Vec::new();
+        if oci::is_index_type(&root.media_type) {
+            let index: Index = serde_json::from_slice(&root.bytes).map_err(|e| {
+                Error::input(format!(
+                    "index `{}` in `{loc}` is not valid: {e}",
+                    root.digest
+                ))
+            })?;
+            for child in index.manifests {
+                let Some(platform) = &child.platform else {
+                    return Err(Error::input(format!(
+                        "`{loc}` lists `{}` without a platform; an index of platform images needs one for each",
+                        child.digest
+                    )));
+                };
+                if platform.os == "unknown" {
+                    continue;
+                }
+                if !oci::is_manifest_type(&child.media_type) {
+                    return Err(Error::input(format!(
+                        "`{loc}` lists `{}` of media type `{}`; only image manifests are stitched",
+                        child.digest, child.media_type
+                    )));
+                }
+                let doc = src.manifest(&child)?;
+                children.push((child, doc));
+            }
+        } else if oci::is_manifest_type(&root.media_type) {
+            let digest: Digest = root.digest.parse()?;
+            let mut desc = Descriptor::new(&root.media_type, digest, root.bytes.len() as u64);
+            desc.platform = Some(sink::image_platform(&src, &root)?);
+            children.push((desc, root));
+        } else {
+            return Err(Error::input(format!(
+                "`{loc}` holds `{}` of media type `{}`, not an image",
+                root.digest, root.media_type
+            )));
+        }
+        if children.is_empty() {
+            return Err(Error::input(format!("`{loc}` holds no platform image")));
+        }
+        for (desc, _) in &children {
+            let Some(platform) = desc.platform.clone() else {
+                continue;
+            };
+            if let Some(i) = descriptors
+                .iter()
+                .position(|d| d.platform.as_ref() == Some(&platform))
+            {
+                return Err(Error::input_hint(
+                    format!("`{platform}` comes from both `{}` and `{loc}`", origin[i]),
+                    "give each platform once (`--platform` on `build` selects one)",
+                ));
+            }
+            descriptors.push(desc.clone());
+            origin.push(loc.to_string());
+        }
+        opened.push((src, children));
+    }
+    let (mut copied, mut skipped) = (0, 0);
+    for (src, children) in &opened {
+        let mut walk = Walk::default();
+        for (_, doc) in children {
+            walk.children_of(src, doc)?;
+        }
+        let (c, s) = move_blobs(
+            src,
+            &dst,
+            &walk.blobs,
+            scratch.path(),
+            transfer,
+            Kind::Push,
+            "index",
+        )?;
+        copied += c;
+        skipped += s;
+        for (_, doc) in children {
+            dst.put_manifest(doc)?;
+        }
+    }
+    // All children OCI: an OCI index, as `build` writes; all Docker: a Docker manifest list.
+    let docker = descriptors
+        .iter()
+        .all(|d| d.media_type == oci::MT_DOCKER_MANIFEST);
+    let media_type = if docker {
+        oci::MT_DOCKER_LIST
+    } else {
+        oci::MT_OCI_INDEX
+    };
+    let mut index = Index::new(Some(media_type));
+    index.manifests = descriptors.clone();
+    let bytes = serde_json::to_vec(&index).map_err(|e| Error::internal(e.to_string()))?;
+    let digest = Digest::of(&bytes).to_string();
+    let doc = Doc {
+        bytes,
+        media_type: media_type.to_string(),
+        digest: digest.clone(),
+    };
+    dst.put_root(&opened[0].0, &doc, &[])?;
+    Ok(Stitched {
+        destination: dst_loc.to_string(),
+        digest,
+        media_type: media_type.to_string(),
+        manifests: descriptors
+            .iter()
+            .zip(origin)
+            .map(|(d, source)| StitchedManifest {
+                platform: d
+                    .platform
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                digest: d.digest.to_string(),
+                source,
+            })
+            .collect(),
+        blobs_copied: copied,
+        blobs_skipped: skipped,
+    })
+}
+
 /// Apply `--platform`: nothing for an empty list; for an index, its matching children (one
 /// child becomes the root itself, several a new index with only them); for an image, a check
 /// that its config names a wanted platform.
