@@ -729,3 +729,72 @@ fn decode_base64(text: &str) -> String {
     )
     .unwrap()
 }
+
+/// A layer two bundled images share, in two repositories of the site registry, is sent once
+/// and mounted into the second repository; the bundle is read in place (no copy of it is
+/// unpacked under `TMPDIR`).
+#[test]
+fn a_shared_layer_is_sent_once_and_mounted_and_the_bundle_is_read_in_place() {
+    let a = Registry::plain();
+    let b = Registry::plain();
+    let work = tempfile::tempdir().unwrap();
+    let content = noise(99, 2 << 20);
+    let mut refs = Vec::new();
+    let mut layer = String::new();
+    for (n, arch) in ["amd64", "arm64"].iter().enumerate() {
+        let img = TestImage::new(&content, arch);
+        layer = img.layer.digest.clone();
+        let layout = work.path().join(format!("shared{n}"));
+        write_oci_layout(&layout, &[&img], None, "v1");
+        seed(&layout, "v1", &a.docker_ref(&format!("shared/img{n}:v1")));
+        refs.push(format!("{}/shared/img{n}:v1", a.addr));
+    }
+    let bundle = work.path().join("shared.tar");
+    talext()
+        .args(["-q", "bundle", "create", "-o"])
+        .arg(&bundle)
+        .args(&refs)
+        .ok();
+    let proxy = FaultProxy::start(&b.addr);
+    // No file talext writes may exceed 256 KiB (`ulimit -f`): a copy of the layer would kill it.
+    let mut push = Command::new("sh");
+    talext_kit::tools::isolate(&mut push);
+    let out = push
+        .arg("-c")
+        .arg("ulimit -f 512; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_talext"))
+        .args(["bundle", "push"])
+        .arg(&bundle)
+        .arg(format!("{}/site", proxy.addr))
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .env("REGISTRY_AUTH_FILE", "/nonexistent/auth.json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits = proxy.hits();
+    let escaped = layer.replace(':', "%3A");
+    let sent = hits
+        .iter()
+        .filter(|h| h.method == "PUT" && (h.path.contains(&escaped) || h.path.contains(&layer)))
+        .count();
+    let mounted = hits
+        .iter()
+        .filter(|h| {
+            h.method == "POST"
+                && h.path.contains("mount=")
+                && (h.path.contains(&escaped) || h.path.contains(&layer))
+        })
+        .count();
+    assert_eq!((sent, mounted), (1, 1), "{hits:#?}");
+    for n in 0..2 {
+        assert!(exists(&format!(
+            "docker://{}/site/shared/img{n}:v1",
+            b.addr
+        )));
+    }
+}

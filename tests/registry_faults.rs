@@ -375,3 +375,72 @@ fn faults_outlasting_the_budget_leave_no_tag() {
         .unwrap();
     assert!(!inspect.status.success(), "the tag exists");
 }
+
+/// A chunked upload cut in the middle goes on in the same session from the byte the registry
+/// says it holds (`GET` on the session, `Range: 0-N`): no new session, no chunk sent twice
+/// except the one that was cut.
+#[test]
+fn a_cut_chunked_upload_resumes_where_the_registry_says() {
+    let rig = Rig::new();
+    let blob = Blob::new("application/octet-stream", noise(450_000, 11));
+    let file = rig.registry.scratch().join("resume-blob");
+    std::fs::write(&file, &blob.bytes).unwrap();
+    let size = blob.bytes.len() as u64;
+    // The third PATCH (bytes 200000-299999) is cut after 1000 bytes.
+    rig.proxy.add(
+        Rule::new(Fault::ResetRequestBody { after: 1000 })
+            .method("PATCH")
+            .skip(2)
+            .times(1),
+    );
+    let chunked = rig.through_proxy(
+        3,
+        UploadMode::Chunked {
+            chunk_size: 100_000,
+        },
+    );
+    let outcome = chunked
+        .push_blob(
+            "faults/resume",
+            &blob.digest,
+            size,
+            BlobSource::Path(&file),
+            None,
+        )
+        .unwrap();
+    assert_eq!(outcome, PushOutcome::Uploaded);
+    assert_eq!(
+        rig.direct()
+            .blob_exists("faults/resume", &blob.digest)
+            .unwrap(),
+        Some(size)
+    );
+    let hits = rig.proxy.hits();
+    let uploads: Vec<_> = hits
+        .iter()
+        .filter(|h| h.path.contains("/faults/resume/blobs/uploads/"))
+        .collect();
+    let opened = uploads.iter().filter(|h| h.method == "POST").count();
+    assert_eq!(opened, 1, "one session only: {uploads:#?}");
+    let ranges: Vec<&str> = uploads
+        .iter()
+        .filter(|h| h.method == "PATCH")
+        .filter_map(|h| h.header("content-range"))
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            "0-99999",
+            "100000-199999",
+            "200000-299999",
+            "200000-299999",
+            "300000-399999",
+            "400000-449999"
+        ]
+    );
+    let cut = uploads
+        .iter()
+        .position(|h| h.fault.is_some())
+        .expect("the cut PATCH");
+    assert_eq!(uploads[cut + 1].method, "GET", "{uploads:#?}");
+}

@@ -754,6 +754,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let transfer = crate::transfer::Transfer {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
+                mounts: None,
             };
             let made =
                 crate::transfer::stitch(&sources, &dst, &args.registry.options()?, &transfer)?;
@@ -835,6 +836,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let transfer = crate::transfer::Transfer {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
+                mounts: None,
             };
             let (src_options, dst_options) = args.creds.sides(&args.registry.options()?)?;
             let copied = crate::transfer::copy_between(
@@ -929,6 +931,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let transfer = crate::transfer::Transfer {
                 jobs: args.jobs,
                 reporter: reporter.clone(),
+                mounts: None,
             };
             let created =
                 crate::store::image_cache::create(&req, &args.registry.options()?, &transfer)?;

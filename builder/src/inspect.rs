@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::layout::Layout;
 use crate::oci::types::ConfigSummary;
-use crate::oci::{self, archive, Descriptor, Digest, Index, Manifest};
+use crate::oci::{self, Descriptor, Digest, Index, Manifest};
 use crate::registry::RegistryOptions;
 use crate::rootfs::{NodeKind, Tree};
 use crate::source;
@@ -24,7 +24,6 @@ pub struct Opened {
     pub images: Vec<PlatformImage>,
     /// Problems with the image's structure (not its contents), as `(rule, message)`.
     pub structure: Vec<(&'static str, String)>,
-    _archive: Option<archive::Unpacked>,
     _pulled: Option<tempfile::TempDir>,
 }
 
@@ -53,12 +52,8 @@ pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
                 tag: Some("pulled".into()),
             };
             transfer::copy(loc, &dst, &[], registry)?;
-            let mut opened = open_layout(
-                Layout::open(&dir)?,
-                Some("pulled"),
-                format!("docker://{r}"),
-                None,
-            )?;
+            let mut opened =
+                open_layout(Layout::open(&dir)?, Some("pulled"), format!("docker://{r}"))?;
             // A registry image has no `index.json` of its own: the layout check does not apply.
             opened
                 .structure
@@ -67,12 +62,9 @@ pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
             Ok(opened)
         }
         Location::Oci { .. } | Location::OciArchive { .. } => match Source::open(loc, registry)? {
-            Some(Source::Layout {
-                layout,
-                tag,
-                _unpacked,
-                ..
-            }) => open_layout(layout, tag.as_deref(), loc.to_string(), _unpacked),
+            Some(Source::Layout { layout, tag, .. }) => {
+                open_layout(layout, tag.as_deref(), loc.to_string())
+            }
             _ => Err(Error::internal("a layout location opens as a layout")),
         },
         other => Err(Error::input(format!("`{other}` is not an image location"))),
@@ -80,12 +72,7 @@ pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
 }
 
 /// Open the image named `tag` in a layout (also used for images pulled into a local layout).
-pub fn open_layout(
-    layout: Layout,
-    tag: Option<&str>,
-    label: String,
-    hold: Option<archive::Unpacked>,
-) -> Result<Opened> {
+pub fn open_layout(layout: Layout, tag: Option<&str>, label: String) -> Result<Opened> {
     let root = layout.resolve(tag)?;
     let mut structure = Vec::new();
     let mut images = Vec::new();
@@ -94,7 +81,6 @@ pub fn open_layout(
         layout: layout.clone(),
         tag: None,
         repository: None,
-        _unpacked: None,
     };
     collect(&src, &root, &mut images, &mut structure, &mut seen, 0)?;
     // The imager's `ociPath` input takes the first `index.json` entry whose platform matches and
@@ -128,7 +114,6 @@ pub fn open_layout(
         root,
         images,
         structure,
-        _archive: hold,
         _pulled: None,
     })
 }

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use crate::definition::{self, check_platforms, parse_mode, rootfs_dest, ExtensionDef};
 use crate::error::{Error, IoContext, Result};
-use crate::oci::{archive, layout::Layout, Digest, Platform};
+use crate::oci::{layout::Layout, Digest, Platform};
 use crate::pull::{self, Fetch};
 use crate::registry::Reference;
 use crate::rootfs::{join, open_content, Content, LoadNote, Node, NodeKind, Tree};
@@ -257,7 +257,6 @@ pub struct LoadedSource {
     pub tree: Tree,
     pub record: SourceRecord,
     _staging: Option<TempDir>,
-    _archive: Option<archive::Unpacked>,
     _pulled: Option<pull::Pulled>,
 }
 
@@ -297,8 +296,7 @@ pub fn load_source(
     let what = format!("source `{name}` ({platform})");
     let from_layout = |layout: &Layout,
                        tag: Option<&str>,
-                       pulled: Option<Reference>,
-                       hold: Option<archive::Unpacked>|
+                       pulled: Option<Reference>|
      -> Result<LoadedSource> {
         let desc = layout
             .resolve(tag)
@@ -325,7 +323,6 @@ pub fn load_source(
                 digest: resolved.manifest_digest,
             },
             _staging: Some(staging),
-            _archive: hold,
             _pulled: None,
         })
     };
@@ -353,18 +350,14 @@ pub fn load_source(
                     digest,
                 },
                 _staging: None,
-                _archive: None,
                 _pulled: None,
             })
         }
         Location::Oci { .. } | Location::OciArchive { .. } => {
             match Source::open(loc, &fetch.registry)? {
-                Some(Source::Layout {
-                    layout,
-                    tag,
-                    _unpacked,
-                    ..
-                }) => from_layout(&layout, tag.as_deref(), None, _unpacked),
+                Some(Source::Layout { layout, tag, .. }) => {
+                    from_layout(&layout, tag.as_deref(), None)
+                }
                 _ => Err(Error::internal("a layout location opens as a layout")),
             }
         }
@@ -392,14 +385,13 @@ pub fn load_source(
                     digest,
                 },
                 _staging: staging,
-                _archive: None,
                 _pulled: None,
             })
         }
         Location::Registry(r) => {
             let pulled = pull::pull(&what, r, platform, fetch)?;
             let reference = Reference::parse(&pulled.label)?;
-            let mut src = from_layout(&pulled.layout, Some(&pulled.tag), Some(reference), None)?;
+            let mut src = from_layout(&pulled.layout, Some(&pulled.tag), Some(reference))?;
             src._pulled = Some(pulled);
             Ok(src)
         }

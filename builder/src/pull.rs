@@ -41,6 +41,7 @@ impl Fetch {
         transfer::Transfer {
             jobs: self.jobs,
             reporter: self.reporter.clone(),
+            mounts: None,
         }
     }
 }

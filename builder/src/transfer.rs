@@ -51,6 +51,68 @@ pub struct Transfer {
     /// Blobs transferred concurrently (0 means [`DEFAULT_JOBS`]).
     pub jobs: usize,
     pub reporter: Shared,
+    /// Blobs already in some repository of the destination registry, learned in this run: a
+    /// copy into another repository mounts them from there instead of sending them again
+    /// (distribution spec "Mounting a blob from another repository").
+    pub mounts: Option<std::sync::Arc<MountBook>>,
+}
+
+/// Which repository of the destination registry holds (or is receiving) each blob so far. The
+/// first copy that needs a blob sends it; a copy into another repository that needs it too
+/// waits for that upload, then mounts it.
+#[derive(Debug, Default)]
+pub struct MountBook {
+    holders: Mutex<std::collections::HashMap<Digest, (String, bool)>>,
+    changed: std::sync::Condvar,
+}
+
+enum Claim {
+    /// Send it (or find it there): nobody else is.
+    Send,
+    /// It is in this repository of the registry.
+    MountFrom(String),
+}
+
+impl MountBook {
+    fn claim(&self, digest: &Digest, repository: &str) -> Claim {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match holders.get(digest) {
+                None => {
+                    holders.insert(digest.clone(), (repository.to_string(), false));
+                    return Claim::Send;
+                }
+                Some((repo, _)) if repo == repository => return Claim::Send,
+                Some((repo, true)) => return Claim::MountFrom(repo.clone()),
+                Some((_, false)) => {
+                    holders = self
+                        .changed
+                        .wait(holders)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    /// The claim of `repository` on `digest` is over: the blob is there, or (`held` false) the
+    /// upload failed and another copy may send it.
+    fn settle(&self, digest: &Digest, repository: &str, held: bool) {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        match holders.get_mut(digest) {
+            Some((repo, ready)) if repo == repository => {
+                if held {
+                    *ready = true;
+                } else if !*ready {
+                    holders.remove(digest);
+                }
+            }
+            None if held => {
+                holders.insert(digest.clone(), (repository.to_string(), true));
+            }
+            _ => {}
+        }
+        self.changed.notify_all();
+    }
 }
 
 impl Default for Transfer {
@@ -58,6 +120,7 @@ impl Default for Transfer {
         Transfer {
             jobs: DEFAULT_JOBS,
             reporter: Shared::default(),
+            mounts: None,
         }
     }
 }
@@ -98,40 +161,58 @@ pub fn copy_between(
     transfer: &Transfer,
     signatures: bool,
 ) -> Result<Copied> {
-    let (src, dst) = (src_loc, dst_loc);
+    let src = Source::open(src_loc, src_options)?.ok_or_else(|| unsupported(src_loc))?;
+    let dst = sink::open(dst_loc, dst_options)?;
+    copy_opened(
+        &src,
+        dst,
+        &src_loc.to_string(),
+        platforms,
+        transfer,
+        signatures,
+    )
+}
+
+/// [`copy_between`] from a store already open (one air-gap bundle read once for all its
+/// images) into an opened sink; `label` names the source in progress lines.
+pub fn copy_opened(
+    src: &Source,
+    dst: Sink,
+    label: &str,
+    platforms: &[Platform],
+    transfer: &Transfer,
+    signatures: bool,
+) -> Result<Copied> {
     let scratch = scratch::dir("copy")?;
-    let label = format!("{src}");
-    let src = Source::open(src, src_options)?.ok_or_else(|| unsupported(src))?;
-    let dst = sink::open(dst, dst_options)?;
     let root = src.root()?;
-    let root = select_platforms(&src, root, platforms)?;
+    let root = select_platforms(src, root, platforms)?;
     let mut walk = Walk::default();
-    walk.children_of(&src, &root)?;
+    walk.children_of(src, &root)?;
     let signed = if signatures && dst.holds_signatures() {
         let digests: Vec<String> = std::iter::once(root.digest.clone())
             .chain(walk.manifests.iter().map(|d| d.digest.clone()))
             .collect();
-        signatures_of(&src, &digests, &mut walk.blobs, &mut walk.manifests)?
+        signatures_of(src, &digests, &mut walk.blobs, &mut walk.manifests)?
     } else {
         Vec::new()
     };
-    let kind = match (&src, &dst) {
+    let kind = match (src, &dst) {
         (Source::Registry { .. }, Sink::Layout { .. }) => Kind::Pull,
         _ => Kind::Push,
     };
     let (copied, skipped) = move_blobs(
-        &src,
+        src,
         &dst,
         &walk.blobs,
         scratch.path(),
         transfer,
         kind,
-        &label,
+        label,
     )?;
     for doc in &walk.manifests {
         dst.put_manifest(doc)?;
     }
-    dst.put_root(&src, &root, &signed)?;
+    dst.put_root(src, &root, &signed)?;
     for (tag, _) in &signed {
         tracing::info!("copied the signatures `{tag}`");
     }
@@ -292,7 +373,14 @@ fn move_blobs(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let outcomes: Mutex<Vec<(usize, Result<bool>)>> = Mutex::new(Vec::new());
-    let one = |blob: &Descriptor| -> Result<bool> {
+    let book = match dst {
+        Sink::Registry { reference, .. } => transfer
+            .mounts
+            .as_deref()
+            .map(|b| (b, reference.repository.as_str())),
+        Sink::Layout { .. } => None,
+    };
+    let send = |blob: &Descriptor| -> Result<bool> {
         // A layout source pushed to a registry: `push_blob` asks the registry itself, so the
         // existence check is not sent twice.
         let pushes_itself = matches!((dst, src), (Sink::Registry { .. }, Source::Layout { .. }));
@@ -301,6 +389,21 @@ fn move_blobs(
         }
         tracing::info!("copying blob `{}` ({} bytes)", blob.digest, blob.size);
         dst.put_blob(blob, src, scratch)
+    };
+    let one = |blob: &Descriptor| -> Result<bool> {
+        let (Some((book, repo)), Sink::Registry { client, .. }) = (book, dst) else {
+            return send(blob);
+        };
+        if let Claim::MountFrom(from) = book.claim(&blob.digest, repo) {
+            if client.mount_blob(repo, &from, blob.digest.as_str())? {
+                tracing::info!("mounted blob `{}` from `{from}`", blob.digest);
+                book.settle(&blob.digest, repo, true);
+                return Ok(true);
+            }
+        }
+        let sent = send(blob);
+        book.settle(&blob.digest, repo, sent.is_ok());
+        sent
     };
     let jobs = match transfer.jobs {
         0 => DEFAULT_JOBS,

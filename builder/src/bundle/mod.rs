@@ -85,7 +85,7 @@ impl BundleImage {
 }
 
 /// Progress messages for stderr; the CLI drops them with `--quiet`.
-pub type Progress<'a> = &'a dyn Fn(&str);
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 
 /// References from an `--images-file`: one per line; blank lines and `#` comments (whole-line
 /// or trailing) are ignored.

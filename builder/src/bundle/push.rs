@@ -1,5 +1,5 @@
-//! `talext bundle push FILE REGISTRY[/PREFIX]`: verify the bundle while unpacking it into a
-//! temporary layout, then copy each image into the private registry with [`crate::transfer`]
+//! `talext bundle push FILE REGISTRY[/PREFIX]`: verify the bundle in one streaming pass, then
+//! copy each image, read in place from the bundle, into the private registry with [`crate::transfer`]
 //! (blobs the registry has are skipped after a `HEAD`, children before their index, the tag
 //! last), under `REGISTRY/PREFIX/<original repository path>`. A tag reference keeps its tag; a
 //! digest-only one is pushed by digest. Manifests travel as raw bytes, so each image keeps its
@@ -11,12 +11,16 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::read::extract;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use super::{BundleImage, Progress};
 use crate::error::{Error, Result};
+use crate::oci::layout::Layout;
 use crate::oci::Digest;
 use crate::registry::transport::Scheme;
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
+use crate::store::source::Source;
 use crate::transfer;
 use crate::transport::Location;
 
@@ -165,7 +169,13 @@ impl PushReport {
     }
 }
 
-/// Push every image of the bundle at `file` to `target` (`REGISTRY[/PREFIX]`).
+/// Images pushed at once, each with its own blobs in flight ([`transfer::DEFAULT_JOBS`]).
+pub const IMAGE_JOBS: usize = 4;
+
+/// Push every image of the bundle at `file` to `target` (`REGISTRY[/PREFIX]`): the bundle is
+/// verified whole in one streaming pass, then read where it lies (nothing is unpacked; the
+/// bundle may sit on read-only media), [`IMAGE_JOBS`] images at a time. A blob already sent
+/// into one repository is mounted into the next that needs it instead of sent again.
 pub fn push(
     file: &Path,
     target: &str,
@@ -174,24 +184,23 @@ pub fn push(
     progress: Progress,
 ) -> Result<PushReport> {
     let target = target_of(target)?;
-    // Unpacked under `TMPDIR`: the bundle itself may sit on read-only media.
-    let scratch = crate::store::scratch::dir("bundle")?;
-    let dir = scratch.path().join("layout");
     progress(&format!("verifying `{}`", file.display()));
-    let verified = extract(file, &dir)?;
+    let verified = super::read::verify(file)?;
     progress(&format!(
         "verified {} image(s), {} blob(s), {} bytes",
         verified.images.len(),
         verified.blobs,
         verified.blob_bytes
     ));
+    let layout = Layout::in_tar(file)?;
     let plan = plan(&target, &verified.images)?;
     let client = RegistryClient::new(options, &target.registry)?;
-    let mut out = Vec::new();
-    let mut pushed = Vec::new();
-    for (image, push_to, printed) in plan {
-        pushed.push((image.clone(), push_to.clone()));
-        let reference = Reference::parse(&push_to)?;
+    let transfer = transfer::Transfer {
+        mounts: Some(std::sync::Arc::new(transfer::MountBook::default())),
+        ..Default::default()
+    };
+    let one = |image: &BundleImage, push_to: &str, printed: &str| -> Result<Pushed> {
+        let reference = Reference::parse(push_to)?;
         let present = client.manifest_digest(
             &reference.repository,
             reference.tag_or_digest(),
@@ -202,15 +211,13 @@ pub fn push(
             Status::Present
         } else {
             progress(&format!("pushing `{}` to `{push_to}`", image.reference));
-            let copied = transfer::copy(
-                &Location::Oci {
-                    dir: dir.clone(),
-                    tag: Some(image.reference.clone()),
-                },
-                &Location::Registry(push_to.clone()),
-                &[],
-                options,
-            )?;
+            let src = Source::Layout {
+                layout: layout.clone(),
+                tag: Some(image.reference.clone()),
+                repository: None,
+            };
+            let dst = crate::store::sink::open(&Location::Registry(push_to.to_string()), options)?;
+            let copied = transfer::copy_opened(&src, dst, &image.reference, &[], &transfer, false)?;
             if copied.digest != image.digest.as_str() {
                 return Err(Error::internal(format!(
                     "`{push_to}` was written as `{}`, the bundle holds `{}`",
@@ -223,14 +230,46 @@ pub fn push(
             ));
             Status::Pushed
         };
-        out.push(Pushed {
+        Ok(Pushed {
             source: image.reference.clone(),
-            target: printed,
+            target: printed.to_string(),
             digest: image.digest.clone(),
             media_type: image.media_type.clone(),
             status,
-        });
+        })
+    };
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<(usize, Result<Pushed>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..IMAGE_JOBS.min(plan.len()).max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= plan.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (image, push_to, printed) = &plan[i];
+                let r = one(image, push_to, printed);
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut out = Vec::new();
+    for (_, r) in results {
+        out.push(r?);
     }
+    let pushed: Vec<(BundleImage, String)> = plan
+        .iter()
+        .map(|(image, push_to, _)| ((*image).clone(), push_to.clone()))
+        .collect();
     if let Some(key) = resign {
         let n = super::signatures::resign(&client, &pushed, key, progress)?;
         progress(&format!("re-signed {n} manifest(s) with the site key"));

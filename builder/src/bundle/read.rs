@@ -1,5 +1,4 @@
-//! Reading a bundle: one streaming pass over the tar re-hashes every file (optionally writing
-//! it out into a directory at the same time), then the checks run on what was seen: each blob's
+//! Reading a bundle: one streaming pass over the tar re-hashes every file, then the checks run on what was seen: each blob's
 //! content against its name, each `SHA256SUMS` line, `bundle.json` against `index.json`, and
 //! every manifest, config and layer each image names, with its size (image-spec
 //! `descriptor.md`: content must match digest and size). Only manifests and metadata are kept in
@@ -36,13 +35,7 @@ pub struct Verified {
 
 /// Check every file of the bundle at `file` without unpacking it.
 pub fn verify(file: &Path) -> Result<Verified> {
-    scan(file, None)?.check(file)
-}
-
-/// Unpack the bundle into `dir` (which becomes an OCI image layout), checking it as
-/// [`verify`] does; nothing in `dir` is to be trusted unless this returns `Ok`.
-pub(super) fn extract(file: &Path, dir: &Path) -> Result<Verified> {
-    scan(file, Some(dir))?.check(file)
+    scan(file)?.check(file)
 }
 
 struct Seen {
@@ -55,13 +48,13 @@ struct Scan {
     files: BTreeMap<String, Seen>,
     /// Our metadata files, in memory (each under [`META_MAX`]).
     kept: HashMap<String, Vec<u8>>,
-    /// JSON-looking blobs up to [`KEEP_MAX`], on disk: the extracted copy, or a spill file.
+    /// JSON-looking blobs up to [`KEEP_MAX`], on disk in a spill file.
     spilled: HashMap<String, std::path::PathBuf>,
     spill: Option<tempfile::TempDir>,
     problems: Vec<String>,
 }
 
-fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
+fn scan(file: &Path) -> Result<Scan> {
     let f = File::open(file).at("opening", file)?;
     let mut archive = tar::Archive::new(io::BufReader::with_capacity(1 << 20, f));
     let not_a_bundle = |e: &dyn std::fmt::Display| {
@@ -100,13 +93,7 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
             }
         };
         match entry.header().entry_type() {
-            tar::EntryType::Directory => {
-                if let Some(d) = dest {
-                    let p = d.join(&path);
-                    fs::create_dir_all(&p).at("creating", &p)?;
-                }
-                continue;
-            }
+            tar::EntryType::Directory => continue,
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             other => {
                 scan.problems.push(format!(
@@ -133,31 +120,13 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
             continue;
         }
         let small = !is_meta && size <= KEEP_MAX;
-        let written = match dest {
-            Some(d) => Some(d.join(&path)),
-            // Small blobs may be manifests the walk reads later: spilled to disk, not memory.
-            None if small => {
-                if scan.spill.is_none() {
-                    scan.spill = Some(crate::store::scratch::dir("verify")?);
-                }
-                let dir = scan.spill.as_ref().map(|t| t.path().to_path_buf());
-                dir.map(|d| d.join(scan.files.len().to_string()))
-            }
-            None => None,
-        };
-        let out: Box<dyn Write> = match &written {
-            Some(p) => {
-                if let Some(parent) = p.parent() {
-                    fs::create_dir_all(parent).at("creating", parent)?;
-                }
-                Box::new(BufWriter::with_capacity(
-                    1 << 20,
-                    File::create(p).at("creating", p)?,
-                ))
-            }
-            None => Box::new(io::sink()),
-        };
-        let mut hashed = HashingWriter::new(out);
+        // Small blobs may be manifests the walk reads later: those that look like JSON are
+        // spilled to disk (not memory) as they are read; nothing else is written anywhere.
+        let mut written: Option<std::path::PathBuf> = None;
+        let mut spill: Option<BufWriter<File>> = None;
+        // Bytes before the first one that is not JSON whitespace, until it decides.
+        let mut pending = Vec::new();
+        let mut hashed = HashingWriter::new(io::sink());
         let keep = is_meta;
         let mut first = None;
         let mut kept = Vec::new();
@@ -173,22 +142,51 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
                     break;
                 }
             };
-            hashed
-                .write_all(&buf[..n])
-                .at("writing", dest.unwrap_or(file))?;
-            // The first byte that is not JSON whitespace tells whether it may be a document.
+            let data = &buf[..n];
+            hashed.write_all(data).at("reading", file)?;
+            if keep {
+                kept.extend_from_slice(data);
+            }
+            if !small {
+                continue;
+            }
             if first.is_none() {
-                first = buf[..n]
+                first = data
                     .iter()
                     .copied()
                     .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+                match first {
+                    None => {
+                        pending.extend_from_slice(data);
+                        continue;
+                    }
+                    Some(b'{') => {
+                        if scan.spill.is_none() {
+                            scan.spill = Some(crate::store::scratch::dir("verify")?);
+                        }
+                        if let Some(dir) = &scan.spill {
+                            let p = dir.path().join(scan.files.len().to_string());
+                            let mut w = BufWriter::with_capacity(
+                                1 << 16,
+                                File::create(&p).at("creating", &p)?,
+                            );
+                            w.write_all(&pending).at("writing", &p)?;
+                            spill = Some(w);
+                            written = Some(p);
+                        }
+                    }
+                    Some(_) => {}
+                }
+                pending = Vec::new();
             }
-            if keep {
-                kept.extend_from_slice(&buf[..n]);
+            if let (Some(w), Some(p)) = (spill.as_mut(), written.as_ref()) {
+                w.write_all(data).at("writing", p)?;
             }
         }
-        let (sha256, got, mut out) = hashed.finish();
-        out.flush().at("writing", dest.unwrap_or(file))?;
+        if let (Some(mut w), Some(p)) = (spill.take(), written.as_ref()) {
+            w.flush().at("writing", p)?;
+        }
+        let (sha256, got, _) = hashed.finish();
         if let Some(e) = damaged {
             scan.problems.push(format!("`{path}` cannot be read: {e}"));
             break;
@@ -204,7 +202,7 @@ fn scan(file: &Path, dest: Option<&Path>) -> Result<Scan> {
         } else if let Some(p) = written {
             if small && first == Some(b'{') {
                 scan.spilled.insert(path.clone(), p);
-            } else if dest.is_none() {
+            } else {
                 let _ = fs::remove_file(&p);
             }
         }

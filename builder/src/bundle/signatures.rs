@@ -30,15 +30,14 @@ pub fn is_signature_image(image: &BundleImage) -> bool {
         .is_some_and(|t| is_signature_tag(&t))
 }
 
-/// For each image of the bundle unpacked at `dir` (signature tags aside): `Ok(())` when a
+/// For each image of the bundle `layout` (signature tags aside): `Ok(())` when a
 /// signature by `key` covers its digest and the `attestations` are there, else the reason.
 pub fn verify(
-    dir: &Path,
+    layout: &Layout,
     images: &[BundleImage],
     key: &VerifyingKey,
     attestations: &[String],
 ) -> Result<Verdicts> {
-    let layout = Layout::open(dir)?;
     let mut out = Vec::new();
     for image in images.iter().filter(|i| !is_signature_image(i)) {
         let r = Reference::parse(&image.reference)?;
@@ -46,7 +45,6 @@ pub fn verify(
             layout: layout.clone(),
             tag: Some(image.reference.clone()),
             repository: Some(format!("{}/{}", r.registry, r.repository)),
-            _unpacked: None,
         };
         let mut verdict = cosign::verify_digest(&src, image.digest.as_str(), key)?;
         if verdict.is_ok() {
@@ -95,16 +93,15 @@ pub fn resign(
     Ok(n)
 }
 
-/// `bundle verify --key`: unpack the bundle at `file` (checking it whole, as `verify` does)
-/// into a scratch directory, and check every image's signature there.
+/// `bundle verify --key`: check the bundle at `file` whole, as `verify` does, then every
+/// image's signature, read in place from it.
 pub fn verify_file(
     file: &Path,
     key: &VerifyingKey,
     attestations: &[String],
 ) -> Result<(super::Verified, Verdicts)> {
-    let scratch = crate::store::scratch::dir("bundle")?;
-    let dir = scratch.path().join("layout");
-    let verified = super::read::extract(file, &dir)?;
-    let verdicts = verify(&dir, &verified.images, key, attestations)?;
+    let verified = super::read::verify(file)?;
+    let layout = Layout::in_tar(file)?;
+    let verdicts = verify(&layout, &verified.images, key, attestations)?;
     Ok((verified, verdicts))
 }

@@ -44,6 +44,8 @@ pub struct RawManifest {
 pub enum BlobSource<'a> {
     /// A file, streamed (reopened on every attempt).
     Path(&'a Path),
+    /// The blob's bytes at this offset of a file (a blob inside a tar), streamed likewise.
+    Range(&'a Path, u64),
     /// Small content already in memory (configs, empty descriptors).
     Bytes(&'a [u8]),
 }

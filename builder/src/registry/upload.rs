@@ -2,7 +2,10 @@
 //! has; a cross-repository mount inside the registry (`POST ?mount=&from=`), continuing with
 //! the upload session the registry opens when it answers 202 instead of 201; then a monolithic
 //! upload (`POST` + one `PUT`) or, on request, a chunked one (`PATCH` with `Content-Range`,
-//! then `PUT`). A failed attempt starts a new session and streams the source again.
+//! then `PUT`). An attempt cut short resumes: the registry is asked how much of the session it
+//! holds (`GET` on the session, `Range: 0-N`, spec "Getting upload status"), and the upload
+//! goes on from the next byte in the same session; a registry that cannot say gets a new
+//! session and the whole blob again.
 
 use std::fs::File;
 use std::io::Read;
@@ -17,6 +20,9 @@ use super::retry::Failure;
 use super::UploadMode;
 
 type Result<T, E = super::RegistryError> = std::result::Result<T, E>;
+
+/// A failed attempt with the location of its upload session, to ask how far it got.
+type Cut = Box<(Failure, Url)>;
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -45,6 +51,25 @@ impl RegistryClient {
         }
         let actual = match src {
             BlobSource::Bytes(b) => b.len() as u64,
+            // The tar's own index gave the size; the file must reach that far.
+            BlobSource::Range(p, offset) => {
+                let len = std::fs::metadata(p)
+                    .map_err(|source| {
+                        self.error(
+                            &op,
+                            ErrorKind::Io {
+                                path: p.to_path_buf(),
+                                source,
+                            },
+                        )
+                    })?
+                    .len();
+                if len.saturating_sub(offset) >= size {
+                    size
+                } else {
+                    len.saturating_sub(offset)
+                }
+            }
             BlobSource::Path(p) => std::fs::metadata(p)
                 .map_err(|source| {
                     self.error(
@@ -63,26 +88,39 @@ impl RegistryClient {
             ));
             return Err(self.error(&op, kind));
         }
-        let mut session = None;
+        // The session to go on with, and how many of its bytes the registry holds.
+        let mut session: Option<(Url, u64)> = None;
         if let Some(from) = mount_from.filter(|f| *f != repo) {
             op.scopes.push(format!("repository:{from}:pull"));
             match self.mount(&op, from, digest)? {
                 Mount::Done => return Ok(PushOutcome::Mounted),
-                Mount::Session(url) => session = Some(url),
+                Mount::Session(url) => session = Some((url, 0)),
                 Mount::Declined => {}
             }
         }
         self.run(&op, || {
-            let location = match session.take() {
-                Some(url) => url,
-                None => self.begin(&op)?,
+            let (location, offset) = match session.take() {
+                Some(s) => s,
+                None => (self.begin(&op)?, 0),
             };
-            match self.upload {
-                UploadMode::Monolithic => self.put_whole(&op, location, digest, size, src),
+            let sent = match self.upload {
+                UploadMode::Monolithic => self.put_whole(&op, location, digest, size, offset, src),
                 UploadMode::Chunked { chunk_size } => {
-                    self.put_chunks(&op, location, digest, chunk_size, src)
+                    self.put_chunks(&op, location, digest, chunk_size, size, offset, src)
                 }
-            }
+            };
+            sent.map_err(|cut| {
+                let (failure, at) = *cut;
+                if failure.retry != super::retry::Retry::No {
+                    session = self.upload_status(&op, &at, size);
+                    if let Some((_, held)) = &session {
+                        tracing::info!(
+                            "the upload of `{digest}` was cut; the registry holds {held} of its {size} bytes, the next attempt goes on from there"
+                        );
+                    }
+                }
+                failure
+            })
         })?;
         Ok(PushOutcome::Uploaded)
     }
@@ -162,46 +200,85 @@ impl RegistryClient {
         resp.url().join(&location).map_err(|_| missing())
     }
 
+    /// How far the session at `url` got: its location and the bytes the registry holds, when
+    /// it says (`204` with `Range: 0-N`). `0-0` is what some registries answer for an empty
+    /// session as well as for one byte, so it counts as not knowing.
+    fn upload_status(&self, op: &Op, url: &Url, size: u64) -> Option<(Url, u64)> {
+        let resp = self
+            .send(op, &|_| {
+                Ok(self.http.get(url.clone()).timeout(self.small()))
+            })
+            .ok()?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            return None;
+        }
+        let end: u64 = header(&resp, "range")?.strip_prefix("0-")?.parse().ok()?;
+        let held = end.checked_add(1).filter(|h| *h > 1 && *h <= size)?;
+        let at = self.location(&resp).unwrap_or_else(|_| url.clone());
+        Some((at, held))
+    }
+
+    /// The blob's bytes from `from` on, streamed.
+    fn rest(
+        &self,
+        src: BlobSource<'_>,
+        size: u64,
+        from: u64,
+    ) -> Result<Box<dyn Read + Send>, Failure> {
+        Ok(match src {
+            BlobSource::Bytes(b) => Box::new(std::io::Cursor::new(b[from as usize..].to_vec())),
+            BlobSource::Path(p) => Box::new(self.open(p, from, size - from)?),
+            BlobSource::Range(p, offset) => Box::new(self.open(p, offset + from, size - from)?),
+        })
+    }
+
+    /// The closing `PUT` with the bytes from `from` on (all of them for a new session). On
+    /// failure, the session's location with the failure.
     fn put_whole(
         &self,
         op: &Op,
         location: Url,
         digest: &str,
         size: u64,
+        from: u64,
         src: BlobSource<'_>,
-    ) -> Result<(), Failure> {
-        let mut url = location;
+    ) -> Result<(), Cut> {
+        let mut url = location.clone();
         url.query_pairs_mut().append_pair("digest", digest);
-        let resp = self.send(op, &|_| {
-            let body = match src {
-                BlobSource::Bytes(b) => Body::from(b.to_vec()),
-                BlobSource::Path(p) => Body::sized(self.open(p)?, size),
-            };
-            Ok(self
-                .http
-                .put(url.clone())
-                .header(CONTENT_TYPE, OCTET_STREAM)
-                .header(CONTENT_LENGTH, size)
-                .body(body)
-                .timeout(self.upload_timeout()))
-        })?;
+        let resp = self
+            .send(op, &|_| {
+                let body = Body::sized(self.rest(src, size, from)?, size - from);
+                Ok(self
+                    .http
+                    .put(url.clone())
+                    .header(CONTENT_TYPE, OCTET_STREAM)
+                    .header(CONTENT_LENGTH, size - from)
+                    .body(body)
+                    .timeout(self.upload_timeout()))
+            })
+            .map_err(|f| Box::new((f, location.clone())))?;
         self.finished(resp, digest)
+            .map_err(|f| Box::new((f, location)))
     }
 
+    /// `PATCH` chunks from byte `from` on, then the closing `PUT`. On failure, the session's
+    /// latest location with the failure.
+    #[allow(clippy::too_many_arguments)]
     fn put_chunks(
         &self,
         op: &Op,
         location: Url,
         digest: &str,
         chunk_size: usize,
+        size: u64,
+        from: u64,
         src: BlobSource<'_>,
-    ) -> Result<(), Failure> {
-        let mut reader: Box<dyn Read> = match src {
-            BlobSource::Bytes(b) => Box::new(b),
-            BlobSource::Path(p) => Box::new(self.open(p)?),
-        };
+    ) -> Result<(), Cut> {
+        let mut reader = self
+            .rest(src, size, from)
+            .map_err(|f| Box::new((f, location.clone())))?;
         let mut url = location;
-        let mut offset = 0u64;
+        let mut offset = from;
         let mut chunk = Vec::with_capacity(chunk_size);
         loop {
             chunk.clear();
@@ -209,42 +286,51 @@ impl RegistryClient {
                 .take(chunk_size as u64)
                 .read_to_end(&mut chunk)
                 .map_err(|source| {
-                    Failure::fatal(ErrorKind::Io {
+                    let f = Failure::fatal(ErrorKind::Io {
                         path: source_path(src),
                         source,
-                    })
+                    });
+                    Box::new((f, url.clone()))
                 })?;
             if chunk.is_empty() {
                 break;
             }
             let end = offset + chunk.len() as u64 - 1;
-            let resp = self.send(op, &|_| {
-                Ok(self
-                    .http
-                    .patch(url.clone())
-                    .header(CONTENT_TYPE, OCTET_STREAM)
-                    .header("content-range", format!("{offset}-{end}"))
-                    .header(CONTENT_LENGTH, chunk.len())
-                    .body(chunk.clone())
-                    .timeout(self.upload_timeout()))
-            })?;
+            let resp = self
+                .send(op, &|_| {
+                    Ok(self
+                        .http
+                        .patch(url.clone())
+                        .header(CONTENT_TYPE, OCTET_STREAM)
+                        .header("content-range", format!("{offset}-{end}"))
+                        .header(CONTENT_LENGTH, chunk.len())
+                        .body(chunk.clone())
+                        .timeout(self.upload_timeout()))
+                })
+                .map_err(|f| Box::new((f, url.clone())))?;
             if resp.status() != StatusCode::ACCEPTED {
-                return Err(self.failure(resp));
+                return Err(Box::new((self.failure(resp), url)));
             }
-            url = self.location(&resp)?;
+            url = self
+                .location(&resp)
+                .map_err(|f| Box::new((f, url.clone())))?;
             offset = end + 1;
         }
+        let session = url.clone();
         url.query_pairs_mut().append_pair("digest", digest);
-        let resp = self.send(op, &|_| {
-            Ok(self
-                .http
-                .put(url.clone())
-                .header(CONTENT_LENGTH, 0)
-                .body(Vec::new())
-                // The registry may take long to commit a large blob.
-                .timeout(self.upload_timeout()))
-        })?;
+        let resp = self
+            .send(op, &|_| {
+                Ok(self
+                    .http
+                    .put(url.clone())
+                    .header(CONTENT_LENGTH, 0)
+                    .body(Vec::new())
+                    // The registry may take long to commit a large blob.
+                    .timeout(self.upload_timeout()))
+            })
+            .map_err(|f| Box::new((f, session.clone())))?;
         self.finished(resp, digest)
+            .map_err(|f| Box::new((f, session)))
     }
 
     /// Judge the response that closes an upload: 201, and the digest the registry computed.
@@ -261,19 +347,32 @@ impl RegistryClient {
         }
     }
 
-    fn open(&self, path: &std::path::Path) -> Result<File, Failure> {
-        File::open(path).map_err(|source| {
+    /// `len` bytes of `path` from `offset`, read from the file a MiB at a time (the HTTP body
+    /// is fed in small pieces; the file is not).
+    fn open(
+        &self,
+        path: &std::path::Path,
+        offset: u64,
+        len: u64,
+    ) -> Result<std::io::Take<std::io::BufReader<File>>, Failure> {
+        use std::io::{Seek, SeekFrom};
+        let io = |source| {
             Failure::fatal(ErrorKind::Io {
                 path: path.to_path_buf(),
                 source,
             })
-        })
+        };
+        let mut f = File::open(path).map_err(io)?;
+        if offset > 0 {
+            f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        }
+        Ok(std::io::BufReader::with_capacity(1 << 20, f).take(len))
     }
 }
 
 fn source_path(src: BlobSource<'_>) -> std::path::PathBuf {
     match src {
-        BlobSource::Path(p) => p.to_path_buf(),
+        BlobSource::Path(p) | BlobSource::Range(p, _) => p.to_path_buf(),
         BlobSource::Bytes(_) => "<memory>".into(),
     }
 }

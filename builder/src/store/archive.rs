@@ -1,7 +1,8 @@
 //! `oci-archive:FILE`: an OCI image layout carried as one plain tar (what skopeo and podman call
-//! an oci-archive). Reading unpacks it into a temporary layout (every later read of it is
-//! verified like any layout's); writing packs a layout with the deterministic tar writer into a
-//! temporary file next to the destination, then renames it. Writers of one archive are
+//! an oci-archive). Reading is done in place (`Layout::in_tar`: each blob is a range of the
+//! tar, verified like any layout's as it is read); writing packs a layout with the
+//! deterministic tar writer into a temporary file next to the destination, then renames it,
+//! after unpacking what the archive already holds so the new content merges with it. Writers of one archive are
 //! serialised by a lock on its directory and merge into what is already there, so concurrent
 //! builds and copies into one archive keep each other's tags.
 
@@ -20,14 +21,14 @@ use crate::rootfs::{classify_path, Cleaned};
 use crate::tarw::TarWriter;
 
 /// A layout unpacked from an archive; the directory lives as long as this value.
-pub struct Unpacked {
-    pub layout: Layout,
-    pub dir: TempDir,
+struct Unpacked {
+    layout: Layout,
+    _dir: TempDir,
 }
 
-/// Unpack `file` into a temporary layout. Only directories and regular files are accepted, and
-/// only paths that stay inside the layout.
-pub fn open(file: &Path) -> Result<Unpacked> {
+/// Unpack `file` into a temporary layout (to merge into it). Only directories and regular
+/// files are accepted, and only paths that stay inside the layout.
+fn open(file: &Path) -> Result<Unpacked> {
     let f = super::layout::open_regular(file).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::Io {
             op: "opening",
@@ -93,7 +94,7 @@ pub fn open(file: &Path) -> Result<Unpacked> {
         }
     }
     let layout = Layout::open(dir.path()).map_err(|e| bad(e.to_string()))?;
-    Ok(Unpacked { layout, dir })
+    Ok(Unpacked { layout, _dir: dir })
 }
 
 /// Pack the layout at `src` into `dest` (written to a temporary file, then renamed).

@@ -150,7 +150,7 @@ fn set_mode(p: &Path, mode: u32) -> Result<()> {
 }
 
 /// Where an image comes from: the first source layout that has a tag for it, else its registry.
-fn locate(image: &str, r: &Reference, sources: &[Location]) -> Result<Location> {
+fn locate(image: &str, r: &Reference, sources: &[(Location, Layout)]) -> Result<Location> {
     let names = [image.to_string(), r.to_string(), {
         let mut n = r.name();
         if let Some(t) = &r.tag {
@@ -158,18 +158,18 @@ fn locate(image: &str, r: &Reference, sources: &[Location]) -> Result<Location> 
         }
         n
     }];
-    for s in sources {
-        let dir = match s {
-            Location::Oci { dir, .. } => dir.clone(),
-            Location::OciArchive { .. } => continue,
-            _ => continue,
-        };
-        let layout = Layout::open(&dir)?;
+    for (loc, layout) in sources {
         for n in &names {
             if layout.resolve(Some(n)).is_ok() {
-                return Ok(Location::Oci {
-                    dir: dir.clone(),
-                    tag: Some(n.clone()),
+                return Ok(match loc {
+                    Location::OciArchive { file, .. } => Location::OciArchive {
+                        file: file.clone(),
+                        tag: Some(n.clone()),
+                    },
+                    _ => Location::Oci {
+                        dir: layout.root().to_path_buf(),
+                        tag: Some(n.clone()),
+                    },
                 });
             }
         }
@@ -194,20 +194,12 @@ pub fn create(req: &Request, options: &RegistryOptions, transfer: &Transfer) -> 
         ));
     }
     let parent = crate::store::layout::parent_of(&req.output);
-    // Archives among the sources are unpacked once, as layouts.
-    let mut held = Vec::new();
+    // Each source opened once; an archive (a bundle) is read where it lies.
     let mut sources = Vec::new();
     for s in &req.sources {
         match s {
-            Location::OciArchive { file, .. } => {
-                let u = crate::store::archive::open(file)?;
-                sources.push(Location::Oci {
-                    dir: u.layout.root().to_path_buf(),
-                    tag: None,
-                });
-                held.push(u);
-            }
-            Location::Oci { .. } => sources.push(s.clone()),
+            Location::OciArchive { file, .. } => sources.push((s.clone(), Layout::in_tar(file)?)),
+            Location::Oci { dir, .. } => sources.push((s.clone(), Layout::open(dir)?)),
             other => {
                 return Err(Error::input_hint(
                     format!("`{other}` cannot be an image-cache source"),
@@ -308,7 +300,6 @@ pub fn create(req: &Request, options: &RegistryOptions, transfer: &Transfer) -> 
             )?;
         }
     }
-    drop(held);
     let blobs = tree.blobs;
     let out = match req.layout {
         CacheLayout::Flat => {

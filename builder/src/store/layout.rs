@@ -37,7 +37,23 @@ pub const MAX_INDEX: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The layout's directory; for a layout read in place from a tar, the tar file.
     root: PathBuf,
+    /// Set when the layout is the content of a tar (an oci-archive, a bundle) read where it
+    /// lies: each file's place in the tar, so nothing is unpacked.
+    tar: Option<std::sync::Arc<TarEntries>>,
+}
+
+/// Where each regular file of a tar-carried layout lies in the tar: path → (offset, size).
+#[derive(Debug)]
+pub struct TarEntries {
+    entries: std::collections::HashMap<String, (u64, u64)>,
+}
+
+impl TarEntries {
+    fn get(&self, rel: &str) -> Option<(u64, u64)> {
+        self.entries.get(rel).copied()
+    }
 }
 
 /// Open `path` for reading only if it is a regular file (not a symlink, FIFO or device).
@@ -113,7 +129,7 @@ impl Layout {
                 }
             }
         }
-        let layout = Layout { root };
+        let layout = Layout { root, tar: None };
         layout.index()?;
         Ok(layout)
     }
@@ -131,7 +147,7 @@ impl Layout {
         let staged_root = staged.root.clone();
         let _ = tmp.keep();
         match fs::rename(&staged_root, &root) {
-            Ok(()) => Ok(Layout { root }),
+            Ok(()) => Ok(Layout { root, tar: None }),
             Err(e) => {
                 let _ = fs::remove_dir_all(&staged_root);
                 if root.join(LAYOUT_FILE).exists() {
@@ -161,6 +177,7 @@ impl Layout {
         fs::create_dir_all(tmp.path().join("blobs/sha256")).at("creating", tmp.path())?;
         let fresh = Layout {
             root: tmp.path().to_path_buf(),
+            tar: None,
         };
         fresh.write_atomic(LAYOUT_FILE, LAYOUT_CONTENT)?;
         fresh.write_index(&Index::new(Some(crate::oci::MT_OCI_INDEX)))?;
@@ -171,7 +188,113 @@ impl Layout {
     pub(crate) fn at(root: &Path) -> Self {
         Layout {
             root: root.to_path_buf(),
+            tar: None,
         }
+    }
+
+    /// The layout a tar carries (an oci-archive, an air-gap bundle), read where it lies: one
+    /// pass over the tar's headers finds each file, and every later read seeks to it, so no
+    /// copy is made. Only directories and regular files whose paths stay inside the layout are
+    /// accepted; a file named twice, or an oversized `index.json`, is refused.
+    pub fn in_tar(file: &Path) -> Result<Self> {
+        let bad = |msg: String| {
+            Error::input(format!(
+                "`{}` is not a valid oci-archive: {msg}",
+                file.display()
+            ))
+        };
+        let f = open_regular(file).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::Io {
+                op: "opening",
+                path: file.to_path_buf(),
+                source: e,
+            },
+            _ => Error::input(format!("`{}` {e}; refused", file.display())),
+        })?;
+        let total = f.metadata().at("reading", file)?.len();
+        let mut archive = tar::Archive::new(io::BufReader::with_capacity(64 << 10, f));
+        let mut entries = std::collections::HashMap::new();
+        for entry in archive
+            .entries_with_seek()
+            .map_err(|e| bad(e.to_string()))?
+        {
+            let entry = entry.map_err(|e| bad(e.to_string()))?;
+            let raw = entry
+                .path()
+                .map_err(|e| bad(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
+            let rel = match crate::rootfs::classify_path(&raw) {
+                crate::rootfs::Cleaned::Root => continue,
+                crate::rootfs::Cleaned::Path(p) => p,
+                crate::rootfs::Cleaned::Escapes => {
+                    return Err(bad(format!(
+                        "entry `{}` escapes the archive",
+                        raw.escape_debug()
+                    )))
+                }
+            };
+            match entry.header().entry_type() {
+                tar::EntryType::Directory => continue,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {}
+                other => {
+                    return Err(bad(format!(
+                        "entry `{}` has unsupported type {other:?}",
+                        raw.escape_debug()
+                    )))
+                }
+            }
+            // Sparse files and in-header extensions would move the data; plain entries only.
+            if entry.header().as_gnu().is_some_and(|g| g.is_extended()) {
+                return Err(bad(format!("entry `{}` is sparse", raw.escape_debug())));
+            }
+            let size = entry.size();
+            let offset = entry.raw_file_position();
+            if offset.checked_add(size).is_none_or(|end| end > total) {
+                return Err(bad(format!("entry `{}` is truncated", raw.escape_debug())));
+            }
+            if ["index.json", LAYOUT_FILE].contains(&rel.as_str()) && size > MAX_INDEX {
+                return Err(bad(format!(
+                    "`{rel}` is larger than {MAX_INDEX} bytes; refused"
+                )));
+            }
+            if entries.insert(rel, (offset, size)).is_some() {
+                return Err(bad(format!("entry `{}` appears twice", raw.escape_debug())));
+            }
+        }
+        if !entries.contains_key(LAYOUT_FILE) {
+            return Err(bad(format!("it has no `{LAYOUT_FILE}` file")));
+        }
+        let layout = Layout {
+            root: file.to_path_buf(),
+            tar: Some(std::sync::Arc::new(TarEntries { entries })),
+        };
+        layout.index().map_err(|e| bad(e.to_string()))?;
+        Ok(layout)
+    }
+
+    /// The file at `rel` of a tar-carried layout, opened at its first byte and limited to its
+    /// size, with that size; `None` when the tar has no such file.
+    fn tar_file(&self, tar: &TarEntries, rel: &str) -> Result<Option<(io::Take<File>, u64)>> {
+        use std::io::{Seek, SeekFrom};
+        let Some((offset, size)) = tar.get(rel) else {
+            return Ok(None);
+        };
+        let mut f = open_regular(&self.root).map_err(|e| refuse(&self.root, e))?;
+        f.seek(SeekFrom::Start(offset)).at("reading", &self.root)?;
+        Ok(Some((f.take(size), size)))
+    }
+
+    /// Where a blob's bytes lie in the tar of a tar-carried layout: `(tar, offset)`.
+    pub fn blob_range(&self, digest: &Digest) -> Option<(PathBuf, u64)> {
+        let tar = self.tar.as_ref()?;
+        let rel = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+        tar.get(&rel).map(|(offset, _)| (self.root.clone(), offset))
+    }
+
+    /// Whether the layout is read in place from a tar.
+    pub fn is_tar(&self) -> bool {
+        self.tar.is_some()
     }
 
     pub fn root(&self) -> &Path {
@@ -187,6 +310,10 @@ impl Layout {
 
     /// The size of a blob if the layout has it as a regular file.
     pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        if let Some(tar) = &self.tar {
+            let rel = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+            return tar.get(&rel).map(|(_, size)| size);
+        }
         fs::symlink_metadata(self.blob_path(digest))
             .ok()
             .filter(|m| m.is_file())
@@ -218,8 +345,27 @@ impl Layout {
     /// Open a blob as a regular file, checking its size against the descriptor's, for a reader
     /// that streams it whole elsewhere and verifies the digest itself (a registry push, a
     /// [`BlobWriter`] committing with `expected`).
-    pub fn open_blob_file(&self, desc: &Descriptor) -> Result<(File, PathBuf)> {
+    pub fn open_blob_file(&self, desc: &Descriptor) -> Result<(io::Take<File>, PathBuf)> {
         let p = self.blob_path(&desc.digest);
+        if let Some(tar) = &self.tar {
+            let rel = format!("blobs/{}/{}", desc.digest.algorithm(), desc.digest.hex());
+            let Some((f, len)) = self.tar_file(tar, &rel)? else {
+                return Err(Error::input(format!(
+                    "blob `{}` is missing from the layout `{}`",
+                    desc.digest,
+                    self.root.display()
+                )));
+            };
+            if len != desc.size {
+                return Err(Error::input(format!(
+                    "blob `{}` in `{}` has {len} bytes where its descriptor says {}",
+                    desc.digest,
+                    self.root.display(),
+                    desc.size
+                )));
+            }
+            return Ok((f, p));
+        }
         let f = open_regular(&p).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::input(format!(
@@ -240,7 +386,7 @@ impl Layout {
                 desc.size
             )));
         }
-        Ok((f, p))
+        Ok((f.take(u64::MAX), p))
     }
 
     /// Open a blob for streaming: the reader counts and hashes every byte, fails at the first
@@ -255,16 +401,28 @@ impl Layout {
     /// Read a small blob (manifest, index, config) and check its digest.
     pub fn read_document(&self, digest: &Digest) -> Result<Vec<u8>> {
         let p = self.blob_path(digest);
-        let f = open_regular(&p).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::input(format!(
-                    "blob `{digest}` is missing from the layout `{}`",
-                    self.root.display()
-                ))
-            } else {
-                refuse(&p, e)
+        let missing = || {
+            Error::input(format!(
+                "blob `{digest}` is missing from the layout `{}`",
+                self.root.display()
+            ))
+        };
+        let f: Box<dyn Read> = match &self.tar {
+            Some(tar) => {
+                let rel = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+                match self.tar_file(tar, &rel)? {
+                    Some((f, _)) => Box::new(f),
+                    None => return Err(missing()),
+                }
             }
-        })?;
+            None => Box::new(open_regular(&p).map_err(|e| {
+                if e.kind() == io::ErrorKind::NotFound {
+                    missing()
+                } else {
+                    refuse(&p, e)
+                }
+            })?),
+        };
         let mut buf = Vec::new();
         f.take(MAX_DOCUMENT + 1)
             .read_to_end(&mut buf)
@@ -287,7 +445,22 @@ impl Layout {
 
     pub fn index(&self) -> Result<Index> {
         let p = self.root.join("index.json");
-        let bytes = read_capped(&p, MAX_INDEX)?;
+        let bytes = match &self.tar {
+            Some(tar) => {
+                let Some((f, _)) = self.tar_file(tar, "index.json")? else {
+                    return Err(Error::input(format!(
+                        "`{}` has no `index.json`",
+                        self.root.display()
+                    )));
+                };
+                let mut buf = Vec::new();
+                f.take(MAX_INDEX)
+                    .read_to_end(&mut buf)
+                    .at("reading", &self.root)?;
+                buf
+            }
+            None => read_capped(&p, MAX_INDEX)?,
+        };
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::input(format!("`{}` is not a valid OCI index: {e}", p.display())))
     }
@@ -525,7 +698,7 @@ impl Target {
 /// A blob being read from a layout: counts and hashes every byte, fails at the first byte past
 /// the declared size, and at EOF when the size or digest is not the declared one.
 pub struct BlobReader {
-    file: File,
+    file: io::Take<File>,
     hash: Sha256,
     want: Digest,
     size: u64,
@@ -534,7 +707,7 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
-    fn new(file: File, desc: &Descriptor, path: PathBuf) -> Self {
+    fn new(file: io::Take<File>, desc: &Descriptor, path: PathBuf) -> Self {
         BlobReader {
             file,
             hash: Sha256::new(),

@@ -97,12 +97,16 @@ impl Sink {
                         return Ok(true);
                     }
                 }
-                let file = src.blob_file(desc, scratch)?;
+                let (file, offset) = src.blob_file(desc, scratch)?;
                 let outcome = client.push_blob(
                     repo,
                     desc.digest.as_str(),
                     desc.size,
-                    BlobSource::Path(&file),
+                    if offset == 0 {
+                        BlobSource::Path(&file)
+                    } else {
+                        BlobSource::Range(&file, offset)
+                    },
                     None,
                 )?;
                 if matches!(src, Source::Registry { .. }) {

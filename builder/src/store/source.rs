@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use super::scratch;
 use crate::error::{Error, IoContext, Result};
-use crate::oci::archive::{self, Unpacked};
 use crate::oci::layout::Layout;
 use crate::oci::{self, Descriptor};
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
@@ -31,7 +30,6 @@ pub enum Source {
         /// In a layout that names images by whole reference (an air-gap bundle:
         /// `registry/repo:tag`), the repository tags such as `sha256-HEX.sig` belong to.
         repository: Option<String>,
-        _unpacked: Option<Unpacked>,
     },
     Registry {
         client: RegistryClient,
@@ -48,17 +46,13 @@ impl Source {
                 layout: Layout::open(dir)?,
                 tag: tag.clone(),
                 repository: None,
-                _unpacked: None,
             },
-            Location::OciArchive { file, tag } => {
-                let unpacked = archive::open(file)?;
-                Source::Layout {
-                    layout: unpacked.layout.clone(),
-                    tag: tag.clone(),
-                    repository: None,
-                    _unpacked: Some(unpacked),
-                }
-            }
+            // Read where it lies: each blob is a range of the archive, nothing is unpacked.
+            Location::OciArchive { file, tag } => Source::Layout {
+                layout: Layout::in_tar(file)?,
+                tag: tag.clone(),
+                repository: None,
+            },
             Location::Registry(r) => {
                 let reference = Reference::parse(r)?;
                 let client = RegistryClient::new(options, &reference.registry)?;
@@ -224,8 +218,9 @@ impl Source {
         }
     }
 
-    /// A file holding the verified blob: the layout's own file, or a download into `scratch`.
-    pub fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<PathBuf> {
+    /// Where the verified blob's bytes are: the layout's own file (or its range of the tar a
+    /// tar-carried layout is), or a download into `scratch`.
+    pub fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<(PathBuf, u64)> {
         match self {
             Source::Layout { layout, .. } => {
                 // Hashed here, before any byte is sent: a registry would refuse a wrong digest
@@ -241,7 +236,9 @@ impl Source {
                         source: e,
                     },
                 })?;
-                Ok(layout.blob_path(&desc.digest))
+                Ok(layout
+                    .blob_range(&desc.digest)
+                    .unwrap_or_else(|| (layout.blob_path(&desc.digest), 0)))
             }
             Source::Registry { client, reference } => {
                 let path = scratch.join(desc.digest.hex());
@@ -251,7 +248,7 @@ impl Source {
                     Some(desc.size),
                     &path,
                 )?;
-                Ok(path)
+                Ok((path, 0))
             }
         }
     }
