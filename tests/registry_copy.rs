@@ -272,3 +272,37 @@ fn faults_beyond_the_budget_exit_2_without_a_tag() {
         .unwrap();
     assert!(!inspect.status.success(), "the tag exists");
 }
+
+/// A layout blob is read once, as it is sent; one whose bytes do not match its digest is
+/// refused by the registry, and the error names the blob and its damage; no tag is written.
+#[test]
+fn a_corrupt_layout_blob_is_named_and_no_tag_is_pushed() {
+    let reg = Registry::plain();
+    let img = TestImage::new(&"corrupt me\n".repeat(4096), "amd64");
+    let layout = reg.scratch().join("corrupt");
+    write_oci_layout(&layout, &[&img], None, "v1");
+    let hex = img.layer.digest.trim_start_matches("sha256:");
+    let path = layout.join("blobs/sha256").join(hex);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = talext(
+        &[
+            "copy",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{}/corrupt/img:v1", reg.addr),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&img.layer.digest), "{stderr}");
+    assert!(stderr.contains(&layout.display().to_string()), "{stderr}");
+    let tag = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .arg(format!("docker://{}/corrupt/img:v1", reg.addr))
+        .output()
+        .unwrap();
+    assert!(!tag.status.success(), "a tag was pushed");
+}

@@ -58,8 +58,10 @@ pub struct Transfer {
 }
 
 /// Which repository of the destination registry holds (or is receiving) each blob so far. The
-/// first copy that needs a blob sends it; a copy into another repository that needs it too
-/// waits for that upload, then mounts it.
+/// first copy that needs a blob sends it; another copy that needs it waits for that upload
+/// (a registry that receives one blob twice at once, or is asked for a manifest naming a blob
+/// still being committed, can refuse the manifest), then mounts it into its own repository or
+/// finds it there.
 #[derive(Debug, Default)]
 pub struct MountBook {
     holders: Mutex<std::collections::HashMap<Digest, (String, bool)>>,
@@ -69,7 +71,9 @@ pub struct MountBook {
 enum Claim {
     /// Send it (or find it there): nobody else is.
     Send,
-    /// It is in this repository of the registry.
+    /// It is already in the repository being written.
+    Present,
+    /// It is in this other repository of the registry.
     MountFrom(String),
 }
 
@@ -82,7 +86,7 @@ impl MountBook {
                     holders.insert(digest.clone(), (repository.to_string(), false));
                     return Claim::Send;
                 }
-                Some((repo, _)) if repo == repository => return Claim::Send,
+                Some((repo, true)) if repo == repository => return Claim::Present,
                 Some((repo, true)) => return Claim::MountFrom(repo.clone()),
                 Some((_, false)) => {
                     holders = self
@@ -92,6 +96,12 @@ impl MountBook {
                 }
             }
         }
+    }
+
+    /// After a refused mount: `repository` now receives `digest` itself; copies into it wait.
+    fn take_over(&self, digest: &Digest, repository: &str) {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders.insert(digest.clone(), (repository.to_string(), false));
     }
 
     /// The claim of `repository` on `digest` is over: the blob is there, or (`held` false) the
@@ -394,12 +404,19 @@ fn move_blobs(
         let (Some((book, repo)), Sink::Registry { client, .. }) = (book, dst) else {
             return send(blob);
         };
-        if let Claim::MountFrom(from) = book.claim(&blob.digest, repo) {
-            if client.mount_blob(repo, &from, blob.digest.as_str())? {
-                tracing::info!("mounted blob `{}` from `{from}`", blob.digest);
-                book.settle(&blob.digest, repo, true);
-                return Ok(true);
+        match book.claim(&blob.digest, repo) {
+            Claim::Present => return Ok(false),
+            Claim::MountFrom(from) => {
+                let mounted = client.mount_blob(repo, &from, blob.digest.as_str());
+                if matches!(mounted, Ok(true)) {
+                    tracing::info!("mounted blob `{}` from `{from}`", blob.digest);
+                    book.settle(&blob.digest, repo, true);
+                    return Ok(true);
+                }
+                // Declined (or failed): this copy sends it itself, as its own claim.
+                book.take_over(&blob.digest, repo);
             }
+            Claim::Send => {}
         }
         let sent = send(blob);
         book.settle(&blob.digest, repo, sent.is_ok());

@@ -494,9 +494,9 @@ fn media_type_of(content_type: Option<&str>, bytes: &[u8]) -> String {
         return m.to_string();
     }
     if doc.get("manifests").is_some() {
-        oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE.to_string()
+        crate::oci::MT_OCI_INDEX.to_string()
     } else {
-        oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string()
+        crate::oci::MT_OCI_MANIFEST.to_string()
     }
 }
 

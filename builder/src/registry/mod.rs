@@ -1,10 +1,8 @@
 //! The registry client: a blocking facade over the OCI distribution API for the synchronous rest
-//! of talext. References and media types come from `oci_client`; requests are issued on
-//! `reqwest` (the HTTP stack `oci_client` uses) because `oci_client`'s request methods hide the
-//! response headers this client needs (`Retry-After`, `Content-Type`, `Docker-Content-Digest`,
-//! `Location`, `Content-Length` of a blob) and it has no retries, no identity tokens and no
-//! fallback when a cross-repository mount answers 202 (see `reference/factory-and-airgap.md`
-//! §5.1).
+//! of talext, issued on `reqwest`: it needs the response headers (`Retry-After`,
+//! `Content-Type`, `Docker-Content-Digest`, `Location`, `Range`, `Content-Length` of a blob),
+//! retries, identity tokens, resumable uploads and the fallback when a cross-repository mount
+//! answers 202 (see `reference/factory-and-airgap.md` §5.1), which client crates hide or lack.
 //!
 //! - [`reference`]: `docker://` and bare references, Docker Hub normalisation.
 //! - [`auth`]: credential resolution (flags, `auth.json`, `config.json`, helpers), challenges,
@@ -39,10 +37,10 @@ pub use transport::TlsSettings;
 
 /// Manifest media types asked for when the caller does not say.
 pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
-    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
-    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
-    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+    crate::oci::MT_OCI_INDEX,
+    crate::oci::MT_OCI_MANIFEST,
+    crate::oci::MT_DOCKER_LIST,
+    crate::oci::MT_DOCKER_MANIFEST,
 ];
 
 /// How blobs are uploaded.

@@ -30,7 +30,7 @@ pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 /// The config of a signature manifest: an empty JSON object, as cosign writes it.
 pub const CONFIG: &[u8] = b"{}";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-pub const MANIFEST_MEDIA_TYPE: &str = oci_client::manifest::OCI_IMAGE_MEDIA_TYPE;
+pub const MANIFEST_MEDIA_TYPE: &str = crate::oci::MT_OCI_MANIFEST;
 /// Payloads and configs of signature manifests are a few hundred bytes; larger ones are refused.
 pub const MAX_BLOB: u64 = 1 << 20;
 
@@ -315,7 +315,7 @@ pub fn push_referrer(
     let digest = Digest::of(&bytes).to_string();
     client.put_manifest(repo, &digest, &bytes, MANIFEST_MEDIA_TYPE)?;
     let tag = referrers_tag(&subject.digest)?;
-    let index_type = oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE;
+    let index_type = crate::oci::MT_OCI_INDEX;
     let mut entries: Vec<serde_json::Value> = match client.get_manifest(repo, &tag, &[index_type]) {
         Ok(existing) => serde_json::from_slice::<serde_json::Value>(&existing.bytes)
             .ok()

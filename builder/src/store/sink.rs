@@ -97,8 +97,16 @@ impl Sink {
                         return Ok(true);
                     }
                 }
-                let (file, offset) = src.blob_file(desc, scratch)?;
-                let outcome = client.push_blob(
+                // A layout's blob is read once, as it is sent (the registry checks its digest);
+                // a registry's is downloaded, verified, first.
+                let (file, offset, downloaded) = match src.blob_location(desc)? {
+                    Some((file, offset)) => (file, offset, false),
+                    None => {
+                        let (file, offset) = src.blob_file(desc, scratch)?;
+                        (file, offset, true)
+                    }
+                };
+                let pushed = client.push_blob(
                     repo,
                     desc.digest.as_str(),
                     desc.size,
@@ -108,11 +116,18 @@ impl Sink {
                         BlobSource::Range(&file, offset)
                     },
                     None,
-                )?;
-                if matches!(src, Source::Registry { .. }) {
+                );
+                if downloaded {
                     let _ = std::fs::remove_file(&file);
                 }
-                return Ok(outcome != PushOutcome::Existed);
+                return match pushed {
+                    Ok(outcome) => Ok(outcome != PushOutcome::Existed),
+                    Err(e) => {
+                        // Refused: a damaged source blob is named as such.
+                        src.check_blob(desc)?;
+                        Err(e.into())
+                    }
+                };
             }
         }
         Ok(true)

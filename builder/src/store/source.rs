@@ -218,6 +218,45 @@ impl Source {
         }
     }
 
+    /// Where a layout's blob lies (`None` for a registry), its size checked but not its bytes:
+    /// a push streams them once and the registry checks their digest; [`Source::check_blob`]
+    /// names the damage when it refuses them.
+    pub fn blob_location(&self, desc: &Descriptor) -> Result<Option<(PathBuf, u64)>> {
+        match self {
+            Source::Layout { layout, .. } => {
+                layout.open_blob_file(desc)?;
+                Ok(Some(
+                    layout
+                        .blob_range(&desc.digest)
+                        .unwrap_or_else(|| (layout.blob_path(&desc.digest), 0)),
+                ))
+            }
+            Source::Registry { .. } => Ok(None),
+        }
+    }
+
+    /// Read a layout's blob through and check it against its descriptor: the error says what
+    /// is wrong with it (nothing to check for a registry, which verified it as it sent it).
+    pub fn check_blob(&self, desc: &Descriptor) -> Result<()> {
+        match self {
+            Source::Layout { layout, .. } => {
+                let mut r = layout.open_blob(desc)?;
+                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidData => {
+                        Error::input(format!("in `{}`: {e}", layout.root().display()))
+                    }
+                    _ => Error::Io {
+                        op: "reading",
+                        path: layout.blob_path(&desc.digest),
+                        source: e,
+                    },
+                })?;
+                Ok(())
+            }
+            Source::Registry { .. } => Ok(()),
+        }
+    }
+
     /// Where the verified blob's bytes are: the layout's own file (or its range of the tar a
     /// tar-carried layout is), or a download into `scratch`.
     pub fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<(PathBuf, u64)> {
