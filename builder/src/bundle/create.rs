@@ -9,6 +9,8 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
@@ -68,29 +70,61 @@ pub fn create(
     // Staged beside the output, not in `/tmp`: a bundle is as large as its images.
     let staging = crate::store::scratch::dir_in(parent, "bundle")?;
     let dir = staging.path().join("layout");
-    let mut images = Vec::new();
-    let mut seen = BTreeSet::new();
-    for reference in &refs {
+    // Each reference (and its signatures) is fetched by one of a few workers into the one
+    // staging layout (its `index.json` changes under its lock); the list keeps input order.
+    let one = |reference: &String| -> Result<Vec<BundleImage>> {
         progress(&format!("fetching `{reference}`"));
         let pinned = Reference::parse(reference)?.digest.is_some();
         let platforms = if pinned { &[][..] } else { &how.platforms[..] };
         let image = fetch(reference, &dir, platforms, options, progress)?;
-        seen.insert(reference.clone());
-        let digest = image.digest.clone();
-        images.push(image);
+        let mut out = vec![image];
         if how.signatures {
+            let digest = out[0].digest.clone();
             let mut digests = vec![digest.clone()];
-            let staged = Layout::open(&dir)?;
-            if crate::oci::is_index_type(&images.last().expect("pushed above").media_type) {
+            if crate::oci::is_index_type(&out[0].media_type) {
+                let staged = Layout::open(&dir)?;
                 let index: Index = serde_json::from_slice(&staged.read_document(&digest)?)
                     .map_err(|e| Error::input(format!("index `{digest}` is not valid: {e}")))?;
                 digests.extend(index.manifests.into_iter().map(|d| d.digest));
             }
             for sig in signature_refs(reference, &digests, options)? {
-                if seen.insert(sig.clone()) {
-                    progress(&format!("fetching the signature `{sig}`"));
-                    images.push(fetch(&sig, &dir, &[], options, progress)?);
+                progress(&format!("fetching the signature `{sig}`"));
+                out.push(fetch(&sig, &dir, &[], options, progress)?);
+            }
+        }
+        Ok(out)
+    };
+    // The staging layout exists before the workers write into it.
+    Layout::open_or_create(&dir)?;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let fetched: Mutex<Vec<(usize, Result<Vec<BundleImage>>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..super::push::IMAGE_JOBS.min(refs.len()).max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= refs.len() || failed.load(Ordering::Relaxed) {
+                    break;
                 }
+                let r = one(&refs[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                fetched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, r));
+            });
+        }
+    });
+    let mut fetched = fetched.into_inner().unwrap_or_else(|e| e.into_inner());
+    fetched.sort_by_key(|(i, _)| *i);
+    let mut images = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (_, r) in fetched {
+        for image in r? {
+            if seen.insert(image.reference.clone()) {
+                images.push(image);
             }
         }
     }
