@@ -99,13 +99,7 @@ impl Sink {
                 }
                 // A layout's blob is read once, as it is sent (the registry checks its digest);
                 // a registry's is downloaded, verified, first.
-                let (file, offset, downloaded) = match src.blob_location(desc)? {
-                    Some((file, offset)) => (file, offset, false),
-                    None => {
-                        let (file, offset) = src.blob_file(desc, scratch)?;
-                        (file, offset, true)
-                    }
-                };
+                let (file, offset, downloaded) = src.blob_file(desc, scratch)?;
                 let pushed = client.push_blob(
                     repo,
                     desc.digest.as_str(),

@@ -218,23 +218,6 @@ impl Source {
         }
     }
 
-    /// Where a layout's blob lies (`None` for a registry), its size checked but not its bytes:
-    /// a push streams them once and the registry checks their digest; [`Source::check_blob`]
-    /// names the damage when it refuses them.
-    pub fn blob_location(&self, desc: &Descriptor) -> Result<Option<(PathBuf, u64)>> {
-        match self {
-            Source::Layout { layout, .. } => {
-                layout.open_blob_file(desc)?;
-                Ok(Some(
-                    layout
-                        .blob_range(&desc.digest)
-                        .unwrap_or_else(|| (layout.blob_path(&desc.digest), 0)),
-                ))
-            }
-            Source::Registry { .. } => Ok(None),
-        }
-    }
-
     /// Read a layout's blob through and check it against its descriptor: the error says what
     /// is wrong with it (nothing to check for a registry, which verified it as it sent it).
     pub fn check_blob(&self, desc: &Descriptor) -> Result<()> {
@@ -257,27 +240,19 @@ impl Source {
         }
     }
 
-    /// Where the verified blob's bytes are: the layout's own file (or its range of the tar a
-    /// tar-carried layout is), or a download into `scratch`.
-    pub fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<(PathBuf, u64)> {
+    /// Where a blob's bytes are, to send them: `(file, offset, downloaded)`. A layout's own
+    /// file (or its range of the tar a tar-carried layout is), its size checked but its bytes
+    /// not: a push streams them once and the registry checks their digest, and
+    /// [`Source::check_blob`] names the damage when it refuses them. A registry's blob is
+    /// downloaded into `scratch`, verified as it arrives.
+    pub fn blob_file(&self, desc: &Descriptor, scratch: &Path) -> Result<(PathBuf, u64, bool)> {
         match self {
             Source::Layout { layout, .. } => {
-                // Hashed here, before any byte is sent: a registry would refuse a wrong digest
-                // at the end of the upload, but only after the whole blob crossed the network.
-                let mut r = layout.open_blob(desc)?;
-                std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::InvalidData => {
-                        Error::input(format!("in `{}`: {e}", layout.root().display()))
-                    }
-                    _ => Error::Io {
-                        op: "reading",
-                        path: layout.blob_path(&desc.digest),
-                        source: e,
-                    },
-                })?;
-                Ok(layout
+                layout.open_blob_file(desc)?;
+                let (file, offset) = layout
                     .blob_range(&desc.digest)
-                    .unwrap_or_else(|| (layout.blob_path(&desc.digest), 0)))
+                    .unwrap_or_else(|| (layout.blob_path(&desc.digest), 0));
+                Ok((file, offset, false))
             }
             Source::Registry { client, reference } => {
                 let path = scratch.join(desc.digest.hex());
@@ -287,7 +262,7 @@ impl Source {
                     Some(desc.size),
                     &path,
                 )?;
-                Ok((path, 0))
+                Ok((path, 0, true))
             }
         }
     }
