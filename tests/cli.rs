@@ -1008,3 +1008,77 @@ fn init_scaffolds_a_definition_that_builds_once_its_payload_is_there() {
         esc.stdout
     );
 }
+
+/// `talext build extension/*` over the repository's own definitions: the README among them is
+/// skipped, each `--source` goes to the definition that declares it, every definition builds;
+/// a `--source` no definition declares, and `--version` with several, are refused.
+#[test]
+fn every_definition_in_the_repository_builds_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = talext_kit::payload::tailscale_standin(&dir.path().join("standin"));
+    let bin_dir = dir.path().join("bin/amd64");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(BIN, bin_dir.join("talext")).unwrap();
+    let ext = concat!(env!("CARGO_MANIFEST_DIR"), "/../extension");
+    let mut all: Vec<std::path::PathBuf> = std::fs::read_dir(ext)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    all.sort();
+    let definitions: Vec<String> = all
+        .iter()
+        .filter(|p| p.join("extension.yaml").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(definitions.len() >= 2, "{definitions:?}");
+    assert!(all.iter().any(|p| p.is_file()), "a README among them");
+    let sources = [
+        format!("tailscale={}", standin.display()),
+        format!("talext={}/bin/{{arch}}", dir.path().display()),
+    ];
+    let out_tpl = format!("oci:{}/{{name}}:v1", dir.path().join("out").display());
+    let built = talext(BIN)
+        .arg("build")
+        .args(&all)
+        .args(["--source", &sources[0], "--source", &sources[1]])
+        .args(["--no-cache", "--output", &out_tpl, "--json"])
+        .ok();
+    let receipts = json(&built.stdout);
+    let names: Vec<&str> = receipts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, definitions);
+    for name in &definitions {
+        assert!(dir
+            .path()
+            .join("out")
+            .join(name)
+            .join("index.json")
+            .is_file());
+    }
+    let out = talext(BIN)
+        .arg("build")
+        .args(&all)
+        .args(["--source", "nosuch=/tmp", "--output", &out_tpl])
+        .fails_with(1);
+    assert!(
+        out.stderr
+            .contains("none of the definitions has a source named `nosuch`"),
+        "{}",
+        out.stderr
+    );
+    let out = talext(BIN)
+        .arg("build")
+        .args(&all)
+        .args(["--version", "9.9.9", "--output", &out_tpl])
+        .fails_with(1);
+    assert!(
+        out.stderr
+            .contains("`--version` names one definition's version"),
+        "{}",
+        out.stderr
+    );
+}

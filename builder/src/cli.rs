@@ -444,17 +444,18 @@ fn warn_old_version_env(quiet: bool) {
 }
 
 impl DefinitionArgs {
-    /// The definition directories named (files skipped); more than one refuses the overrides
-    /// that name one definition's parts.
+    /// The definition directories named (files skipped). With several, `--version` (one
+    /// definition's) is refused, and each `--source NAME=…` goes to the definitions that
+    /// declare a source `NAME`; one that no definition declares is refused.
     fn definitions(&self) -> Result<Vec<PathBuf>, Error> {
         if self.dirs.len() == 1 {
             return Ok(self.dirs.clone());
         }
         let dirs: Vec<PathBuf> = self.dirs.iter().filter(|d| !d.is_file()).cloned().collect();
-        if dirs.len() > 1 && (self.version.is_some() || !self.sources.is_empty()) {
+        if dirs.len() > 1 && self.version.is_some() {
             return Err(Error::input_hint(
-                "`--version` and `--source` name one definition's version and sources, and several are given",
-                "build the definitions one at a time to override them",
+                "`--version` names one definition's version, and several definitions are given",
+                "build the definitions one at a time to relabel one",
             ));
         }
         if dirs.is_empty() {
@@ -462,13 +463,45 @@ impl DefinitionArgs {
                 "none of the paths given is a definition directory",
             ));
         }
+        if dirs.len() > 1 && !self.sources.is_empty() {
+            let mut declared = std::collections::BTreeSet::new();
+            for d in &dirs {
+                declared.extend(crate::definition::load(d)?.def.sources.into_keys());
+            }
+            for o in &self.sources {
+                let name = o.split_once('=').map_or(o.as_str(), |(n, _)| n);
+                if !declared.contains(name) {
+                    return Err(Error::input(format!(
+                        "`--source {o}`: none of the definitions has a source named `{name}` (sources: {})",
+                        declared.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+        }
         Ok(dirs)
     }
 
     fn request_for(&self, dir: &std::path::Path) -> Request {
+        // Among several definitions, each takes the overrides of the sources it declares.
+        let sources = if self.dirs.len() > 1 {
+            match crate::definition::load(dir) {
+                Ok(loaded) => self
+                    .sources
+                    .iter()
+                    .filter(|o| {
+                        let name = o.split_once('=').map_or(o.as_str(), |(n, _)| n);
+                        loaded.def.sources.contains_key(name)
+                    })
+                    .cloned()
+                    .collect(),
+                Err(_) => self.sources.clone(),
+            }
+        } else {
+            self.sources.clone()
+        };
         Request {
             dir: dir.to_path_buf(),
-            sources: self.sources.clone(),
+            sources,
             version: self.version.clone(),
             platforms: self.platforms.clone(),
             epoch: self.source_date_epoch,
