@@ -22,11 +22,12 @@ def col(rows, key, scale=1.0):
     return [float(r[key]) / scale for r in rows]
 
 
-def ticks(ax, x):
-    """Label a log x axis at the measured points, in plain numbers."""
-    ax.set_xticks(x)
-    ax.set_xticklabels([f"{v:g}" for v in x])
-    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+def linear(ax):
+    """Linear axes from zero: growth in proportion is a straight line through the origin, so
+    a knee or a curve shows at a glance."""
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
 
 
 def errbar(ax, x, rows, prefix, label, **kw):
@@ -51,8 +52,7 @@ def size_chart(d):
     axs[2].plot(x, col(rows, "floor_gz_bytes", MIB), marker="x", linestyle=":", label="libdeflate -6")
     axs[2].set(title="output (layer) size", xlabel="input (MiB)", ylabel="MiB")
     for ax in axs:
-        ax.set_xscale("log", base=2)
-        ticks(ax, [round(v) for v in x])
+        linear(ax)
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("Payload size, one platform (linux/amd64)")
@@ -75,8 +75,7 @@ def files_chart(d):
     axs[2].set(title="cost per input byte, relative", xlabel="small files", ylabel="ratio")
     axs[2].set_ylim(bottom=0)
     for ax in axs:
-        ax.set_xscale("log")
-        ticks(ax, x)
+        linear(ax)
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("File count, one platform, over the stand-in payload")
@@ -109,9 +108,7 @@ def images_chart(d):
         errbar(ax, x, rows, "bundle_push_", "talext bundle push")
         errbar(ax, x, rows, "skopeo_sync_", "skopeo sync --src dir (cold)")
         ax.set(xlabel=label, ylabel="seconds", title=f"into an empty registry, against {label}")
-        ax.set_xscale("log")
-        ticks(ax, x)
-        ax.set_yscale("log")
+        linear(ax)
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.tight_layout()
