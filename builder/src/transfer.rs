@@ -380,9 +380,6 @@ fn move_blobs(
     let reporter = &transfer.reporter;
     let total: u64 = blobs.iter().map(|b| b.size).sum();
     let task = reporter.start(kind, label, Some(total));
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let outcomes: Mutex<Vec<(usize, Result<bool>)>> = Mutex::new(Vec::new());
     let book = match dst {
         Sink::Registry { reference, .. } => transfer
             .mounts
@@ -425,41 +422,53 @@ fn move_blobs(
     let jobs = match transfer.jobs {
         0 => DEFAULT_JOBS,
         n => n,
-    }
-    .min(blobs.len())
-    .max(1);
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= blobs.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let r = one(&blobs[i]);
-                if r.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                } else {
-                    reporter.advance(task, blobs[i].size);
-                }
-                outcomes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((i, r));
-            });
-        }
+    };
+    let outcomes = in_workers(blobs, jobs, |blob| {
+        let sent = one(blob)?;
+        reporter.advance(task, blob.size);
+        Ok(sent)
     });
     reporter.finish(task);
-    let mut outcomes = outcomes.into_inner().unwrap_or_else(|e| e.into_inner());
-    outcomes.sort_by_key(|(i, _)| *i);
     let (mut copied, mut skipped) = (0, 0);
-    for (_, r) in outcomes {
-        if r? {
+    for sent in outcomes? {
+        if sent {
             copied += 1;
         } else {
             skipped += 1;
         }
     }
     Ok((copied, skipped))
+}
+
+/// Run `f` on every item, `jobs` threads at a time, each taking the next item as it finishes
+/// one; no new item is started once one has failed. The results come in input order, and the
+/// error returned is the first in input order.
+pub fn in_workers<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: Mutex<Vec<(usize, Result<R>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(items.len()).max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let r = f(&items[i]);
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// What `talext index create` made.

@@ -9,8 +9,6 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
@@ -96,33 +94,11 @@ pub fn create(
     };
     // The staging layout exists before the workers write into it.
     Layout::open_or_create(&dir)?;
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let fetched: Mutex<Vec<(usize, Result<Vec<BundleImage>>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..super::push::IMAGE_JOBS.min(refs.len()).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= refs.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let r = one(&refs[i]);
-                if r.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                fetched
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((i, r));
-            });
-        }
-    });
-    let mut fetched = fetched.into_inner().unwrap_or_else(|e| e.into_inner());
-    fetched.sort_by_key(|(i, _)| *i);
+    let fetched = transfer::in_workers(&refs, super::push::IMAGE_JOBS, one)?;
     let mut images = Vec::new();
     let mut seen = BTreeSet::new();
-    for (_, r) in fetched {
-        for image in r? {
+    for list in fetched {
+        for image in list {
             if seen.insert(image.reference.clone()) {
                 images.push(image);
             }

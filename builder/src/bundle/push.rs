@@ -11,9 +11,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use super::{BundleImage, Progress};
 use crate::error::{Error, Result};
 use crate::oci::layout::Layout;
@@ -238,34 +235,9 @@ pub fn push(
             status,
         })
     };
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<(usize, Result<Pushed>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..IMAGE_JOBS.min(plan.len()).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= plan.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let (image, push_to, printed) = &plan[i];
-                let r = one(image, push_to, printed);
-                if r.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((i, r));
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(i, _)| *i);
-    let mut out = Vec::new();
-    for (_, r) in results {
-        out.push(r?);
-    }
+    let out = transfer::in_workers(&plan, IMAGE_JOBS, |(image, push_to, printed)| {
+        one(image, push_to, printed)
+    })?;
     let pushed: Vec<(BundleImage, String)> = plan
         .iter()
         .map(|(image, push_to, _)| ((*image).clone(), push_to.clone()))
