@@ -608,7 +608,7 @@ pub fn stitch(
     };
     let mut index = Index::new(Some(media_type));
     index.manifests = descriptors.clone();
-    let bytes = serde_json::to_vec(&index).map_err(|e| Error::internal(e.to_string()))?;
+    let bytes = crate::image::to_json(&index)?;
     let digest = Digest::of(&bytes).to_string();
     let doc = Doc {
         bytes,

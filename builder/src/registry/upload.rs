@@ -49,10 +49,16 @@ impl RegistryClient {
         if self.blob_exists(repo, digest)?.is_some() {
             return Ok(PushOutcome::Existed);
         }
+        // The bytes the source holds: all of a file, or a tar's from the blob's offset on (the
+        // tar's own index gave the size, so the file must reach that far).
         let actual = match src {
             BlobSource::Bytes(b) => b.len() as u64,
-            // The tar's own index gave the size; the file must reach that far.
-            BlobSource::Range(p, offset) => {
+            BlobSource::Path(p) | BlobSource::Range(p, _) => {
+                let offset = if let BlobSource::Range(_, o) = src {
+                    o
+                } else {
+                    0
+                };
                 let len = std::fs::metadata(p)
                     .map_err(|source| {
                         self.error(
@@ -63,24 +69,13 @@ impl RegistryClient {
                             },
                         )
                     })?
-                    .len();
-                if len.saturating_sub(offset) >= size {
-                    size
-                } else {
-                    len.saturating_sub(offset)
+                    .len()
+                    .saturating_sub(offset);
+                match src {
+                    BlobSource::Range(..) => len.min(size),
+                    _ => len,
                 }
             }
-            BlobSource::Path(p) => std::fs::metadata(p)
-                .map_err(|source| {
-                    self.error(
-                        &op,
-                        ErrorKind::Io {
-                            path: p.to_path_buf(),
-                            source,
-                        },
-                    )
-                })?
-                .len(),
         };
         if actual != size {
             let kind = ErrorKind::Protocol(format!(
