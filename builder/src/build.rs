@@ -136,6 +136,11 @@ fn prepare_platform(req: &Request, plan: &Plan, platform: Platform) -> Result<Pl
         );
     }
     let tree = plan::assemble(plan, &platform, &sources)?;
+    // The sources' own trees are not read again (their staging directories and pulled images
+    // are kept while the layer is written): one tree per platform, not two, is held from here.
+    for source in sources.values_mut() {
+        source.tree = Tree::new();
+    }
     let pt = PlatformTree {
         platform,
         tree,

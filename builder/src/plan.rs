@@ -519,7 +519,7 @@ pub fn assemble(
             &dest,
             Node {
                 kind: NodeKind::File {
-                    content: Content::Disk(src),
+                    content: Content::Disk(src.into()),
                     size,
                 },
                 mode,

@@ -21,6 +21,7 @@ use super::error::{ErrorKind, RegistryError};
 use super::reference::api_host;
 use super::retry::{Failure, Retry, RetryPolicy};
 pub(super) use super::session::header;
+use super::stream::Streamer;
 use super::transport::{self, Scheme};
 use super::{RegistryOptions, UploadMode, MANIFEST_MEDIA_TYPES};
 
@@ -65,6 +66,8 @@ pub struct RegistryClient {
     pub(super) registry: String,
     pub(super) host: String,
     pub(super) http: Client,
+    /// Streamed upload bodies (see `stream.rs`).
+    pub(super) streamer: Streamer,
     /// What each repository of the registry is presented (see [`auth::Credentials`]).
     pub(super) credentials: auth::Credentials,
     pub(super) secrets: Vec<String>,
@@ -113,7 +116,7 @@ impl RegistryClient {
         let wait = options
             .timeout
             .map_or(options.idle_timeout, |t| t.min(options.idle_timeout));
-        let http = transport::http_client(&options.tls, registry, wait).map_err(fail)?;
+        let clients = transport::http_client(&options.tls, registry, wait).map_err(fail)?;
         let credentials =
             auth::Credentials::resolve(options.credential.as_ref(), &options.auth_files, registry)
                 .map_err(fail)?;
@@ -121,7 +124,8 @@ impl RegistryClient {
             registry: registry.to_string(),
             secrets: credentials.secrets(),
             host,
-            http,
+            http: clients.blocking,
+            streamer: Streamer::new(clients.streaming),
             credentials,
             insecure: options.tls.insecure,
             retry: options.retry,

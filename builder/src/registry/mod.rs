@@ -12,7 +12,7 @@
 //! - [`retry`]: backoff with jitter, `Retry-After`, budgets.
 //! - [`client`]: [`RegistryClient`] and its operations; `session` holds the request machinery
 //!   (endpoint, challenges, tokens and where credentials may go, failures), `body` the bounded,
-//!   hashed reads of answers, and `upload` the blob pushes.
+//!   hashed reads of answers, `upload` the blob pushes and `stream` their bodies.
 
 pub mod auth;
 mod body;
@@ -21,6 +21,7 @@ pub mod error;
 pub mod reference;
 pub mod retry;
 mod session;
+mod stream;
 mod tls;
 pub mod transport;
 mod upload;

@@ -14,7 +14,7 @@
 use std::sync::MutexGuard;
 use std::time::{Instant, SystemTime};
 
-use reqwest::blocking::{RequestBuilder, Response};
+use reqwest::blocking::{Request, RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 
@@ -123,6 +123,19 @@ impl RegistryClient {
         op: &Op,
         build: &dyn Fn(&str) -> Result<RequestBuilder, Failure>,
     ) -> Result<Response, Failure> {
+        self.send_with(op, build, &|request| {
+            self.http.execute(request).map_err(|e| self.network(e))
+        })
+    }
+
+    /// [`send`](Self::send), with the built request (authorization set) sent by `execute`:
+    /// streamed uploads send it with a body of their own.
+    pub(super) fn send_with(
+        &self,
+        op: &Op,
+        build: &dyn Fn(&str) -> Result<RequestBuilder, Failure>,
+        execute: &dyn Fn(Request) -> Result<Response, Failure>,
+    ) -> Result<Response, Failure> {
         let (scheme, mut challenge) = self.endpoint()?;
         let credential = self.credential_for(op.repo);
         let base = format!("{}://{}/v2/", scheme.as_str(), self.host);
@@ -149,7 +162,7 @@ impl RegistryClient {
                     .map_err(|_| Failure::fatal(ErrorKind::Protocol("unusable token".into())))?;
                 request.headers_mut().insert(AUTHORIZATION, value);
             }
-            let resp = self.http.execute(request).map_err(|e| self.network(e))?;
+            let resp = execute(request)?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }

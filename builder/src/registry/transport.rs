@@ -124,7 +124,43 @@ fn read(path: &Path) -> Result<Vec<u8>, ErrorKind> {
     })
 }
 
-/// Build the HTTP client for `host`: system roots plus the configured CAs (a configured
+/// The two HTTP clients of one registry host, configured alike: the blocking one for every
+/// request, and an async one that only carries streamed upload bodies (see `stream.rs`).
+pub struct HttpClients {
+    pub blocking: reqwest::blocking::Client,
+    pub streaming: reqwest::Client,
+}
+
+/// The TLS side of a client, worked out once and applied to both.
+enum TlsSetup {
+    /// `--insecure`: no certificate checks, the `certs.d` client certificate if any.
+    Insecure(Option<reqwest::Identity>),
+    /// System roots plus the configured CAs, with the verifier of `tls.rs`.
+    Verified(Box<rustls::ClientConfig>),
+}
+
+/// The settings both clients share, on either kind of builder (their methods have the same
+/// names and meanings).
+macro_rules! configure {
+    ($builder:expr, $setup:expr) => {{
+        let builder = $builder
+            .user_agent(concat!("talext/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .tcp_keepalive(Duration::from_secs(30));
+        match $setup {
+            TlsSetup::Insecure(identity) => {
+                let builder = builder.tls_danger_accept_invalid_certs(true);
+                match identity {
+                    Some(identity) => builder.identity(identity.clone()),
+                    None => builder,
+                }
+            }
+            TlsSetup::Verified(config) => builder.tls_backend_preconfigured((**config).clone()),
+        }
+    }};
+}
+
+/// Build the HTTP clients for `host`: system roots plus the configured CAs (a configured
 /// certificate is also accepted as the server's own, see `tls.rs`), the host's client
 /// certificate if `certs.d` has one, certificate checks off only with `--insecure`. No wait
 /// for the next bytes of an answer (headers, or each read of a body) lasts longer than `wait`,
@@ -137,29 +173,22 @@ pub fn http_client(
     tls: &TlsSettings,
     host: &str,
     wait: Duration,
-) -> Result<reqwest::blocking::Client, ErrorKind> {
+) -> Result<HttpClients, ErrorKind> {
     let found = certs_d(&tls.certs_d_roots, host)?;
-    let mut builder = reqwest::blocking::Client::builder()
-        .user_agent(concat!("talext/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        // For the blocking client this bounds each wait, not the request: a blob transfer can
-        // take long as long as bytes keep coming. Requests that must finish within a time set
-        // their own timeout (uploads set a longer one).
-        .timeout(wait)
-        .tcp_user_timeout(wait)
-        .tcp_keepalive(Duration::from_secs(30));
     let identity = found.identities.first();
-    if tls.insecure {
-        if let Some((cert, key)) = identity {
-            let mut pem = read(cert)?;
-            pem.push(b'\n');
-            pem.extend(read(key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                ErrorKind::Config(format!("client certificate `{}`: {e}", cert.display()))
-            })?;
-            builder = builder.identity(identity);
-        }
-        builder = builder.tls_danger_accept_invalid_certs(true);
+    let setup = if tls.insecure {
+        let identity = match identity {
+            Some((cert, key)) => {
+                let mut pem = read(cert)?;
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    ErrorKind::Config(format!("client certificate `{}`: {e}", cert.display()))
+                })?)
+            }
+            None => None,
+        };
+        TlsSetup::Insecure(identity)
     } else {
         let mut roots = Vec::new();
         for path in tls.ca_files.iter().chain(&found.cas) {
@@ -173,12 +202,30 @@ pub fn http_client(
             }),
             None => None,
         };
-        builder =
-            builder.tls_backend_preconfigured(super::tls::client_config(roots, identity, host)?);
-    }
-    builder
+        TlsSetup::Verified(Box::new(super::tls::client_config(roots, identity, host)?))
+    };
+    let failed = |e: reqwest::Error| {
+        ErrorKind::Config(format!("cannot set up HTTP for `{host}`: {}", chain(&e)))
+    };
+    let blocking = configure!(reqwest::blocking::Client::builder(), &setup)
+        // For the blocking client this bounds each wait, not the request: a blob transfer can
+        // take long as long as bytes keep coming. Requests that must finish within a time set
+        // their own timeout (uploads set a longer one).
+        .timeout(wait)
+        .tcp_user_timeout(wait)
         .build()
-        .map_err(|e| ErrorKind::Config(format!("cannot set up HTTP for `{host}`: {}", chain(&e))))
+        .map_err(failed)?;
+    // The async client's read timeout would run from the start of the request, through the
+    // whole body: an upload is bounded instead by its own deadline, like the blocking client's
+    // uploads, and by `tcp_user_timeout` while bytes are unacknowledged.
+    let streaming = configure!(reqwest::Client::builder(), &setup)
+        .tcp_user_timeout(wait)
+        .build()
+        .map_err(failed)?;
+    Ok(HttpClients {
+        blocking,
+        streaming,
+    })
 }
 
 /// An error and its causes on one line, as `a: b: c`, without URLs.

@@ -240,18 +240,38 @@ impl RegistryClient {
     ) -> Result<(), Cut> {
         let mut url = location.clone();
         url.query_pairs_mut().append_pair("digest", digest);
-        let resp = self
-            .send(op, &|_| {
-                let body = Body::sized(self.rest(src, size, from)?, size - from);
-                Ok(self
-                    .http
-                    .put(url.clone())
-                    .header(CONTENT_TYPE, OCTET_STREAM)
-                    .header(CONTENT_LENGTH, size - from)
-                    .body(body)
-                    .timeout(self.upload_timeout()))
-            })
-            .map_err(|f| Box::new((f, location.clone())))?;
+        let put = |_: &str| {
+            Ok(self
+                .http
+                .put(url.clone())
+                .header(CONTENT_TYPE, OCTET_STREAM)
+                .header(CONTENT_LENGTH, size - from)
+                .timeout(self.upload_timeout()))
+        };
+        let resp = match src {
+            // Small and in memory: one piece.
+            BlobSource::Bytes(b) => self.send(op, &|base| {
+                Ok(put(base)?.body(Body::from(b[from as usize..].to_vec())))
+            }),
+            // From a file: streamed in large pieces, the file reopened for every request.
+            BlobSource::Path(_) | BlobSource::Range(..) => self.send_with(op, &put, &|request| {
+                let body = self.rest(src, size, from)?;
+                self.streamer.execute(
+                    request,
+                    body,
+                    size - from,
+                    self.read_wait(),
+                    &|source| {
+                        Failure::fatal(ErrorKind::Io {
+                            path: source_path(src),
+                            source,
+                        })
+                    },
+                    &|e| self.network(e),
+                )
+            }),
+        }
+        .map_err(|f| Box::new((f, location.clone())))?;
         self.finished(resp, digest)
             .map_err(|f| Box::new((f, location)))
     }
@@ -342,14 +362,14 @@ impl RegistryClient {
         }
     }
 
-    /// `len` bytes of `path` from `offset`, read from the file a MiB at a time (the HTTP body
-    /// is fed in small pieces; the file is not).
+    /// `len` bytes of `path` from `offset` (read in large pieces by the streamed body, and a
+    /// chunk at a time by chunked uploads, so not buffered here).
     fn open(
         &self,
         path: &std::path::Path,
         offset: u64,
         len: u64,
-    ) -> Result<std::io::Take<std::io::BufReader<File>>, Failure> {
+    ) -> Result<std::io::Take<File>, Failure> {
         use std::io::{Seek, SeekFrom};
         let io = |source| {
             Failure::fatal(ErrorKind::Io {
@@ -361,7 +381,7 @@ impl RegistryClient {
         if offset > 0 {
             f.seek(SeekFrom::Start(offset)).map_err(io)?;
         }
-        Ok(std::io::BufReader::with_capacity(1 << 20, f).take(len))
+        Ok(f.take(len))
     }
 }
 

@@ -61,7 +61,7 @@ fn walk(dir: &Path, rel: &str, tree: &mut Tree) -> Result<()> {
             NodeKind::Symlink { target }
         } else if ft.is_file() {
             NodeKind::File {
-                content: Content::Disk(full.clone()),
+                content: Content::Disk(full.as_path().into()),
                 size: meta.len(),
             }
         } else if ft.is_fifo() {

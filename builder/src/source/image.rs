@@ -404,7 +404,7 @@ impl Flattener {
                     path,
                     Node {
                         kind: NodeKind::File {
-                            content: Content::Disk(p),
+                            content: Content::Disk(p.into()),
                             size,
                         },
                         mode,
@@ -451,7 +451,7 @@ impl Flattener {
                     };
                     match layer_files.get(&target) {
                         // The target was taken from this layer: keep the link, the tree has it.
-                        Some((p, _)) if matches!(self.tree.get(&target).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if t == p) => {
+                        Some((p, _)) if matches!(self.tree.get(&target).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if **t == **p) => {
                             Node { kind: NodeKind::HardLink { target }, mode }
                         }
                         // The target was shadowed by an upper layer: the link keeps this layer's bytes.
@@ -462,7 +462,7 @@ impl Flattener {
                                 path.clone(),
                                 format!("`{path}` is a hard link to `{target}`; Talos unpacks hard links as empty files"),
                             );
-                            Node { kind: NodeKind::File { content: Content::Disk(p.clone()), size: *size }, mode }
+                            Node { kind: NodeKind::File { content: Content::Disk(p.as_path().into()), size: *size }, mode }
                         }
                         None => {
                             return Err(Error::input(format!(
@@ -500,7 +500,7 @@ impl Flattener {
         // Staged copies of shadowed files are no longer needed.
         for (path, (p, _)) in layer_files {
             let used = kept.contains(&p)
-                || matches!(self.tree.get(&path).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if *t == p);
+                || matches!(self.tree.get(&path).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if **t == *p);
             if !used {
                 let _ = std::fs::remove_file(p);
             }
