@@ -77,6 +77,8 @@ pub struct RegistryClient {
     pub(super) idle_timeout: Duration,
     pub(super) timeout: Option<Duration>,
     pub(super) session: Mutex<Session>,
+    /// Held while the endpoint is being found (see `session.rs`).
+    pub(super) probing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -133,6 +135,7 @@ impl RegistryClient {
             idle_timeout: options.idle_timeout,
             timeout: options.timeout,
             session: Mutex::new(Session::default()),
+            probing: Mutex::new(()),
         })
     }
 

@@ -67,6 +67,15 @@ impl RegistryClient {
         if let Some(found) = self.session().endpoint.clone() {
             return Ok(found);
         }
+        // One probe at a time: the threads of a parallel copy that start together wait for the
+        // first one's answer instead of each pinging the registry.
+        let _probing = self
+            .probing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = self.session().endpoint.clone() {
+            return Ok(found);
+        }
         let probe = |scheme: Scheme| {
             let url = format!("{}://{}/v2/", scheme.as_str(), self.host);
             self.http.get(url).timeout(self.small()).send()

@@ -22,6 +22,22 @@ pub struct ClientIdentity {
     pub key: PrivateKeyDer<'static>,
 }
 
+/// The process's crypto provider, installed on first use: *ring*, whose randomness comes from
+/// the kernel (`getrandom`). aws-lc-rs, reqwest's default, seeds its generator with CPU jitter
+/// entropy first, which cost about 50 ms of CPU in every run that opened a connection (even a
+/// plain-HTTP one, whose HTTPS probe comes first). reqwest's own configuration (`--insecure`)
+/// takes the installed provider too.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    if let Some(p) = rustls::crypto::CryptoProvider::get_default() {
+        return p.clone();
+    }
+    // Another thread may install it first; either way one provider is the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+}
+
 /// The rustls configuration for `host` trusting the platform roots and `extra` CAs.
 pub fn client_config(
     extra: Vec<CertificateDer<'static>>,
@@ -30,17 +46,10 @@ pub fn client_config(
 ) -> Result<rustls::ClientConfig, ErrorKind> {
     let setup =
         |e: rustls::Error| ErrorKind::Config(format!("cannot set up TLS for `{host}`: {e}"));
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let platform = if extra.is_empty() {
-        rustls_platform_verifier::Verifier::new(provider.clone())
-    } else {
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.clone(), provider.clone())
-    }
-    .map_err(setup)?;
+    let provider = provider();
     let verifier = Arc::new(ConfiguredOrPlatform {
-        platform,
+        platform: std::sync::OnceLock::new(),
+        provider: provider.clone(),
         configured: extra,
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -81,11 +90,37 @@ pub fn pem_key(pem: &[u8], what: &str) -> Result<PrivateKeyDer<'static>, ErrorKi
 }
 
 /// The platform verifier, and the certificates the user configured, which are also accepted as
-/// the server's own certificate when webpki refuses them only for being CAs.
+/// the server's own certificate when webpki refuses them only for being CAs. The platform's
+/// roots are loaded when a server's certificate is first checked, not when the client is made:
+/// a run that talks plain HTTP to a loopback registry (whose HTTPS probe fails before any
+/// certificate) never reads the few hundred files of the system store. Handshake signatures
+/// are checked with the provider's algorithms, as the platform verifier itself does on Linux.
 #[derive(Debug)]
 struct ConfiguredOrPlatform {
-    platform: rustls_platform_verifier::Verifier,
+    platform: std::sync::OnceLock<Result<rustls_platform_verifier::Verifier, rustls::Error>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
     configured: Vec<CertificateDer<'static>>,
+}
+
+impl ConfiguredOrPlatform {
+    fn platform(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        self.platform
+            .get_or_init(|| {
+                let provider = self.provider.clone();
+                if self.configured.is_empty() {
+                    rustls_platform_verifier::Verifier::new(provider)
+                } else {
+                    rustls_platform_verifier::Verifier::new_with_extra_roots(
+                        self.configured.clone(),
+                        provider,
+                    )
+                }
+            })
+            .as_ref()
+            .map_err(|e| {
+                rustls::Error::General(format!("cannot load the trusted certificates: {e}"))
+            })
+    }
 }
 
 /// Whether rustls refused the certificate for being a CA used as an end entity. webpki checks
@@ -110,7 +145,7 @@ impl ServerCertVerifier for ConfiguredOrPlatform {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verdict = self.platform.verify_server_cert(
+        let verdict = self.platform()?.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -144,7 +179,12 @@ impl ServerCertVerifier for ConfiguredOrPlatform {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.platform.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -153,10 +193,17 @@ impl ServerCertVerifier for ConfiguredOrPlatform {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.platform.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.platform.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -176,6 +176,7 @@ pub fn http_client(
 ) -> Result<HttpClients, ErrorKind> {
     let found = certs_d(&tls.certs_d_roots, host)?;
     let identity = found.identities.first();
+    super::tls::provider();
     let setup = if tls.insecure {
         let identity = match identity {
             Some((cert, key)) => {
