@@ -135,12 +135,9 @@ fn prepare_platform(req: &Request, plan: &Plan, platform: Platform) -> Result<Pl
             plan::load_source(name, loc, plan.pin(name).as_ref(), &platform, &req.fetch)?,
         );
     }
-    let tree = plan::assemble(plan, &platform, &sources)?;
-    // The sources' own trees are not read again (their staging directories and pulled images
-    // are kept while the layer is written): one tree per platform, not two, is held from here.
-    for source in sources.values_mut() {
-        source.tree = Tree::new();
-    }
+    // The sources' entries move into the extension's tree (their staging directories and
+    // pulled images are kept while the layer is written): one tree per platform is held.
+    let tree = plan::assemble(plan, &platform, &mut sources)?;
     let pt = PlatformTree {
         platform,
         tree,

@@ -15,7 +15,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::oci::{layout::Layout, Digest, Platform};
 use crate::pull::{self, Fetch};
 use crate::registry::Reference;
-use crate::rootfs::{join, open_content, Content, LoadNote, Node, NodeKind, Tree};
+use crate::rootfs::{join, Content, LoadNote, Node, NodeKind, Tree};
 use crate::sbom::{self, SourceRecord};
 use crate::source;
 use crate::store::source::Source;
@@ -399,18 +399,41 @@ pub fn load_source(
 }
 
 /// A content digest of a directory tree, for the SBOM: every entry's path, type, mode and (for
-/// files) the sha256 of its bytes, in order.
+/// files) the sha256 of its bytes, in order. The files are hashed on every core, and each file's
+/// first bytes are noted as it is read (see [`crate::rootfs::DiskFile`]).
 pub fn tree_digest(tree: &Tree) -> Result<Digest> {
+    let files: Vec<(&String, &Content)> = tree
+        .entries
+        .iter()
+        .filter_map(|(path, node)| match &node.kind {
+            NodeKind::File { content, .. } => Some((path, content)),
+            _ => None,
+        })
+        .collect();
+    // Raw sha256 values (32 bytes a file here, not a digest string).
+    // Taken 256 files at a time, so the workers rarely meet on the queue.
+    let chunks: Vec<&[(&String, &Content)]> = files.chunks(256).collect();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let sums = crate::transfer::in_workers(&chunks, jobs, |chunk| {
+        chunk
+            .iter()
+            .map(|(path, content)| {
+                hash_content(content).map_err(|e| Error::internal(format!("hashing `{path}`: {e}")))
+            })
+            .collect::<Result<Vec<[u8; 32]>>>()
+    })?;
+    let mut sums = sums.iter().flatten();
     let mut h = Sha256::new();
     for (path, node) in &tree.entries {
         h.update(path.as_bytes());
         h.update([0]);
         match &node.kind {
             NodeKind::Dir => h.update(format!("d {:o}", node.mode)),
-            NodeKind::File { content, .. } => {
-                let (d, _) = crate::oci::digest::hash_reader(open_content(content)?)
-                    .map_err(|e| Error::internal(format!("hashing `{path}`: {e}")))?;
-                h.update(format!("f {:o} {d}", node.mode));
+            NodeKind::File { .. } => {
+                let sum = sums
+                    .next()
+                    .ok_or_else(|| Error::internal("a file of the tree was not hashed"))?;
+                h.update(format!("f {:o} sha256:{}", node.mode, hex::encode(sum)));
             }
             NodeKind::Symlink { target } => h.update(format!("l {target}")),
             NodeKind::HardLink { target } => h.update(format!("h {target}")),
@@ -419,6 +442,34 @@ pub fn tree_digest(tree: &Tree) -> Result<Digest> {
         h.update([0]);
     }
     Ok(Digest::from_sha256(&h.finalize()))
+}
+
+/// The sha256 of a file's bytes; a file on disk has its first bytes noted on the way.
+fn hash_content(content: &Content) -> std::io::Result<[u8; 32]> {
+    use std::io::Read as _;
+    let file = match content {
+        Content::Inline(bytes) => return Ok(Sha256::digest(bytes).into()),
+        Content::Disk(file) => file,
+    };
+    let mut f = std::fs::File::open(file.path())?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut h = Sha256::new();
+    let mut head = Vec::with_capacity(crate::rootfs::HEAD_LEN);
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if head.len() < crate::rootfs::HEAD_LEN {
+            let take = n.min(crate::rootfs::HEAD_LEN - head.len());
+            head.extend_from_slice(&buf[..take]);
+        }
+        h.update(&buf[..n]);
+    }
+    file.note_head(&head);
+    Ok(h.finalize().into())
 }
 
 #[derive(Serialize)]
@@ -477,7 +528,7 @@ pub fn manifest_yaml(def: &ExtensionDef, version: &str) -> Result<Vec<u8>> {
 pub fn assemble(
     plan: &Plan,
     platform: &Platform,
-    sources: &BTreeMap<String, LoadedSource>,
+    sources: &mut BTreeMap<String, LoadedSource>,
 ) -> Result<Tree> {
     let def = &plan.loaded.def;
     let mut tree = Tree::new();
@@ -492,12 +543,15 @@ pub fn assemble(
             Node::inline(service.clone(), 0o644),
         );
     }
-    for p in &def.payload {
-        let src = &sources[&p.source];
+    for (i, p) in def.payload.iter().enumerate() {
+        let last_use = !def.payload[i + 1..].iter().any(|q| q.source == p.source);
+        let src = sources
+            .get_mut(&p.source)
+            .ok_or_else(|| Error::internal(format!("source `{}` was not loaded", p.source)))?;
         let dest = join("rootfs", &rootfs_dest(&p.to).map_err(Error::input)?);
-        graft(&mut tree, &src.tree, p, &dest)?;
+        graft(&mut tree, &mut src.tree, p, &dest, last_use)?;
     }
-    carry_notes(&mut tree, def, sources)?;
+    carry_notes(&mut tree, def, &*sources)?;
     for f in &def.files {
         let dest = join("rootfs", &rootfs_dest(&f.to).map_err(Error::input)?);
         if tree.get(&dest).is_some() {
@@ -519,7 +573,7 @@ pub fn assemble(
             &dest,
             Node {
                 kind: NodeKind::File {
-                    content: Content::Disk(src.into()),
+                    content: Content::Disk(crate::rootfs::DiskFile::new(src)),
                     size,
                 },
                 mode,
@@ -683,7 +737,6 @@ fn carry_notes(
     Ok(())
 }
 
-/// Copy the selected part of `src` under `dest` in `tree`.
 /// Put a payload's `links` in place: each replaces a symlink (never a file or directory) and must
 /// resolve, within the payload, to a regular file, so a definition written for one layout of
 /// the upstream image fails loudly on another instead of shipping a dangling link.
@@ -747,7 +800,14 @@ fn place_links(tree: &mut Tree, p: &definition::PayloadDef, dest: &str) -> Resul
     Ok(())
 }
 
-fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) -> Result<()> {
+/// Copy the selected part of `src` under `dest` in `tree`; on the source's `last_use`, move it.
+fn graft(
+    tree: &mut Tree,
+    src: &mut Tree,
+    p: &definition::PayloadDef,
+    dest: &str,
+    last_use: bool,
+) -> Result<()> {
     let sel = Selection::new(p)?;
     let from = sel.from.clone();
     if !from.is_empty() && !src.get(&from).is_some_and(Node::is_dir) {
@@ -766,14 +826,15 @@ fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) ->
         tree.insert(dest, Node::dir(root_mode));
     }
     let mut selected = 0usize;
-    for (path, node) in src.under(&from) {
+    // Place one source entry; `dir_mode` gives the mode of a source directory.
+    let mut place = |path: &str, node: Node, dir_mode: &dyn Fn(&str) -> Option<u32>| {
         let Some(rel) = sel.pick(path) else {
-            continue;
+            return Ok(());
         };
         let target = join(dest, rel);
         if let Some(existing) = tree.get(&target) {
             if existing.is_dir() && node.is_dir() {
-                continue;
+                return Ok(());
             }
             return Err(Error::input(format!(
                 "payload of source `{}` collides at `{}` with an entry already placed there",
@@ -787,12 +848,37 @@ fn graft(tree: &mut Tree, src: &Tree, p: &definition::PayloadDef, dest: &str) ->
             anc = join(&anc, part);
             let t = join(dest, &anc);
             if tree.get(&t).is_none() {
-                let mode = src.get(&join(&from, &anc)).map(|n| n.mode).unwrap_or(0o755);
+                let mode = dir_mode(&join(&from, &anc)).unwrap_or(0o755);
                 tree.insert(&t, Node::dir(mode));
             }
         }
-        tree.insert(&target, node.clone());
+        tree.insert(&target, node);
         selected += 1;
+        Ok(())
+    };
+    if last_use {
+        // No later payload reads this source: its entries move into the extension's tree as
+        // they are placed, so the two trees are never held whole at once. A directory comes
+        // before everything below it, so its mode is known when its entries are placed.
+        let entries = std::mem::take(&mut src.entries);
+        let mut dirs = std::collections::HashMap::new();
+        let inside = |path: &str| {
+            from.is_empty()
+                || path == from
+                || path
+                    .strip_prefix(from.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        for (path, node) in entries.into_iter().filter(|(path, _)| inside(path)) {
+            if node.is_dir() {
+                dirs.insert(path.clone(), node.mode);
+            }
+            place(&path, node, &|d| dirs.get(d).copied())?;
+        }
+    } else {
+        for (path, node) in src.under(&from) {
+            place(path, node.clone(), &|d| src.get(d).map(|n| n.mode))?;
+        }
     }
     place_links(tree, p, dest)?;
     if selected == 0 {

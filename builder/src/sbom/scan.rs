@@ -67,7 +67,10 @@ pub fn scan(tree: &Tree) -> Result<Contents> {
         }
         let found = match content {
             Content::Inline(bytes) => gobin::read(&mut &bytes[..]),
-            Content::Disk(p) => {
+            // A file an earlier pass saw is not ELF cannot be a Go binary.
+            Content::Disk(f) if f.head() == Some(crate::rootfs::Head::NotElf) => continue,
+            Content::Disk(f) => {
+                let p = f.path();
                 let file = std::fs::File::open(p)
                     .map_err(|e| Error::internal(format!("opening `{}`: {e}", p.display())))?;
                 gobin::read(&mut gobin::FileAt { file, size: *size })

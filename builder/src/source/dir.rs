@@ -61,7 +61,7 @@ fn walk(dir: &Path, rel: &str, tree: &mut Tree) -> Result<()> {
             NodeKind::Symlink { target }
         } else if ft.is_file() {
             NodeKind::File {
-                content: Content::Disk(full.as_path().into()),
+                content: Content::Disk(crate::rootfs::DiskFile::new(full.as_path())),
                 size: meta.len(),
             }
         } else if ft.is_fifo() {

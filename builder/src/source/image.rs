@@ -13,8 +13,8 @@ use crate::oci::layout::Layout;
 use crate::oci::types::ConfigSummary;
 use crate::oci::{self, Descriptor, Digest, Index, Manifest, Platform};
 use crate::rootfs::{
-    base_name, classify_path, escape, excerpt, parent, Cleaned, Content, LoadNote, Node, NodeKind,
-    Special, Tree,
+    base_name, classify_path, escape, excerpt, parent, Cleaned, Content, DiskFile, LoadNote, Node,
+    NodeKind, Special, Tree,
 };
 
 /// One platform's image picked out of a layout.
@@ -404,7 +404,7 @@ impl Flattener {
                     path,
                     Node {
                         kind: NodeKind::File {
-                            content: Content::Disk(p.into()),
+                            content: Content::Disk(DiskFile::new(p)),
                             size,
                         },
                         mode,
@@ -451,7 +451,7 @@ impl Flattener {
                     };
                     match layer_files.get(&target) {
                         // The target was taken from this layer: keep the link, the tree has it.
-                        Some((p, _)) if matches!(self.tree.get(&target).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if **t == **p) => {
+                        Some((p, _)) if matches!(self.tree.get(&target).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if t.path() == p.as_path()) => {
                             Node { kind: NodeKind::HardLink { target }, mode }
                         }
                         // The target was shadowed by an upper layer: the link keeps this layer's bytes.
@@ -462,7 +462,7 @@ impl Flattener {
                                 path.clone(),
                                 format!("`{path}` is a hard link to `{target}`; Talos unpacks hard links as empty files"),
                             );
-                            Node { kind: NodeKind::File { content: Content::Disk(p.as_path().into()), size: *size }, mode }
+                            Node { kind: NodeKind::File { content: Content::Disk(DiskFile::new(p.as_path())), size: *size }, mode }
                         }
                         None => {
                             return Err(Error::input(format!(
@@ -500,7 +500,7 @@ impl Flattener {
         // Staged copies of shadowed files are no longer needed.
         for (path, (p, _)) in layer_files {
             let used = kept.contains(&p)
-                || matches!(self.tree.get(&path).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if **t == *p);
+                || matches!(self.tree.get(&path).map(|n| &n.kind), Some(NodeKind::File { content: Content::Disk(t), .. }) if t.path() == p.as_path());
             if !used {
                 let _ = std::fs::remove_file(p);
             }

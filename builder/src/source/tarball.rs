@@ -330,7 +330,7 @@ pub(crate) fn read_entries(
                 let declared = entry.size();
                 let size = super::stage(&mut entry, &file, declared, &what)?;
                 NodeKind::File {
-                    content: Content::Disk(file.into()),
+                    content: Content::Disk(crate::rootfs::DiskFile::new(file)),
                     size,
                 }
             }

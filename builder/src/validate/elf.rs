@@ -32,20 +32,6 @@ pub fn machine_name(m: u16) -> String {
     format!("{name} ({m})")
 }
 
-/// `e_machine` of an ELF header, or `None` when `head` is not one.
-pub fn elf_machine(head: &[u8]) -> Option<u16> {
-    if head.len() < 20 || &head[..4] != b"\x7fELF" {
-        return None;
-    }
-    let bytes = [head[18], head[19]];
-    // EI_DATA: 2 = big-endian, anything else read as little-endian.
-    Some(if head[5] == 2 {
-        u16::from_be_bytes(bytes)
-    } else {
-        u16::from_le_bytes(bytes)
-    })
-}
-
 pub(super) fn check(tree: &Tree, opts: &Options, out: &mut Vec<Finding>) {
     let want = match opts.arch.as_deref() {
         None => None,
@@ -69,12 +55,9 @@ pub(super) fn check(tree: &Tree, opts: &Options, out: &mut Vec<Finding>) {
         {
             continue;
         }
-        match tree.read_head(path, 20) {
-            Ok(head) => {
-                if let Some(m) = elf_machine(&head) {
-                    binaries.push((path, m));
-                }
-            }
+        match tree.probe(path) {
+            Ok(crate::rootfs::Head::Elf(Some(m))) => binaries.push((path, m)),
+            Ok(_) => {}
             Err(e) => out.push(Finding::new(
                 "read-error",
                 path.as_str(),
@@ -201,7 +184,9 @@ mod tests {
         let mut h = elf(0);
         h[5] = 2;
         h[18..20].copy_from_slice(&22u16.to_be_bytes());
-        assert_eq!(elf_machine(&h), Some(22));
-        assert_eq!(elf_machine(b"\x7fELF"), None);
+        use crate::rootfs::Head;
+        assert_eq!(Head::of(&h), Head::Elf(Some(22)));
+        assert_eq!(Head::of(b"\x7fELF"), Head::Elf(None));
+        assert_eq!(Head::of(b"#!/bin/sh"), Head::NotElf);
     }
 }
