@@ -538,23 +538,30 @@ mark times after
 # --- curves ------------------------------------------------------------------------------------
 CURVE=$WORK/out/curve
 : >"$CURVE"
+# One curve point, one platform: talext builds TREES/{arch} to a layout (peak RSS kept), then the
+# libdeflate floor runs on TREES/amd64; appends "KIND KEY input layer rss floor_gz" to the curve.
+# curve_point KIND KEY RUNS TREES TALEXT_NAME FLOOR_NAME
+curve_point() {
+    local kind=$1 key=$2 runs=$3 trees=$4 rss=$WORK/out/rss-$1-$2 layer
+    rm -f "$rss"
+    bench "$5" "$runs" --prepare "rm -rf $WORK/out/cp" \
+        "$H/tbuild $rss $WORK/out/cp tailscale=$trees/{arch} --platform linux/amd64"
+    dfmark
+    layer=$(layer_size "$WORK/out/cp")
+    rm -rf "$WORK/out/cp"
+    bench "$6" "$runs" --prepare "rm -rf $WORK/out/fl" "$H/floor-libdeflate $WORK/out/fl $trees/amd64:amd64"
+    dfmark
+    echo "$kind $key $(size_of "$trees/amd64") $layer $(maxrss "$rss") $(stat -c %s "$WORK/out/fl/amd64.tar.gz")" >>"$CURVE"
+    rm -rf "$WORK/out/fl"
+}
+
 # Payload size, one platform: talext build and the libdeflate floor of the same tree.
 mark sizes before
 for s in "${SIZES[@]}"; do
-    t=$WORK/sizes/$s/amd64
-    rm -f "$WORK/out/rss-size-$s"
     sr=$CRUNS
     ((s < 4096)) || sr=$BIG_RUNS
     echo "$s $sr" >>"$WORK/out/size-runs"
-    bench "size-$s-talext" "$sr" --prepare "rm -rf $WORK/out/sz" \
-        "$H/tbuild $WORK/out/rss-size-$s $WORK/out/sz tailscale=$WORK/sizes/$s/{arch} --platform linux/amd64"
-    dfmark
-    layer=$(layer_size "$WORK/out/sz")
-    rm -rf "$WORK/out/sz"
-    bench "size-$s-floor" "$sr" --prepare "rm -rf $WORK/out/fl" "$H/floor-libdeflate $WORK/out/fl $t:amd64"
-    dfmark
-    echo "size $s $(size_of "$t") $layer $(maxrss "$WORK/out/rss-size-$s") $(stat -c %s "$WORK/out/fl/amd64.tar.gz")" >>"$CURVE"
-    rm -rf "$WORK/out/fl"
+    curve_point size "$s" "$sr" "$WORK/sizes/$s" size-"$s"-talext size-"$s"-floor
 done
 mark sizes after
 
@@ -572,15 +579,7 @@ done
 bench "plat-1-floor" "$CRUNS" --prepare "rm -rf $WORK/out/fl" "$H/floor-libdeflate $WORK/out/fl $WORK/payload/amd64:amd64"
 rm -rf "$WORK/out/fl"
 for n in "${FILES[@]}"; do
-    rm -f "$WORK/out/rss-files-$n"
-    bench "files-$n" "$CRUNS" --prepare "rm -rf $WORK/out/fc" \
-        "$H/tbuild $WORK/out/rss-files-$n $WORK/out/fc tailscale=$WORK/files/n$n/{arch} --platform linux/amd64"
-    dfmark
-    layer=$(layer_size "$WORK/out/fc")
-    rm -rf "$WORK/out/fc"
-    bench "files-$n-floor" "$CRUNS" --prepare "rm -rf $WORK/out/fl" "$H/floor-libdeflate $WORK/out/fl $WORK/files/n$n/amd64:amd64"
-    echo "files $n $(size_of "$WORK/files/n$n/amd64") $layer $(maxrss "$WORK/out/rss-files-$n") $(stat -c %s "$WORK/out/fl/amd64.tar.gz")" >>"$CURVE"
-    rm -rf "$WORK/out/fl"
+    curve_point files "$n" "$CRUNS" "$WORK/files/n$n" files-"$n" files-"$n"-floor
 done
 mark files after
 

@@ -270,24 +270,17 @@ impl Tree {
     /// What the first bytes of a regular file (hard links followed) say: noted by an earlier pass
     /// for files on disk, else read now (and noted).
     pub fn probe(&self, path: &str) -> Result<Head> {
-        let mut at = path;
-        for _ in 0..40 {
-            match self.entries.get(at).map(|n| &n.kind) {
-                Some(NodeKind::HardLink { target }) => at = target,
-                Some(NodeKind::File {
-                    content: Content::Disk(f),
-                    ..
-                }) => {
-                    if let Some(h) = f.head() {
-                        return Ok(h);
-                    }
-                    let first = self.read_head(at, HEAD_LEN)?;
-                    return Ok(f.note_head(&first));
-                }
-                _ => break,
-            }
+        match self.entries.get(path).map(|n| &n.kind) {
+            Some(NodeKind::HardLink { target }) => self.probe(target),
+            Some(NodeKind::File {
+                content: Content::Disk(f),
+                ..
+            }) => match f.head() {
+                Some(h) => Ok(h),
+                None => Ok(f.note_head(&self.read_head(path, HEAD_LEN)?)),
+            },
+            _ => Ok(Head::of(&self.read_head(path, HEAD_LEN)?)),
         }
-        Ok(Head::of(&self.read_head(path, HEAD_LEN)?))
     }
 
     /// Read a whole regular file (for small files: manifests, service definitions).
