@@ -296,6 +296,149 @@ fn plan_shows_the_definition_as_resolved() {
     assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
 }
 
+/// Validating a registry image streams the layers it needs from the registry's answers, once
+/// each: `--platform` reads that platform's layer only, and a body cut in the middle is taken
+/// up again from where it broke off (`Range`), with the same verdict.
+#[test]
+fn validate_streams_registry_layers_once() {
+    use talext_kit::faultproxy::{Fault, FaultProxy, Rule};
+    let work = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}:v1", work.path().join("ext").display());
+    build(&def(), standin().to_str().unwrap(), &layout, &[]);
+    let registry = Registry::plain();
+    talext()
+        .args([
+            "copy",
+            &layout,
+            &format!("docker://{}/ext/stream:v1", registry.addr),
+        ])
+        .ok();
+    let front = FaultProxy::start(&registry.addr);
+    let remote = format!("docker://{}/ext/stream:v1", front.addr);
+    let inspected = talext().args(["inspect", "--json", &remote]).ok().json();
+    let layer = |platform: &str| -> String {
+        let p = inspected["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["platform"] == platform)
+            .unwrap();
+        p["layers"][0]["digest"].as_str().unwrap().to_string()
+    };
+    let (amd64, arm64) = (layer("linux/amd64"), layer("linux/arm64"));
+    let gets = |digest: &str| {
+        front
+            .hits()
+            .iter()
+            .filter(|h| h.method == "GET" && h.path.ends_with(&format!("/blobs/{digest}")))
+            .map(|h| h.header("range").unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(gets(&amd64).is_empty() && gets(&arm64).is_empty());
+
+    let out = talext()
+        .args([
+            "validate",
+            "--talos-version",
+            "v1.12.0",
+            "--platform",
+            "linux/arm64",
+            &remote,
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(
+        out,
+        format!("ok: 0 errors, 0 warnings in {remote} linux/arm64 for Talos v1.12.0\n")
+    );
+    assert_eq!(gets(&arm64), vec![String::new()], "the arm64 layer, once");
+    assert!(gets(&amd64).is_empty(), "the amd64 layer was read");
+
+    // The amd64 layer's answer is cut after 100 kB: the stream goes on from byte 100 000.
+    front.add(
+        Rule::new(Fault::ResetResponseBody { after: 100_000 })
+            .method("GET")
+            .path(&amd64)
+            .times(1),
+    );
+    let out = talext()
+        .args(["validate", "--talos-version", "v1.12.0", &remote])
+        .ok()
+        .stdout;
+    assert_eq!(
+        out,
+        format!(
+            "== {remote} linux/amd64\n== {remote} linux/arm64\n\
+             ok: 0 errors, 0 warnings in {remote} linux/amd64, {remote} linux/arm64 for Talos v1.12.0\n"
+        )
+    );
+    assert_eq!(
+        gets(&amd64),
+        vec![String::new(), "bytes=100000-".to_string()]
+    );
+    assert_eq!(
+        gets(&arm64).len(),
+        2,
+        "one GET of the arm64 layer per validation"
+    );
+
+    // Cut again, and the registry then ignores the range: the whole body comes again, and the
+    // bytes already read are skipped.
+    front.add(
+        Rule::new(Fault::ResetResponseBody { after: 150_000 })
+            .method("GET")
+            .path(&amd64)
+            .times(1),
+    );
+    front.add(
+        Rule::new(Fault::IgnoreRange)
+            .method("GET")
+            .path(&amd64)
+            .times(1),
+    );
+    talext()
+        .args([
+            "validate",
+            "--talos-version",
+            "v1.12.0",
+            "--platform",
+            "linux/amd64",
+            &remote,
+        ])
+        .ok();
+    assert_eq!(gets(&amd64)[2..], ["", "bytes=150000-"]);
+
+    // A registry that serves other bytes under the layer's digest (its storage damaged, same
+    // length): refused with the digests named, nothing judged.
+    let hex = &amd64["sha256:".len()..];
+    let data = registry
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    let mut bytes = fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+    let out = talext()
+        .args([
+            "validate",
+            "--talos-version",
+            "v1.12.0",
+            "--retry-max",
+            "0",
+            &remote,
+        ])
+        .fails_with(2);
+    assert!(
+        out.stderr.contains(&format!("does not match `{amd64}`")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
 #[test]
 fn validate_reads_registry_images_and_archives() {
     let work = tempfile::tempdir().unwrap();

@@ -391,6 +391,16 @@ fn copy_through(
     talext(&args, false, envs)
 }
 
+/// `talext validate` of `repo:v1` through `front`: its layers are streamed from the answers, so
+/// the same faults must fail it the same way.
+fn validate_through(front: &FaultProxy, repo: &str, extra: &[&str], envs: &[(&str, &str)]) -> Run {
+    let src = format!("docker://{}/{repo}:v1", front.addr);
+    let mut args = vec!["validate", "--talos-version", "v1.12.0"];
+    args.extend_from_slice(extra);
+    args.push(src.as_str());
+    talext(&args, false, envs)
+}
+
 #[test]
 fn a_stalled_blob_body_fails_within_the_idle_timeout() {
     let (reg, front, img) = rig("hostile/stall", "stalls in the middle\n");
@@ -421,6 +431,19 @@ fn a_stalled_blob_body_fails_within_the_idle_timeout() {
         run.took
     );
     assert_nothing_left(&dest, &img.layer.digest);
+    let run = validate_through(
+        &front,
+        "hostile/stall",
+        &["--retry-max", "0"],
+        &[("TALEXT_IDLE_TIMEOUT", "2")],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the registry sent nothing for 2s"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.took < Duration::from_secs(12), "took {:?}", run.took);
 
     // With retries, each attempt stalls once: still bounded, by attempts × idle timeout.
     let run = copy_through(
@@ -441,6 +464,28 @@ fn a_stalled_blob_body_fails_within_the_idle_timeout() {
     assert!(run.stderr.contains("after 2 attempts"), "{}", run.stderr);
     assert!(run.took < Duration::from_secs(12), "took {:?}", run.took);
     assert_nothing_left(&dest, &img.layer.digest);
+    // A stream taken up again where it stalled counts against the same budget.
+    let run = validate_through(
+        &front,
+        "hostile/stall",
+        &[
+            "--retry-max",
+            "1",
+            "--retry-delay",
+            "100ms",
+            "--idle-timeout",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("after 2 attempts"), "{}", run.stderr);
+    assert!(run.took < Duration::from_secs(12), "took {:?}", run.took);
+    let resumed = front
+        .hits()
+        .iter()
+        .any(|h| h.path.contains(&img.layer.digest) && h.header("range") == Some("bytes=20-"));
+    assert!(resumed, "the stalled layer was not asked for from byte 20");
 
     let run = copy_through(
         &front,
@@ -484,6 +529,20 @@ fn a_dripping_blob_body_fails_at_the_deadline() {
     );
     assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
     assert_nothing_left(&dest, &img.layer.digest);
+    let run = validate_through(
+        &front,
+        "hostile/drip",
+        &["--retry-max", "0", "--timeout", "2", "--idle-timeout", "10"],
+        &[],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the request took longer than the 2s deadline"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
 }
 
 #[test]
@@ -514,6 +573,21 @@ fn an_endless_blob_body_stops_at_its_size() {
     assert_eq!(gets, 1);
     assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
     assert_nothing_left(&dest, &img.layer.digest);
+    let run = validate_through(&front, "hostile/endless", &[], &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "the registry sent more than the {size} bytes expected"
+        )),
+        "{}",
+        run.stderr
+    );
+    let gets = front
+        .hits()
+        .iter()
+        .filter(|h| h.method == "GET" && h.path.contains(&img.layer.digest))
+        .count();
+    assert_eq!(gets, 2, "one GET of the layer per command");
 }
 
 #[test]
@@ -536,6 +610,15 @@ fn a_huge_content_length_is_refused_before_the_body() {
         run.stderr
     );
     assert_nothing_left(&dest, &img.layer.digest);
+    let run = validate_through(&front, "hostile/huge", &[], &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "the registry announced 1000000000000000 bytes, expected {size}"
+        )),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -12,19 +12,18 @@ use crate::registry::RegistryOptions;
 use crate::rootfs::{NodeKind, Tree};
 use crate::source;
 use crate::store::source::Source;
-use crate::transfer;
 use crate::transport::Location;
 
 /// An image opened from a store, with every platform image it names.
 pub struct Opened {
     pub label: String,
-    pub layout: Layout,
+    /// Where the layers are read from when a platform image is flattened.
+    pub source: Source,
     /// What the user named: an index or a single manifest.
     pub root: Descriptor,
     pub images: Vec<PlatformImage>,
     /// Problems with the image's structure (not its contents), as `(rule, message)`.
     pub structure: Vec<(&'static str, String)>,
-    _pulled: Option<tempfile::TempDir>,
 }
 
 pub struct PlatformImage {
@@ -40,26 +39,24 @@ impl PlatformImage {
     }
 }
 
-/// Open `loc`: an `oci:` layout, an `oci-archive:`, or a registry image (every platform is
-/// pulled into a temporary layout first, digests unchanged).
+/// Open `loc`: an `oci:` layout, an `oci-archive:`, or a registry image. Only manifests and
+/// configs are read here; a platform's layers are read when it is flattened, a registry's
+/// streamed from its answers once (nothing is pulled into a temporary layout first).
 pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
     match loc {
         Location::Registry(r) => {
-            let tmp = crate::store::scratch::dir("pull")?;
-            let dir = tmp.path().join("layout");
-            let dst = Location::Oci {
-                dir: dir.clone(),
-                tag: Some("pulled".into()),
-            };
-            transfer::copy(loc, &dst, &[], registry)?;
-            let mut opened =
-                open_layout(Layout::open(&dir)?, Some("pulled"), format!("docker://{r}"))?;
+            let src = Source::open(loc, registry)?
+                .ok_or_else(|| Error::internal("a registry location opens as a source"))?;
+            let label = format!("docker://{r}");
+            let (root, images, structure) = collect_root(&src, &label)?;
             // A registry image has no `index.json` of its own: the layout check does not apply.
-            opened
-                .structure
-                .retain(|(rule, _)| *rule != "layout-platform-entry-missing");
-            opened._pulled = Some(tmp);
-            Ok(opened)
+            Ok(Opened {
+                label,
+                source: src,
+                root,
+                images,
+                structure,
+            })
         }
         Location::Oci { .. } | Location::OciArchive { .. } => match Source::open(loc, registry)? {
             Some(Source::Layout { layout, tag, .. }) => {
@@ -69,6 +66,24 @@ pub fn open(loc: &Location, registry: &RegistryOptions) -> Result<Opened> {
         },
         other => Err(Error::input(format!("`{other}` is not an image location"))),
     }
+}
+
+/// Every image the root document of `src` names, with its descriptor.
+type Collected = (Descriptor, Vec<PlatformImage>, Vec<(&'static str, String)>);
+
+fn collect_root(src: &Source, label: &str) -> Result<Collected> {
+    let root = src.root()?;
+    let digest: Digest = root.digest.parse().map_err(|_| {
+        Error::input(format!(
+            "`{label}` answered with a bad digest `{}`",
+            root.digest
+        ))
+    })?;
+    let desc = Descriptor::new(&root.media_type, digest, root.bytes.len() as u64);
+    let (mut images, mut structure) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::HashMap::new();
+    collect(src, &desc, &mut images, &mut structure, &mut seen, 0)?;
+    Ok((desc, images, structure))
 }
 
 /// Open the image named `tag` in a layout (also used for images pulled into a local layout).
@@ -110,11 +125,14 @@ pub fn open_layout(layout: Layout, tag: Option<&str>, label: String) -> Result<O
     }
     Ok(Opened {
         label,
-        layout,
+        source: Source::Layout {
+            layout,
+            tag: None,
+            repository: None,
+        },
         root,
         images,
         structure,
-        _pulled: None,
     })
 }
 
@@ -224,7 +242,7 @@ fn collect(
 pub fn flatten(opened: &Opened, img: &PlatformImage, staging: &std::path::Path) -> Result<Tree> {
     std::fs::create_dir_all(staging).at("creating", staging)?;
     source::image::flatten(
-        &opened.layout,
+        |d| opened.source.open_blob(d),
         &img.manifest,
         img.config
             .rootfs
@@ -343,20 +361,10 @@ pub fn describe_tree(
 /// Inspect a registry image from its manifests and configs alone: no layer is fetched, so the
 /// extension's own `manifest.yaml`, services and tree are not shown (`--contents` reads them).
 pub fn inspect_metadata(src: &Source, label: String) -> Result<Inspection> {
-    let root = src.root()?;
-    let digest: Digest = root.digest.parse().map_err(|_| {
-        Error::input(format!(
-            "`{label}` answered with a bad digest `{}`",
-            root.digest
-        ))
-    })?;
-    let desc = Descriptor::new(&root.media_type, digest.clone(), root.bytes.len() as u64);
-    let (mut images, mut structure) = (Vec::new(), Vec::new());
-    let mut seen = std::collections::HashMap::new();
-    collect(src, &desc, &mut images, &mut structure, &mut seen, 0)?;
+    let (root, images, _) = collect_root(src, &label)?;
     Ok(Inspection {
         source: label,
-        digest,
+        digest: root.digest,
         media_type: root.media_type,
         contents: false,
         platforms: images

@@ -294,38 +294,41 @@ pub fn load_source(
 ) -> Result<LoadedSource> {
     let arch = &platform.architecture;
     let what = format!("source `{name}` ({platform})");
-    let from_layout = |layout: &Layout,
-                       tag: Option<&str>,
-                       pulled: Option<Reference>|
-     -> Result<LoadedSource> {
-        let desc = layout
-            .resolve(tag)
-            .map_err(|e| Error::input(format!("{what}: {e}")))?;
-        let resolved = source::image::resolve(layout, &desc, platform, &what)?;
-        let staging = crate::store::scratch::dir("source")?;
-        let diff_ids = resolved
-            .config
-            .rootfs
-            .as_ref()
-            .map_or(&[][..], |r| r.diff_ids.as_slice());
-        let mut tree =
-            source::image::flatten(layout, &resolved.manifest, diff_ids, staging.path(), &what)?;
-        tree.resolve_hard_links()?;
-        let pulled_digest = pulled.as_ref().and_then(|r| r.digest.clone());
-        let mut digests = vec![resolved.root.as_str(), resolved.manifest_digest.as_str()];
-        digests.extend(pulled_digest.as_deref());
-        let image = recorded_image(&what, pin, pulled, &digests);
-        Ok(LoadedSource {
-            tree,
-            record: SourceRecord {
-                name: name.to_string(),
-                image,
-                digest: resolved.manifest_digest,
-            },
-            _staging: Some(staging),
-            _pulled: None,
-        })
-    };
+    let from_layout =
+        |layout: &Layout, tag: Option<&str>, pulled: Option<Reference>| -> Result<LoadedSource> {
+            let desc = layout
+                .resolve(tag)
+                .map_err(|e| Error::input(format!("{what}: {e}")))?;
+            let resolved = source::image::resolve(layout, &desc, platform, &what)?;
+            let staging = crate::store::scratch::dir("source")?;
+            let diff_ids = resolved
+                .config
+                .rootfs
+                .as_ref()
+                .map_or(&[][..], |r| r.diff_ids.as_slice());
+            let mut tree = source::image::flatten(
+                |d| layout.open_blob(d),
+                &resolved.manifest,
+                diff_ids,
+                staging.path(),
+                &what,
+            )?;
+            tree.resolve_hard_links()?;
+            let pulled_digest = pulled.as_ref().and_then(|r| r.digest.clone());
+            let mut digests = vec![resolved.root.as_str(), resolved.manifest_digest.as_str()];
+            digests.extend(pulled_digest.as_deref());
+            let image = recorded_image(&what, pin, pulled, &digests);
+            Ok(LoadedSource {
+                tree,
+                record: SourceRecord {
+                    name: name.to_string(),
+                    image,
+                    digest: resolved.manifest_digest,
+                },
+                _staging: Some(staging),
+                _pulled: None,
+            })
+        };
     match loc {
         Location::Dir(template) => {
             let dir = Location::dir_for(template, arch);

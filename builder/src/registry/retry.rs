@@ -112,7 +112,7 @@ impl RetryPolicy {
     }
 }
 
-fn short(kind: &ErrorKind) -> String {
+pub(super) fn short(kind: &ErrorKind) -> String {
     match kind {
         ErrorKind::Status { status, code, .. } => match code {
             Some(code) => format!("registry answered {status} ({code})"),

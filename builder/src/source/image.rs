@@ -137,13 +137,15 @@ fn resolve_at(
     })
 }
 
-/// Flatten the image's layers into a tree whose regular files live in `staging`.
+/// Flatten the image's layers into a tree whose regular files live in `staging`; `open` hands
+/// over each layer's bytes as a stream checked against its descriptor (a layout's file, or a
+/// registry's answer read once).
 ///
 /// Every layer is read to its end, so its digest and size are checked even though the tar
 /// reader stops at the end-of-archive marker, and the uncompressed stream is checked against the
 /// config's `rootfs.diff_ids` (image-spec `config.md`) when the config lists one per layer.
-pub fn flatten(
-    layout: &Layout,
+pub fn flatten<R: Read + Send>(
+    open: impl Fn(&Descriptor) -> Result<R>,
     manifest: &Manifest,
     diff_ids: &[String],
     staging: &Path,
@@ -159,12 +161,28 @@ pub fn flatten(
     };
     let diff_ids = (diff_ids.len() == manifest.layers.len()).then_some(diff_ids);
     for (i, layer) in manifest.layers.iter().enumerate().rev() {
-        let mut blob = layout.open_blob(layer)?;
-        let diff_id = f.layer(&mut blob, i, &layer.digest, what)?;
+        let mut blob = open(layer)?;
+        let drained = |blob: &mut R| {
+            io::copy(blob, &mut io::sink()).map(drop).map_err(|e| {
+                super::from_registry(e)
+                    .unwrap_or_else(|e| Error::input(format!("{what}: layer {i}: {e}")))
+            })
+        };
+        let diff_id = match f.layer(&mut blob, i, &layer.digest, what) {
+            Ok(d) => d,
+            // The bytes are read as they arrive, before their digest can be known: when they
+            // do not make a tar, whether they are the blob the descriptor names decides which
+            // error is true. A damaged blob (or a registry serving other bytes) is named as
+            // such, not as a malformed layer.
+            Err(e @ Error::Registry(_)) => return Err(e),
+            Err(e) => {
+                drained(&mut blob)?;
+                return Err(e);
+            }
+        };
         // The rest of the blob (past the tar's end, the compressor's trailer): reading it to EOF
         // is what makes the reader check the digest.
-        io::copy(&mut blob, &mut io::sink())
-            .map_err(|e| Error::input(format!("{what}: layer {i}: {e}")))?;
+        drained(&mut blob)?;
         if let Some(want) = diff_ids.map(|d| &d[i]) {
             if *want != diff_id.as_str() {
                 return Err(Error::input(format!(
@@ -657,7 +675,7 @@ mod tests {
 
     fn flat(l: &Layout, d: &Descriptor, staging: &Path) -> Tree {
         let r = resolve(l, d, &Platform::linux("amd64"), "test").unwrap();
-        flatten(l, &r.manifest, &[], staging, "test").unwrap()
+        flatten(|d| l.open_blob(d), &r.manifest, &[], staging, "test").unwrap()
     }
 
     #[test]

@@ -96,9 +96,31 @@ pub(crate) fn tar_error(e: &io::Error) -> String {
     excerpt(head.as_bytes(), 120)
 }
 
+/// The registry's own error when `e` is a failure of a blob streamed from a registry
+/// (`registry::BlobStream`), as it is; else `e` back.
+pub(crate) fn from_registry(e: io::Error) -> std::result::Result<Error, io::Error> {
+    let is_registry = e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<crate::registry::RegistryError>());
+    if !is_registry {
+        return Err(e);
+    }
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<crate::registry::RegistryError>())
+    {
+        Some(Ok(err)) => Ok(Error::Registry(err)),
+        _ => Ok(Error::internal("a registry read failed")),
+    }
+}
+
 /// A failure while reading an archive: malformed input (exit 1) unless the system failed.
 pub(crate) fn read_failure(what: &str, e: io::Error) -> Error {
     use io::ErrorKind::*;
+    let e = match from_registry(e) {
+        Ok(err) => return err,
+        Err(e) => e,
+    };
     match e.kind() {
         Other | InvalidData | InvalidInput | UnexpectedEof => {
             Error::input(format!("{what} is not a readable tar: {}", tar_error(&e)))

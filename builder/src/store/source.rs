@@ -218,6 +218,21 @@ impl Source {
         }
     }
 
+    /// A blob as a stream for one pass, checked against its descriptor as it is read (the check
+    /// at EOF runs only if the reader is read to its end). A registry's blob comes straight
+    /// from the answer, nothing written to disk (`registry::BlobStream`); a layout's or
+    /// archive's from its file.
+    pub fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn std::io::Read + Send + '_>> {
+        match self {
+            Source::Layout { layout, .. } => Ok(Box::new(layout.open_blob(desc)?)),
+            Source::Registry { client, reference } => Ok(Box::new(client.open_blob(
+                &reference.repository,
+                desc.digest.as_str(),
+                desc.size,
+            )?)),
+        }
+    }
+
     /// Read a layout's blob through and check it against its descriptor: the error says what
     /// is wrong with it (nothing to check for a registry, which verified it as it sent it).
     pub fn check_blob(&self, desc: &Descriptor) -> Result<()> {

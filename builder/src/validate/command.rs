@@ -76,15 +76,27 @@ impl Subject {
     }
 }
 
-/// Every platform image of an `oci:` / `oci-archive:` source, flattened.
-fn open_image(loc: &Location, source: &str, registry: &RegistryOptions) -> Result<Vec<Subject>> {
+/// The platform images of an `oci:` / `oci-archive:` / registry source, flattened: those of
+/// `platforms` only when it is not empty.
+fn open_image(
+    loc: &Location,
+    source: &str,
+    registry: &RegistryOptions,
+    platforms: &[crate::oci::Platform],
+) -> Result<Vec<Subject>> {
     let opened = inspect::open(loc, registry)?;
-    subjects_of(&opened, source)
+    subjects_of(&opened, source, platforms)
 }
 
-/// The subjects of an opened image (also used for images pulled from a registry).
-pub fn subjects_of(opened: &inspect::Opened, source: &str) -> Result<Vec<Subject>> {
-    let mut structure: Vec<Finding> = opened
+/// The subjects of an opened image: the images of `platforms` (every one when empty), each
+/// flattened once, the platforms at the same time; a platform the image does not have is an
+/// error naming those it has. Findings about the structure go on the first subject.
+pub fn subjects_of(
+    opened: &inspect::Opened,
+    source: &str,
+    platforms: &[crate::oci::Platform],
+) -> Result<Vec<Subject>> {
+    let structure: Vec<Finding> = opened
         .structure
         .iter()
         .map(|(rule, msg)| {
@@ -96,26 +108,68 @@ pub fn subjects_of(opened: &inspect::Opened, source: &str) -> Result<Vec<Subject
             )
         })
         .collect();
-    let mut out = Vec::new();
-    for img in &opened.images {
-        let staging = crate::store::scratch::dir("validate")?;
-        let tree = inspect::flatten(opened, img, staging.path())?;
-        out.push(Subject {
-            name: format!("{source} {}", img.platform()),
-            tree: LoadedTree::staged(tree, staging),
-            arch: Some(img.config.architecture.clone()),
-            platform: Some(img.platform()),
-            structure: std::mem::take(&mut structure),
-        });
-    }
-    if out.is_empty() {
+    if opened.images.is_empty() {
         return Err(Error::input(format!("`{source}` holds no image manifests")));
+    }
+    let has: Vec<String> = opened.images.iter().map(|i| i.platform()).collect();
+    for p in platforms {
+        let want = format!("{}/{}", p.os, p.architecture);
+        if !has.contains(&want) {
+            return Err(Error::input_hint(
+                format!("`{source}` has no `{want}` image"),
+                format!("it has {}", has.join(", ")),
+            ));
+        }
+    }
+    let selected: Vec<&inspect::PlatformImage> = opened
+        .images
+        .iter()
+        .filter(|img| {
+            platforms.is_empty()
+                || platforms
+                    .iter()
+                    .any(|p| img.platform() == format!("{}/{}", p.os, p.architecture))
+        })
+        .collect();
+    let flattened: Vec<Result<Subject>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = selected
+            .iter()
+            .map(|img| {
+                scope.spawn(move || {
+                    let staging = crate::store::scratch::dir("validate")?;
+                    let tree = inspect::flatten(opened, img, staging.path())?;
+                    Ok(Subject {
+                        name: format!("{source} {}", img.platform()),
+                        tree: LoadedTree::staged(tree, staging),
+                        arch: Some(img.config.architecture.clone()),
+                        platform: Some(img.platform()),
+                        structure: Vec::new(),
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::internal("flattening an image panicked")))
+            })
+            .collect()
+    });
+    let mut out = flattened.into_iter().collect::<Result<Vec<_>>>()?;
+    if let Some(first) = out.first_mut() {
+        first.structure = structure;
     }
     Ok(out)
 }
 
-/// Turn a SOURCE argument into the image roots it holds. New transports add an arm here.
-pub fn open_source(source: &str, registry: &RegistryOptions) -> Result<Vec<Subject>> {
+/// Turn a SOURCE argument into the image roots it holds (of an image, the images of
+/// `platforms`, every one when empty). New transports add an arm here.
+pub fn open_source(
+    source: &str,
+    registry: &RegistryOptions,
+    platforms: &[crate::oci::Platform],
+) -> Result<Vec<Subject>> {
     if let Some(file) = source.strip_prefix("tar:") {
         return Ok(vec![Subject::tree(source, tarball::load(Path::new(file))?)]);
     }
@@ -124,7 +178,7 @@ pub fn open_source(source: &str, registry: &RegistryOptions) -> Result<Vec<Subje
         || source.starts_with("oci-archive:")
         || source.starts_with("docker://")
     {
-        return open_image(&Location::parse(source, &cwd)?, source, registry);
+        return open_image(&Location::parse(source, &cwd)?, source, registry, platforms);
     }
     let path = Path::new(source);
     if path.is_dir() {
@@ -143,7 +197,7 @@ pub fn open_source(source: &str, registry: &RegistryOptions) -> Result<Vec<Subje
     if let (true, Ok(loc @ Location::Registry(_))) =
         (source.contains('/'), Location::parse(source, &cwd))
     {
-        return open_image(&loc, source, registry);
+        return open_image(&loc, source, registry, platforms);
     }
     if let Some((transport, _)) = source.split_once(':') {
         if !transport.contains('/') && !transport.contains('.') {
@@ -183,34 +237,7 @@ pub fn validate_platforms(
 ) -> Result<Report> {
     let mut report = Report::new();
     report.survey = survey;
-    let mut subjects = open_source(source, registry)?;
-    let is_image = subjects.iter().any(|s| s.platform.is_some());
-    if !platforms.is_empty() && is_image {
-        let has: Vec<String> = subjects.iter().filter_map(|s| s.platform.clone()).collect();
-        for p in platforms {
-            let want = format!("{}/{}", p.os, p.architecture);
-            if !has.contains(&want) {
-                return Err(Error::input_hint(
-                    format!("`{source}` has no `{want}` image"),
-                    format!("it has {}", has.join(", ")),
-                ));
-            }
-        }
-        let structure: Vec<Finding> = subjects
-            .iter_mut()
-            .flat_map(|s| std::mem::take(&mut s.structure))
-            .collect();
-        subjects.retain(|s| {
-            s.platform.as_ref().is_some_and(|have| {
-                platforms
-                    .iter()
-                    .any(|p| *have == format!("{}/{}", p.os, p.architecture))
-            })
-        });
-        if let Some(first) = subjects.first_mut() {
-            first.structure = structure;
-        }
-    }
+    let subjects = open_source(source, registry, platforms)?;
     for subject in subjects {
         if super::image_cache::is_cache(&subject.tree) {
             // A Talos image cache, not an extension: its own checks, no release matrix.

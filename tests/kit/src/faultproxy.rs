@@ -43,6 +43,9 @@ pub enum Fault {
     Endless,
     /// Answer 200 announcing `Content-Length: LEN`, then send zeros until the client hangs up.
     HugeLength(u64),
+    /// Forward without the request's `Range` header: the whole body, as a server that does not
+    /// do ranges answers.
+    IgnoreRange,
 }
 
 /// When a fault applies.
@@ -383,7 +386,11 @@ fn serve(
     // Forward with one request per connection, then relay the answer until the upstream closes.
     let mut up = TcpStream::connect(upstream)?;
     let mut out = format!("{method} {path} HTTP/1.1\r\n");
+    let ignore_range = matches!(fault, Some(Fault::IgnoreRange));
     for (k, v) in &headers {
+        if ignore_range && k == "range" {
+            continue;
+        }
         if !matches!(
             k.as_str(),
             "connection" | "transfer-encoding" | "content-length" | "keep-alive"
