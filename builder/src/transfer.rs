@@ -219,9 +219,13 @@ pub fn copy_opened(
         kind,
         label,
     )?;
-    for doc in &walk.manifests {
-        dst.put_manifest(doc)?;
-    }
+    walk.put_manifests(
+        &dst,
+        match transfer.jobs {
+            0 => DEFAULT_JOBS,
+            n => n,
+        },
+    )?;
     dst.put_root(src, &root, &signed)?;
     for (tag, _) in &signed {
         tracing::info!("copied the signatures `{tag}`");
@@ -315,16 +319,20 @@ struct Walk {
     seen: std::collections::HashSet<Digest>,
     /// Blobs already listed.
     listed: std::collections::HashSet<Digest>,
+    /// The height of each manifest walked: 0 for an image manifest, one more than its highest
+    /// child for an index. Manifests of one height name none of each other.
+    heights: std::collections::HashMap<Digest, usize>,
 }
 
 impl Walk {
     /// Everything `doc` names, depth first: blobs of an image, or each child of an index (its
     /// contents, then the child manifest itself).
     fn children_of(&mut self, src: &Source, doc: &Doc) -> Result<()> {
-        self.children_at(src, doc, 0)
+        self.children_at(src, doc, 0).map(drop)
     }
 
-    fn children_at(&mut self, src: &Source, doc: &Doc, depth: usize) -> Result<()> {
+    /// Walk `doc`; returns its height.
+    fn children_at(&mut self, src: &Source, doc: &Doc, depth: usize) -> Result<usize> {
         if oci::is_index_type(&doc.media_type) {
             if depth >= oci::MAX_INDEX_DEPTH {
                 return Err(Error::input(format!(
@@ -335,15 +343,19 @@ impl Walk {
             }
             let index: Index = serde_json::from_slice(&doc.bytes)
                 .map_err(|e| Error::input(format!("index `{}` is not valid: {e}", doc.digest)))?;
+            let mut height = 0;
             for child in &index.manifests {
                 if !self.seen.insert(child.digest.clone()) {
+                    height = height.max(self.heights.get(&child.digest).map_or(0, |h| h + 1));
                     continue;
                 }
                 let child_doc = src.manifest(child)?;
-                self.children_at(src, &child_doc, depth + 1)?;
+                let h = self.children_at(src, &child_doc, depth + 1)?;
+                self.heights.insert(child.digest.clone(), h);
+                height = height.max(h + 1);
                 self.manifests.push(child_doc);
             }
-            return Ok(());
+            return Ok(height.max(1));
         }
         if !oci::is_manifest_type(&doc.media_type) {
             return Err(Error::input(format!(
@@ -361,6 +373,31 @@ impl Walk {
             if self.listed.insert(blob.digest.clone()) {
                 self.blobs.push(blob.clone());
             }
+        }
+        Ok(0)
+    }
+
+    /// Store the child manifests walked, children before the indexes that name them. Into a
+    /// registry, the manifests of one height go at the same time, `jobs` at once (each
+    /// round trip is a wait on the registry, not work here).
+    fn put_manifests(&self, dst: &Sink, jobs: usize) -> Result<()> {
+        if !matches!(dst, Sink::Registry { .. }) {
+            return self
+                .manifests
+                .iter()
+                .try_for_each(|doc| dst.put_manifest(doc));
+        }
+        let height = |doc: &Doc| {
+            doc.digest
+                .parse::<Digest>()
+                .ok()
+                .and_then(|d| self.heights.get(&d).copied())
+                .unwrap_or(0)
+        };
+        let top = self.manifests.iter().map(height).max().unwrap_or(0);
+        for h in 0..=top {
+            let level: Vec<&Doc> = self.manifests.iter().filter(|d| height(d) == h).collect();
+            in_workers(&level, jobs, |doc| dst.put_manifest(doc))?;
         }
         Ok(())
     }

@@ -79,6 +79,11 @@ pub struct RegistryClient {
     pub(super) session: Mutex<Session>,
     /// Held while the endpoint is being found (see `session.rs`).
     pub(super) probing: Mutex<()>,
+    /// `repo@digest` of every blob and manifest the registry confirmed to this client: a blob
+    /// it answered a `HEAD` for, or whose upload or mount it closed with `201` and its digest,
+    /// a manifest whose `PUT` it answered with the digest pushed. A manifest naming only these
+    /// is written without asking about each again.
+    pub(super) confirmed: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -136,7 +141,23 @@ impl RegistryClient {
             timeout: options.timeout,
             session: Mutex::new(Session::default()),
             probing: Mutex::new(()),
+            confirmed: Mutex::new(Default::default()),
         })
+    }
+
+    /// Note that the registry confirmed `digest` is in `repo` (see `confirmed`).
+    pub(super) fn confirm(&self, repo: &str, digest: &str) {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(format!("{repo}@{digest}"));
+    }
+
+    fn is_confirmed(&self, repo: &str, digest: &str) -> bool {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&format!("{repo}@{digest}"))
     }
 
     /// The registry this client talks to, as written in references.
@@ -285,6 +306,11 @@ impl RegistryClient {
                 _ => Err(self.failure(resp)),
             }
         })
+        .inspect(|found| {
+            if found.is_some() {
+                self.confirm(repo, digest);
+            }
+        })
     }
 
     /// Download a blob to `dest`: streamed through its hash into a temporary file beside it,
@@ -382,7 +408,8 @@ impl RegistryClient {
         }
         self.confirm_children(&op, bytes)?;
         let url = format!("{repo}/manifests/{reference}");
-        self.run(&op, || {
+        // Whether the registry answered with the digest pushed.
+        let claimed = self.run(&op, || {
             let resp = self.send(&op, &|base| {
                 Ok(self
                     .http
@@ -401,11 +428,21 @@ impl RegistryClient {
                         actual: claimed,
                     }))
                 }
-                _ => Ok(()),
+                Some(_) => Ok(true),
+                None => Ok(false),
             }
         })?;
+        // Stored under its digest and said so: confirmed. A tag is asked for again, so it is
+        // known to name this digest and nothing older.
+        if claimed && reference == digest {
+            self.confirm(repo, &digest);
+            return Ok(digest);
+        }
         match self.manifest_digest(repo, reference, &[media_type])? {
-            Some(served) if served == digest => Ok(digest),
+            Some(served) if served == digest => {
+                self.confirm(repo, &digest);
+                Ok(digest)
+            }
             Some(served) => Err(self.error(
                 &op,
                 ErrorKind::DigestMismatch {
@@ -453,11 +490,18 @@ impl RegistryClient {
             .chain(&children.layers)
             .filter(|d| d.urls.is_empty())
         {
+            if self.is_confirmed(op.repo, &blob.digest) {
+                continue;
+            }
             if self.blob_exists(op.repo, &blob.digest)?.is_none() {
                 missing.push(blob.digest.clone());
             }
         }
-        for child in &children.manifests {
+        for child in children
+            .manifests
+            .iter()
+            .filter(|c| !self.is_confirmed(op.repo, &c.digest))
+        {
             let accept: Vec<&str> = child.media_type.as_deref().into_iter().collect();
             if self
                 .manifest_digest(op.repo, &child.digest, &accept)?
@@ -518,7 +562,12 @@ pub fn is_digest(s: &str) -> bool {
 
 /// Refuse names that would change the URL they are placed in (`..`, `?`, `#`, spaces) and
 /// digests talext cannot verify.
-fn check_names(op: &Op, registry: &str, repo: &str, reference: &str) -> Result<(), RegistryError> {
+pub(super) fn check_names(
+    op: &Op,
+    registry: &str,
+    repo: &str,
+    reference: &str,
+) -> Result<(), RegistryError> {
     let bad = |input: &str, reason: &str| {
         RegistryError::new(
             registry,

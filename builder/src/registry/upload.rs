@@ -88,7 +88,10 @@ impl RegistryClient {
         if let Some(from) = mount_from.filter(|f| *f != repo) {
             op.scopes.push(format!("repository:{from}:pull"));
             match self.mount(&op, from, digest)? {
-                Mount::Done => return Ok(PushOutcome::Mounted),
+                Mount::Done => {
+                    self.confirm(repo, digest);
+                    return Ok(PushOutcome::Mounted);
+                }
                 Mount::Session(url) => session = Some((url, 0)),
                 Mount::Declined => {}
             }
@@ -117,6 +120,7 @@ impl RegistryClient {
                 failure
             })
         })?;
+        self.confirm(repo, digest);
         Ok(PushOutcome::Uploaded)
     }
 
@@ -130,7 +134,10 @@ impl RegistryClient {
         let mut op = Op::push(repo, format!("mount blob {digest}"));
         op.scopes.push(format!("repository:{from}:pull"));
         match self.mount(&op, from, digest)? {
-            Mount::Done => Ok(true),
+            Mount::Done => {
+                self.confirm(repo, digest);
+                Ok(true)
+            }
             Mount::Declined => Ok(false),
             Mount::Session(url) => {
                 // Cancel the session the registry opened instead (best effort: registries also
