@@ -306,3 +306,81 @@ fn a_corrupt_layout_blob_is_named_and_no_tag_is_pushed() {
         .unwrap();
     assert!(!tag.status.success(), "a tag was pushed");
 }
+
+/// A two-platform copy into an empty repository, request by request through the proxy: each
+/// blob is asked about once and sent once; every manifest goes after every blob and child it
+/// names was confirmed (found, or its upload closed), the index after both platform manifests
+/// and the tag last; the registry is asked about the tag once, after it is written. Asked
+/// again, nothing is sent: the blobs are found and the manifests rewritten.
+#[test]
+fn a_copy_asks_about_each_blob_once_and_writes_manifests_in_order() {
+    let reg = Registry::plain();
+    let proxy = FaultProxy::start(&reg.addr);
+    let amd = TestImage::new("amd64 bytes\n", "amd64");
+    let arm = TestImage::new("arm64 bytes\n", "arm64");
+    let index = test_index(&[&amd, &arm]);
+    let layout = reg.scratch().join("two");
+    write_oci_layout(&layout, &[&amd, &arm], Some(&index), "v1");
+    let src = format!("oci:{}:v1", layout.display());
+    ok(&["copy", &src, &format!("docker://{}/seq/img:v1", proxy.addr)]);
+    let hits = proxy.hits();
+    let at = |method: &str, needle: &str| -> Vec<usize> {
+        hits.iter()
+            .enumerate()
+            .filter(|(_, h)| h.method == method && h.path.contains(needle))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let blobs = [&amd.layer, &amd.config, &arm.layer, &arm.config];
+    for blob in blobs {
+        let hex = &blob.digest["sha256:".len()..];
+        assert_eq!(
+            at("HEAD", hex).len(),
+            1,
+            "`{}` asked about once",
+            blob.digest
+        );
+        assert_eq!(at("PUT", hex).len(), 1, "`{}` sent once", blob.digest);
+    }
+    let put_of = |digest: &str| at("PUT", &format!("/manifests/{digest}"));
+    let (m_amd, m_arm) = (put_of(&amd.manifest.digest), put_of(&arm.manifest.digest));
+    let (m_index, m_tag) = (put_of(&index.digest), put_of("v1"));
+    assert_eq!(
+        (m_amd.len(), m_arm.len(), m_index.len(), m_tag.len()),
+        (1, 1, 0, 1),
+        "the index goes under its tag only"
+    );
+    let last_blob = blobs
+        .iter()
+        .map(|b| at("PUT", &b.digest["sha256:".len()..])[0])
+        .max()
+        .unwrap();
+    assert!(m_amd[0] > last_blob && m_arm[0] > last_blob);
+    assert!(m_tag[0] > m_amd[0].max(m_arm[0]));
+    assert_eq!(at("HEAD", "/manifests/").len(), 1, "{hits:#?}");
+    assert!(at("HEAD", "/manifests/v1")[0] > m_tag[0]);
+    assert_eq!(hits.len(), 1 + 4 * 3 + 3 + 1, "{hits:#?}");
+    assert_eq!(
+        skopeo_raw(&reg.docker_ref("seq/img:v1")),
+        index.bytes,
+        "the registry serves the index copied"
+    );
+
+    // Again: each blob found by one HEAD, none sent.
+    let before = proxy.hits().len();
+    ok(&["copy", &src, &format!("docker://{}/seq/img:v1", proxy.addr)]);
+    let again = &proxy.hits()[before..];
+    assert!(
+        again
+            .iter()
+            .all(|h| !(h.method == "PUT" || h.method == "POST") || h.path.contains("/manifests/")),
+        "{again:#?}"
+    );
+    assert_eq!(
+        again
+            .iter()
+            .filter(|h| h.method == "HEAD" && h.path.contains("/blobs/"))
+            .count(),
+        4
+    );
+}
