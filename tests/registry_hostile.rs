@@ -636,3 +636,37 @@ fn an_endless_manifest_is_capped_while_it_streams() {
     );
     assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
 }
+
+#[test]
+fn a_layer_shorter_than_its_descriptor_is_refused_after_one_try_from_its_end() {
+    let reg = Registry::plain();
+    let img = TestImage::new("shorter than it says\n", "amd64");
+    // The manifest says the layer has 100 bytes more than it has (the registry does not check).
+    let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest.bytes).unwrap();
+    let size = img.layer.bytes.len() as u64;
+    manifest["layers"][0]["size"] = (size + 100).into();
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    push(&reg.addr, false, "hostile/short", &img);
+    RegistryClient::new(&RegistryOptions::default(), &reg.addr)
+        .unwrap()
+        .put_manifest("hostile/short", "v1", &bytes, &img.manifest.media_type)
+        .unwrap();
+    let front = FaultProxy::start(&reg.addr);
+    let run = validate_through(&front, "hostile/short", &[], &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("received {size} bytes, expected {}", size + 100)),
+        "{}",
+        run.stderr
+    );
+    // Asked once more, from where it ended; the registry has nothing there (416).
+    let ranges: Vec<Option<String>> = front
+        .hits()
+        .iter()
+        .filter(|h| h.method == "GET" && h.path.contains(&img.layer.digest))
+        .map(|h| h.header("range").map(str::to_string))
+        .collect();
+    assert_eq!(ranges, [None, Some(format!("bytes={size}-"))]);
+    assert!(run.took < Duration::from_secs(10), "took {:?}", run.took);
+}

@@ -193,6 +193,12 @@ impl BlobStream<'_> {
                     self.resp = Some(resp);
                     return Ok(());
                 }
+                // Nothing from there on: the blob is shorter than its descriptor says, which
+                // is what the cut already told.
+                Err(Failure {
+                    kind: ErrorKind::Status { status: 416, .. },
+                    ..
+                }) => failure.retry = Retry::No,
                 Err(f) => failure = f,
             }
         }
