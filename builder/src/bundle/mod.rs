@@ -19,9 +19,9 @@
 //!
 //! - [`create()`]: pull references into a staging layout with [`crate::transfer`], pack it.
 //! - [`verify()`]: one streaming pass that re-hashes every file (nothing is held whole in memory).
-//! - [`push()`]: verify while extracting to a temporary layout, then copy image by image into
-//!   `REGISTRY[/PREFIX]`, keeping repository paths, tags and digests; [`mirror`] renders the
-//!   Talos registry-mirror configuration for where they went.
+//! - [`push()`]: verify in one streaming pass, then copy image by image, each blob read where it
+//!   lies in the bundle, into `REGISTRY[/PREFIX]`, keeping repository paths, tags and digests;
+//!   [`mirror`] renders the Talos registry-mirror configuration for where they went.
 
 pub mod cli;
 mod create;
