@@ -417,6 +417,12 @@ fn a_killed_push_completes_when_run_again() {
         );
     }
     assert!(uploads.len() < wanted.len(), "{uploads:?}");
+    // One client for the whole push: the registry is probed once for five images.
+    let probes = proxy.hits()[before..]
+        .iter()
+        .filter(|h| h.method == "GET" && h.path == "/v2/")
+        .count();
+    assert_eq!(probes, 1, "one `/v2/` probe for the whole bundle");
     let mut expected = String::new();
     for (n, img) in images.iter().enumerate() {
         expected.push_str(&format!(

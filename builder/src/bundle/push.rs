@@ -19,7 +19,6 @@ use crate::registry::transport::Scheme;
 use crate::registry::{Reference, RegistryClient, RegistryOptions};
 use crate::store::source::Source;
 use crate::transfer;
-use crate::transport::Location;
 
 /// Where `push` puts images: a registry host and an optional repository prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +190,9 @@ pub fn push(
     ));
     let layout = Layout::in_tar(file)?;
     let plan = plan(&target, &verified.images)?;
-    let client = RegistryClient::new(options, &target.registry)?;
+    // One client for every image: one endpoint probe, one pool of connections, one set of
+    // tokens, however many images the bundle holds.
+    let client = std::sync::Arc::new(RegistryClient::new(options, &target.registry)?);
     let transfer = transfer::Transfer {
         mounts: Some(std::sync::Arc::new(transfer::MountBook::default())),
         ..Default::default()
@@ -213,7 +214,7 @@ pub fn push(
                 tag: Some(image.reference.clone()),
                 repository: None,
             };
-            let dst = crate::store::sink::open(&Location::Registry(push_to.to_string()), options)?;
+            let dst = crate::store::sink::registry(&client, reference.clone(), options)?;
             let copied = transfer::copy_opened(&src, dst, &image.reference, &[], &transfer, false)?;
             if copied.digest != image.digest.as_str() {
                 return Err(Error::internal(format!(

@@ -5,6 +5,7 @@
 //! layout or archive), so no name ever points at something missing.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::source::{Doc, Source};
 use super::Output;
@@ -19,7 +20,9 @@ pub enum Sink {
     /// An `oci:` layout or `oci-archive:`, published only by [`Sink::put_root`].
     Layout { out: Output, tag: Option<String> },
     Registry {
-        client: RegistryClient,
+        /// Shared by the sinks of one command into one registry (a bundle's images), so they
+        /// share its connections, its endpoint probe and its tokens.
+        client: Arc<RegistryClient>,
         reference: Reference,
     },
 }
@@ -34,10 +37,28 @@ pub fn open(loc: &Location, options: &RegistryOptions) -> Result<Sink> {
         Location::Registry(r) => {
             let reference = Reference::parse(r)?;
             let client = RegistryClient::new(options, &reference.registry)?;
-            Ok(Sink::Registry { client, reference })
+            Ok(Sink::Registry {
+                client: Arc::new(client),
+                reference,
+            })
         }
         other => Err(crate::transfer::unsupported(other)),
     }
+}
+
+/// A sink for `reference` through `client` when it is open to the reference's registry (else
+/// a client of its own, from `options`).
+pub fn registry(
+    client: &Arc<RegistryClient>,
+    reference: Reference,
+    options: &RegistryOptions,
+) -> Result<Sink> {
+    let client = if client.registry() == reference.registry {
+        client.clone()
+    } else {
+        Arc::new(RegistryClient::new(options, &reference.registry)?)
+    };
+    Ok(Sink::Registry { client, reference })
 }
 
 impl Sink {
